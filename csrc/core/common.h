@@ -1,0 +1,62 @@
+// Common definitions shared by every layer of the C++ runtime: error type,
+// checked integer arithmetic, aligned buffers. No ISA-specific code here.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <new>
+
+namespace slimrt {
+
+// Error codes, shared with the C API (slimrt_status_t) and mapped to Python
+// exception classes (Error, FormatError, InputError, UnsupportedError).
+enum class Code : int {
+  Ok = 0,
+  InvalidArgument = 1,   // bad call arguments / input shape or dtype -> slimrt.InputError
+  Format = 2,            // malformed or hostile .slim file -> slimrt.FormatError
+  Unsupported = 3,       // op/format/ISA not available -> slimrt.UnsupportedError
+  Io = 4,                // file cannot be opened/read/mapped -> slimrt.Error (OSError-like)
+  OutOfMemory = 5,
+  Internal = 6,
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(Code code, const std::string& msg) : std::runtime_error(msg), code_(code) {}
+  Code code() const { return code_; }
+ private:
+  Code code_;
+};
+
+[[noreturn]] inline void fail(Code code, const std::string& msg) { throw Error(code, msg); }
+[[noreturn]] inline void format_error(const std::string& msg) { throw Error(Code::Format, msg); }
+
+// Checked arithmetic for sizes read from untrusted files.
+inline bool mul_overflow_u64(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+inline bool add_overflow_u64(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_add_overflow(a, b, out);
+}
+
+// 64-byte aligned heap buffer (free with aligned_free / AlignedBuffer).
+constexpr size_t kAlign = 64;
+inline void* aligned_alloc_bytes(size_t n) {
+  if (n == 0) n = kAlign;
+  size_t rounded = (n + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, rounded);
+  if (!p) throw Error(Code::OutOfMemory, "out of memory allocating " + std::to_string(n) + " bytes");
+  return p;
+}
+struct AlignedFree { void operator()(void* p) const { std::free(p); } };
+template <typename T>
+using AlignedPtr = std::unique_ptr<T[], AlignedFree>;
+template <typename T>
+AlignedPtr<T> aligned_array(size_t count) {
+  return AlignedPtr<T>(static_cast<T*>(aligned_alloc_bytes(count * sizeof(T))));
+}
+
+}  // namespace slimrt
