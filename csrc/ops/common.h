@@ -1,0 +1,31 @@
+// Helpers shared by op implementations (not by kernels).
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "kernels/act.h"
+#include "runtime/op.h"
+
+namespace slimrt::ops {
+
+// The node's `act`/`alpha` attributes as a kernel activation.
+std::pair<Act, float> parse_act(const BuildContext& c);
+
+// A constant float vector input of exactly n elements (bias, BN parameters).
+const float* vector_constant(const BuildContext& c, size_t input, int64_t n, const char* what);
+
+void expect_f32(const TensorInfo& t, const char* what);
+
+// Convolution / pooling output length (floor mode).
+inline int64_t conv_out(int64_t size, int64_t k, int64_t stride, int64_t dil, int64_t p0, int64_t p1) {
+  int64_t eff = dil * (k - 1) + 1;
+  int64_t num = size + p0 + p1 - eff;
+  return num < 0 ? 0 : num / stride + 1;
+}
+
+// Returns the depthwise op for a conv2d node that is depthwise (groups == C,
+// one input channel per group), else nullptr.
+std::unique_ptr<Op> make_depthwise_conv(BuildContext& c);
+
+}  // namespace slimrt::ops

@@ -1,0 +1,74 @@
+// A Program is a loaded model made ready to run on one ISA: one Op per node
+// (weights packed), constants decoded where ops need them dense, and a cache
+// of execution plans (shapes + memory layout) per input-shape signature.
+// Program::execute may be called from several threads at once.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/op.h"
+
+namespace slimrt {
+
+// Execution plan for one set of input shapes.
+struct Plan {
+  std::vector<TensorInfo> infos;      // per value id
+  std::vector<int32_t> root;          // per value: the value whose bytes it uses (itself unless a view)
+  std::vector<int64_t> offset;        // per root value in the arena, -1 when not in the arena
+  std::vector<int64_t> ws_offset;     // per node, -1 = no workspace
+  std::vector<size_t> ws_bytes;       // per node
+  std::vector<int32_t> output_slot;   // per value: index in outputs written in place, -1 otherwise
+  size_t arena_bytes = 0;
+  std::vector<TensorInfo> output_infos;
+};
+
+struct ProgramOptions {
+  Isa isa = Isa::Scalar;
+  int threads = 1;
+};
+
+class Program {
+ public:
+  Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& opt);
+  ~Program();
+
+  const ModelDef& model() const { return *model_; }
+  const std::shared_ptr<const ModelDef>& model_ptr() const { return model_; }
+  Isa isa() const { return opt_.isa; }
+  int threads() const { return opt_.threads; }
+
+  // Validates input dtypes/shapes against the model and returns the plan (cached).
+  std::shared_ptr<const Plan> plan(const std::vector<TensorInfo>& inputs) const;
+  // Runs the plan. inputs: one C-contiguous buffer per graph input; outputs:
+  // one caller buffer per graph output, each of plan.output_infos[i].bytes().
+  void execute(const Plan& plan, const std::vector<const void*>& inputs,
+               const std::vector<void*>& outputs, int threads = 0) const;
+
+  // Constant access for ops being built (BuildContext).
+  const Tensor& dense_constant(int32_t value_id);
+  std::vector<std::string> kernel_names() const;
+
+ private:
+  std::shared_ptr<Plan> make_plan(const std::vector<TensorInfo>& inputs) const;
+  AlignedPtr<uint8_t> take_arena(size_t bytes, size_t* cap) const;
+  void give_arena(AlignedPtr<uint8_t> a, size_t cap) const;
+
+  std::shared_ptr<const ModelDef> model_;
+  ProgramOptions opt_;
+  std::vector<std::unique_ptr<Op>> ops_;
+  std::vector<int32_t> last_use_;                 // per value: last node index reading it
+  std::map<int32_t, Tensor> constants_;           // decoded constants by value id
+  std::vector<std::unique_ptr<uint8_t[], AlignedFree>> owned_;  // storage of decoded constants
+  mutable std::mutex mu_;
+  mutable std::map<std::vector<std::vector<int64_t>>, std::shared_ptr<Plan>> plans_;
+  mutable std::vector<std::pair<AlignedPtr<uint8_t>, size_t>> arenas_;  // free arenas
+};
+
+// Decodes any stored tensor (every TFormat) to float32, element by element — the
+// scalar reference of the formats, used for small constants and by tests.
+void decode_to_f32(const TensorDef& t, float* out);
+
+}  // namespace slimrt

@@ -1,0 +1,94 @@
+"""``slimrt.Session``: runs a model on the native runtime."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._native import core as _core
+from .errors import InputError
+from .ir import Model
+
+
+class Session:
+    """Runs a ``.slim`` file or a ``Model`` on the C++ runtime.
+
+    ``threads``: worker threads for this session (default: ``SLIMRT_NUM_THREADS``
+    or every CPU the process may use). ``isa``: cap the kernels to one ISA
+    (``"scalar"``, ``"avx2"``, ``"avx512"``, ``"avx512vnni"``); default the best
+    this CPU supports (itself capped by the ``SLIMRT_ISA`` environment variable).
+
+    ``run`` releases the GIL; one session may be used from several threads at once.
+    """
+
+    def __init__(self, model, threads: int | None = None, isa: str | None = None):
+        t = 0 if threads is None else int(threads)
+        if t < 0:
+            raise InputError("threads must be >= 0")
+        if isinstance(model, Model):
+            from .slimfile import dumps
+
+            self._s = _core.Session.from_bytes(dumps(model), t, isa)
+        elif isinstance(model, (bytes, bytearray, memoryview)):
+            self._s = _core.Session.from_bytes(bytes(model), t, isa)
+        else:
+            self._s = _core.Session(os.fspath(model), t, isa)
+        self.inputs = [dict(name=n, shape=s, dtype=d) for n, s, d in self._s.inputs]
+        self.outputs = [dict(name=n, dtype=d) for n, _, d in self._s.outputs]
+
+    @property
+    def input_names(self):
+        return [i["name"] for i in self.inputs]
+
+    @property
+    def output_names(self):
+        return [o["name"] for o in self.outputs]
+
+    @property
+    def isa(self) -> str:
+        return self._s.isa
+
+    @property
+    def threads(self) -> int:
+        return self._s.threads
+
+    def _feeds(self, feeds):
+        names = self.input_names
+        if isinstance(feeds, dict):
+            missing = [n for n in names if n not in feeds]
+            extra = sorted(set(feeds) - set(names))
+            if missing:
+                raise InputError(f"missing input(s) {missing}; the model takes {names}")
+            if extra:
+                raise InputError(f"unknown input(s) {extra}; the model takes {names}")
+            return [feeds[n] for n in names]
+        if isinstance(feeds, (list, tuple)):
+            if len(feeds) != len(names):
+                raise InputError(f"the model takes {len(names)} inputs {names}, got {len(feeds)}")
+            return list(feeds)
+        if len(names) != 1:
+            raise InputError(f"the model takes {len(names)} inputs {names}; pass a dict or a list")
+        return [feeds]
+
+    def run(self, feeds, threads: int | None = None) -> list:
+        """Runs the model. ``feeds``: one array, a list in input order, or ``{name: array}``.
+
+        Returns the list of output arrays (numpy), in the model's output order.
+        """
+        arrays = []
+        for a in self._feeds(feeds):
+            if not isinstance(a, np.ndarray):
+                a = np.asarray(a)
+            arrays.append(a)
+        return self._s.run(arrays, 0 if threads is None else int(threads))
+
+    def kernels(self):
+        """(node name, op, kernel) for every node: what the dispatcher picked."""
+        return self._s.kernel_names()
+
+    def memory_plan(self, *shapes):
+        """Arena bytes the memory planner needs for these input shapes, and the unplanned sum."""
+        return self._s.plan_info([list(s) for s in shapes])
+
+    def __repr__(self):
+        return f"Session(inputs={self.inputs}, outputs={self.output_names}, isa={self.isa!r}, threads={self.threads})"

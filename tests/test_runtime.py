@@ -1,0 +1,187 @@
+"""Whole graphs through the C++ runtime against the numpy reference executor, on every ISA."""
+import threading
+
+import numpy as np
+import pytest
+
+import slimrt
+from slimrt import Model
+from conftest import supported_isas
+
+ISAS = supported_isas()
+RTOL = 1e-4  # relative to the output's max magnitude (float32 kernels vs float64 reference)
+
+
+def close(got, want, tol=RTOL):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    scale = max(np.abs(want).max(), 1e-6)
+    err = np.abs(got - want).max() / scale
+    assert err <= tol, f"max rel. error {err:.3g} > {tol}"
+
+
+def check(model, feeds, isas=ISAS, tol=RTOL, threads=(1, 2)):
+    model.validate()
+    want = model.run_reference(feeds)
+    for isa in isas:
+        for t in threads:
+            got = slimrt.Session(model, isa=isa, threads=t).run(feeds)
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                close(g, w, tol)
+
+
+def rnd(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def test_mlp(rng):
+    m = Model(inputs=[("x", (None, 37))])
+    h = m.add_node("dense", ["x", m.add_constant("w1", rnd(rng, 33, 37, scale=0.3)), m.add_constant("b1", rnd(rng, 33))],
+                   dict(act="relu"))
+    h = m.add_node("dense", [h, m.add_constant("w2", rnd(rng, 10, 33, scale=0.3))])
+    m.outputs = [m.add_node("softmax", [h])]
+    for batch in (1, 5, 17):
+        check(m, rnd(rng, batch, 37))
+
+
+CONVS = [
+    dict(k=3, s=1, d=1, p=[1, 1, 1, 1], g=1),
+    dict(k=3, s=2, d=1, p=[0, 0, 1, 1], g=1),
+    dict(k=1, s=1, d=1, p=[0, 0, 0, 0], g=1),
+    dict(k=3, s=1, d=2, p=[2, 2, 2, 2], g=1),
+    dict(k=3, s=1, d=1, p=[1, 1, 1, 1], g=2),
+    dict(k=3, s=2, d=1, p=[1, 1, 1, 1], g="dw"),
+    dict(k=5, s=1, d=1, p=[2, 1, 2, 1], g="dw"),
+]
+
+
+@pytest.mark.parametrize("cfg", CONVS, ids=lambda c: f"k{c['k']}s{c['s']}d{c['d']}g{c['g']}")
+@pytest.mark.parametrize("act", ["none", "relu6", "hard_swish"])
+def test_conv2d(rng, cfg, act):
+    c = 6
+    g = c if cfg["g"] == "dw" else cfg["g"]
+    o = 12 if cfg["g"] == "dw" else 10
+    m = Model(inputs=[("x", (None, 9, 11, c))])
+    w = m.add_constant("w", rnd(rng, o, cfg["k"], cfg["k"], c // g, scale=0.3))
+    b = m.add_constant("b", rnd(rng, o))
+    m.outputs = [m.add_node("conv2d", ["x", w, b], dict(strides=[cfg["s"]] * 2, dilations=[cfg["d"]] * 2,
+                                                         pads=cfg["p"], groups=g, act=act))]
+    check(m, rnd(rng, 2, 9, 11, c))
+
+
+def test_cnn_ops(rng):
+    """conv -> BN -> prelu -> pools (ceil mode) -> concat -> pad -> global pool -> flatten -> dense."""
+    m = Model(inputs=[("x", (None, 12, 12, 3))])
+    y = m.add_node("conv2d", ["x", m.add_constant("w", rnd(rng, 8, 3, 3, 3, scale=0.4))], dict(pads=[1, 1, 1, 1]))
+    y = m.add_node("batch_norm", [y, m.add_constant("g", rnd(rng, 8) + 1), m.add_constant("be", rnd(rng, 8)),
+                                  m.add_constant("mu", rnd(rng, 8)), m.add_constant("var", np.abs(rnd(rng, 8)) + 0.5)],
+                   dict(epsilon=1e-3))
+    y = m.add_node("prelu", [y, m.add_constant("slope", rnd(rng, 8, scale=0.2))])
+    a = m.add_node("max_pool", [y], dict(kernel=[3, 3], strides=[2, 2], ceil_mode=1))
+    b = m.add_node("avg_pool", [y], dict(kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+                                         count_include_pad=0))
+    y = m.add_node("concat", [a, b], dict(axis=3))
+    y = m.add_node("pad", [y], dict(pads=[0, 1, 0, 0, 0, 1, 2, 0], value=0.5))
+    g = m.add_node("global_avg_pool", [y])
+    gm = m.add_node("global_max_pool", [y])
+    y = m.add_node("add", [g, gm])
+    y = m.add_node("flatten", [y])
+    m.outputs = [m.add_node("dense", [y, m.add_constant("wd", rnd(rng, 5, 16))], dict(act="sigmoid"))]
+    check(m, rnd(rng, 3, 12, 12, 3))
+
+
+@pytest.mark.parametrize("act", list(slimrt.ir.ACTIVATIONS))
+def test_activations(rng, act):
+    m = Model(inputs=[("x", (None, 7, 19))])
+    m.outputs = [m.add_node("activation", ["x"], dict(act=act, alpha=0.2))]
+    check(m, rnd(rng, 2, 7, 19, scale=3.0), threads=(1,))
+
+
+def test_transformer_block_ops(rng):
+    """embedding -> layer norm -> q/k matmul -> softmax -> matmul -> transpose/reshape -> gelu -> slice/reduce."""
+    s, d, h = 6, 16, 2
+    m = Model(inputs=[("ids", (None, s), "int64")])
+    x = m.add_node("embedding", ["ids", m.add_constant("tab", rnd(rng, 50, d))])
+    x = m.add_node("layer_norm", [x, m.add_constant("ln_g", rnd(rng, d) + 1), m.add_constant("ln_b", rnd(rng, d))])
+    q = m.add_node("dense", [x, m.add_constant("wq", rnd(rng, d, d, scale=0.3))])
+    k = m.add_node("dense", [x, m.add_constant("wk", rnd(rng, d, d, scale=0.3))])
+    q = m.add_node("transpose", [m.add_node("reshape", [q], dict(shape=[0, 0, h, d // h]))], dict(perm=[0, 2, 1, 3]))
+    k = m.add_node("transpose", [m.add_node("reshape", [k], dict(shape=[0, 0, h, d // h]))], dict(perm=[0, 2, 1, 3]))
+    att = m.add_node("matmul", [q, k], dict(trans_b=1))
+    att = m.add_node("mul", [att, m.add_constant("sc", np.float32([0.5]))])
+    att = m.add_node("softmax", [att])
+    o = m.add_node("matmul", [att, q])
+    o = m.add_node("reshape", [m.add_node("transpose", [o], dict(perm=[0, 2, 1, 3]))], dict(shape=[0, 0, d]))
+    o = m.add_node("activation", [m.add_node("sub", [o, x])], dict(act="gelu"))
+    o = m.add_node("div", [o, m.add_constant("two", np.float32([2.0]))])
+    first = m.add_node("slice", [o], dict(axes=[1], starts=[0], ends=[1]))
+    mean = m.add_node("reduce_mean", [o], dict(axes=[1]))
+    mx = m.add_node("reduce_max", [o], dict(axes=[1], keepdims=1))
+    m.outputs = [first, mean, mx, m.add_node("matmul", [o, m.add_constant("wm", rnd(rng, d, 3))])]
+    check(m, {"ids": rng.integers(0, 50, (2, s)).astype(np.int64)})
+
+
+def test_dynamic_batch_and_plan(rng):
+    m = Model(inputs=[("x", (None, 8, 8, 4))])
+    y = "x"
+    for i in range(4):
+        y = m.add_node("conv2d", [y, m.add_constant(f"w{i}", rnd(rng, 4, 3, 3, 4, scale=0.3))],
+                       dict(pads=[1, 1, 1, 1], act="relu"))
+    m.outputs = [y]
+    sess = slimrt.Session(m)
+    for b in (1, 4, 2, 4):
+        close(sess.run(rnd(rng, b, 8, 8, 4) * 0 + 1)[0], m.run_reference(np.ones((b, 8, 8, 4), np.float32))[0])
+    plan = sess.memory_plan((8, 8, 8, 4))
+    # Four 8x8x8x4 activations, three of them in the arena: reuse keeps it to two buffers (+ workspace).
+    assert plan["arena_bytes"] < plan["activation_bytes_unplanned"] + 64 * 1024
+
+
+def test_concurrent_runs_identical(rng):
+    m = Model(inputs=[("x", (None, 64))])
+    h = m.add_node("dense", ["x", m.add_constant("w1", rnd(rng, 256, 64, scale=0.2))], dict(act="gelu"))
+    m.outputs = [m.add_node("dense", [h, m.add_constant("w2", rnd(rng, 10, 256, scale=0.2))])]
+    sess = slimrt.Session(m, threads=2)
+    xs = [rnd(rng, 16, 64) for _ in range(4)]
+    want = [sess.run(x)[0] for x in xs]
+    errors = []
+
+    def worker(i):
+        for _ in range(20):
+            got = sess.run(xs[i % 4])[0]
+            if not np.array_equal(got, want[i % 4]):
+                errors.append(i)
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+
+
+def test_input_errors(rng):
+    m = Model(inputs=[("x", (None, 4))])
+    m.outputs = [m.add_node("dense", ["x", m.add_constant("w", rnd(rng, 3, 4))])]
+    sess = slimrt.Session(m)
+    with pytest.raises(slimrt.InputError, match="shape"):
+        sess.run(np.zeros((2, 5), np.float32))
+    with pytest.raises(slimrt.InputError, match="dtype"):
+        sess.run(np.zeros((2, 4), np.int32))
+    with pytest.raises(slimrt.InputError, match="missing"):
+        sess.run({"y": np.zeros((2, 4), np.float32)})
+    with pytest.raises(slimrt.InputError):
+        sess.run([np.zeros((2, 4), np.float32)] * 2)
+    # float64 input is accepted and converted
+    close(sess.run(np.ones((2, 4)))[0], m.run_reference(np.ones((2, 4), np.float32))[0])
+    ids = Model(inputs=[("i", (None,), "int32")])
+    ids.outputs = [ids.add_node("embedding", ["i", ids.add_constant("t", rnd(rng, 5, 2))])]
+    with pytest.raises(slimrt.InputError, match="out of range"):
+        slimrt.Session(ids).run(np.array([1, 7], np.int32))
+
+
+def test_unknown_isa_rejected():
+    m = Model(inputs=[("x", (None, 4))])
+    m.outputs = [m.add_node("activation", ["x"], dict(act="relu"))]
+    with pytest.raises(slimrt.InputError, match="unknown ISA"):
+        slimrt.Session(m, isa="sse9")
