@@ -1,0 +1,116 @@
+"""Speed of the NHWC eltwise kernels against peers measured in the same run.
+
+    SLIMRT_DEV_CORE=... PYTHONPATH=python python3 -m pytest bench/bench_eltwise.py \
+        --benchmark-only --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
+
+Depthwise 3x3 + bias + relu6 on MobileNetV2-like shapes vs torch (conv2d groups=C,
+NCHW and channels_last, then relu6), softmax / layer norm vs numpy (and torch).
+Every engine is pinned to the same thread count (SLIMRT_BENCH_THREADS, default 1).
+Ratios: compare the medians inside one group.
+"""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slimrt._native import core
+
+K = core.kernels
+THREADS = int(os.environ.get("SLIMRT_BENCH_THREADS", "1"))
+torch.set_num_threads(THREADS)
+ISA = core.cpu_info()["isa"]
+
+DW_SHAPES = {
+    "112x112x96_s2": (112, 112, 96, 2),
+    "56x56x144_s1": (56, 56, 144, 1),
+    "14x14x576_s1": (14, 14, 576, 1),
+}
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "torch_nchw", "torch_channels_last"])
+@pytest.mark.parametrize("shape", list(DW_SHAPES))
+def test_dwconv3x3(benchmark, shape, engine):
+    H, W, C, s = DW_SHAPES[shape]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, H, W, C)).astype(np.float32)
+    w = rng.standard_normal((3, 3, C)).astype(np.float32)
+    b = rng.standard_normal(C).astype(np.float32)
+    benchmark.group = f"dwconv3x3 {shape} relu6 threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine.startswith("slimrt"):
+        isa = "avx2" if engine == "slimrt_avx2" else ISA
+        if isa not in core.cpu_info()["supported_isas"]:
+            pytest.skip(f"{isa} not supported")
+        out = K.dwconv2d(x, w, b, strides=s, pads=1, act="relu6", isa=isa, threads=THREADS)
+        benchmark(K.dwconv2d, x, w, b, strides=s, pads=1, act="relu6", isa=isa, threads=THREADS, out=out)
+    else:
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        wt = torch.from_numpy(w).permute(2, 0, 1).unsqueeze(1).contiguous()
+        bt = torch.from_numpy(b)
+        if engine == "torch_channels_last":
+            xt = xt.to(memory_format=torch.channels_last)
+            wt = wt.to(memory_format=torch.channels_last)
+
+        def run():
+            with torch.no_grad():
+                return F.relu6(F.conv2d(xt, wt, bt, stride=s, padding=1, groups=C), inplace=True)
+
+        benchmark(run)
+
+
+SOFTMAX_SHAPES = {"attn_12x128x128": (12 * 128, 128), "cls_64x1000": (64, 1000), "long_8x8192": (8, 8192)}
+
+
+def np_softmax(x, out):
+    np.subtract(x, x.max(-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(-1, keepdims=True)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "numpy", "torch"])
+@pytest.mark.parametrize("shape", list(SOFTMAX_SHAPES))
+def test_softmax(benchmark, shape, engine):
+    x = np.random.default_rng(0).standard_normal(SOFTMAX_SHAPES[shape]).astype(np.float32)
+    out = np.empty_like(x)
+    benchmark.group = f"softmax {shape} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine == "slimrt":
+        benchmark(K.softmax, x, isa=ISA, out=out, threads=THREADS)
+    elif engine == "numpy":
+        benchmark(np_softmax, x, out)
+    else:
+        xt = torch.from_numpy(x)
+        benchmark(torch.softmax, xt, -1)
+
+
+LN_SHAPES = {"bert_128x768": (128, 768), "vit_197x384": (197, 384), "wide_32x4096": (32, 4096)}
+
+
+def np_layer_norm(x, g, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    d = x - mu
+    var = np.mean(d * d, -1, keepdims=True)
+    return d / np.sqrt(var + eps) * g + b
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "numpy", "torch"])
+@pytest.mark.parametrize("shape", list(LN_SHAPES))
+def test_layer_norm(benchmark, shape, engine):
+    rows, n = LN_SHAPES[shape]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, n)).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    out = np.empty_like(x)
+    benchmark.group = f"layer_norm {shape} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine == "slimrt":
+        benchmark(K.layer_norm, x, g, b, 1e-5, isa=ISA, out=out, threads=THREADS)
+    elif engine == "numpy":
+        benchmark(np_layer_norm, x, g, b, 1e-5)
+    else:
+        xt, gt, bt = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)
+        benchmark(F.layer_norm, xt, (n,), gt, bt, 1e-5)

@@ -1,0 +1,61 @@
+// fp32 depthwise 2-D convolution, NHWC. Namespace slimrt::kernels.
+//
+// Layout:
+//   x [N, H, W, C]                  C-contiguous input
+//   w [KH, KW, O]                   O = C * mult; output channel o reads input
+//                                   channel o / mult (PyTorch groups=C order).
+//                                   A PyTorch weight [O, 1, KH, KW] becomes
+//                                   w = weight.permute(2, 3, 0, 1) (w[kh][kw][o]).
+//                                   Used as is: this layout is already the
+//                                   packed one (one vector of O per tap).
+//   y [N, OH, OW, O]
+//   OH = (H + pt + pb - dh*(KH-1) - 1) / sh + 1, OW likewise; taps outside the
+//   image read 0.
+//   y[p][o] = act(acc[p][o] * scale[o] + bias[o] + residual[p*ldr + o])
+//   with the Epilogue of kernels/act.h (each term optional; p = flat output pixel).
+//
+// Kernel: vectorised over output channels (one vector, masked tail), four
+// output pixels of a row per register block in the image interior (weights
+// loaded once per tap for four pixels), single pixels with clipped taps at the
+// borders; KW = 3 is a compile-time special case. The activation runs over the
+// finished output row while it is in L1. mult > 1 first expands x to O
+// channels in a scratch buffer (x[.., c] repeated mult times).
+#pragma once
+#include <cstdint>
+
+#include "core/cpu.h"
+#include "kernels/act.h"
+
+namespace slimrt::kernels {
+
+struct DwConv2dShape {
+  int64_t n = 1, h = 1, w = 1, c = 1;  // input
+  int64_t mult = 1;                    // channel multiplier, O = c * mult
+  int kh = 1, kw = 1;
+  int sh = 1, sw = 1, dh = 1, dw = 1;
+  int pt = 0, pl = 0, pb = 0, pr = 0;
+  int64_t oh = 0, ow = 0;              // filled by dwconv2d_output_size
+  int64_t out_channels() const { return c * mult; }
+};
+
+// Validates and fills s.oh / s.ow; throws InvalidArgument on bad params.
+void dwconv2d_output_size(DwConv2dShape& s);
+
+struct DwConvKernels {
+  const char* isa;
+  // Output rows [r0, r1) of the flattened (n, oh) index; s.mult must be 1
+  // (x has O channels).
+  void (*rows)(const float* x, const float* w, const Epilogue& ep, float* y, const DwConv2dShape& s,
+               int64_t r0, int64_t r1);
+};
+
+const DwConvKernels& dwconv_kernels(Isa isa);  // throws Unsupported if the CPU lacks `isa`
+const DwConvKernels& dwconv_kernels_scalar();
+const DwConvKernels& dwconv_kernels_avx2();
+const DwConvKernels& dwconv_kernels_avx512();
+
+// s.oh / s.ow must be set. Threads over output rows.
+void dwconv2d(const DwConv2dShape& s, const float* x, const float* w, const Epilogue& ep, float* y, Isa isa,
+              int threads = 1);
+
+}  // namespace slimrt::kernels

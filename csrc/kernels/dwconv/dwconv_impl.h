@@ -1,0 +1,235 @@
+// Generic body of the depthwise NHWC convolution (dwconv.h) over the Vec
+// interface (eltwise/vec_scalar.h).
+//   3x3, dilation 1, stride 1 or 2 (rows3x3): per output row, each channel
+//     vector keeps its 9 weights in registers and sweeps the row in blocks of
+//     P pixels (8 with AVX-512 / 4 otherwise at stride 1, 4 at stride 2) that
+//     share input loads.
+//   Other shapes (rows_t): 1 vector of channels x 4 output pixels (interior),
+//     KWT = 3 fixes KW at compile time, KWT = 0 reads it at run time.
+//   Border pixels (taps clipped): 1 vector x 1 pixel (pixel()).
+#pragma once
+#include <cstdint>
+
+#include "kernels/dwconv/dwconv.h"
+#include "kernels/eltwise/vmath.h"
+
+namespace {
+
+template <class V>
+struct DwConvImpl {
+  using T = typename V::T;
+  using Shape = slimrt::kernels::DwConv2dShape;
+  using Epi = slimrt::Epilogue;
+  static constexpr int PB = 4;  // output pixels per register block
+
+  static T epilogue(T acc, const Epi& ep, int64_t c, int k, const float* res) {
+    if (ep.scale) acc = V::mul(acc, V::load_n(ep.scale + c, k));
+    if (ep.bias) acc = V::add(acc, V::load_n(ep.bias + c, k));
+    if (res) acc = V::add(acc, V::load_n(res + c, k));
+    // relu / relu6 are fused here; other activations run over the finished row (row_act).
+    if (ep.act == slimrt::Act::Relu) acc = V::max(V::zero(), acc);
+    else if (ep.act == slimrt::Act::Relu6) acc = V::min(V::set1(6.f), V::max(V::zero(), acc));
+    return acc;
+  }
+
+  static void row_act(float* yr, int64_t n, const Epi& ep) {
+    if (ep.act != slimrt::Act::None && ep.act != slimrt::Act::Relu && ep.act != slimrt::Act::Relu6)
+      act_any<V>(yr, yr, n, ep.act, ep.alpha);
+  }
+
+  template <int KWT, bool FULL>
+  static void block4(const float* xi, const float* w, const Epi& ep, float* yo, const float* res, const Shape& s,
+                     int64_t iw0, int64_t kh0, int64_t kh1, int64_t ih0, int64_t c, int k) {
+    const int KW = KWT ? KWT : s.kw;
+    const int64_t C = s.c, ldh = s.w * C, xs = s.sw * C, xd = s.dw * C;
+    T a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    for (int64_t kh = kh0; kh < kh1; ++kh) {
+      const float* xr = xi + (ih0 + kh * s.dh) * ldh + iw0 * C + c;
+      const float* wr = w + kh * KW * C + c;
+      for (int kw = 0; kw < KW; ++kw) {
+        const T wv = FULL ? V::load(wr + kw * C) : V::load_n(wr + kw * C, k);
+        const float* p = xr + kw * xd;
+        if (FULL) {
+          a0 = V::fma(V::load(p), wv, a0);
+          a1 = V::fma(V::load(p + xs), wv, a1);
+          a2 = V::fma(V::load(p + 2 * xs), wv, a2);
+          a3 = V::fma(V::load(p + 3 * xs), wv, a3);
+        } else {
+          a0 = V::fma(V::load_n(p, k), wv, a0);
+          a1 = V::fma(V::load_n(p + xs, k), wv, a1);
+          a2 = V::fma(V::load_n(p + 2 * xs, k), wv, a2);
+          a3 = V::fma(V::load_n(p + 3 * xs, k), wv, a3);
+        }
+      }
+    }
+    const int64_t ldr = ep.ldr;
+    a0 = epilogue(a0, ep, c, k, res);
+    a1 = epilogue(a1, ep, c, k, res ? res + ldr : nullptr);
+    a2 = epilogue(a2, ep, c, k, res ? res + 2 * ldr : nullptr);
+    a3 = epilogue(a3, ep, c, k, res ? res + 3 * ldr : nullptr);
+    if (FULL) {
+      V::store(yo + c, a0); V::store(yo + C + c, a1); V::store(yo + 2 * C + c, a2); V::store(yo + 3 * C + c, a3);
+    } else {
+      V::store_n(yo + c, a0, k); V::store_n(yo + C + c, a1, k);
+      V::store_n(yo + 2 * C + c, a2, k); V::store_n(yo + 3 * C + c, a3, k);
+    }
+  }
+
+  // One output pixel, taps clipped to [kw0, kw1).
+  static void pixel(const float* xi, const float* w, const Epi& ep, float* yo, const float* res, const Shape& s,
+                    int64_t iw0, int64_t kh0, int64_t kh1, int64_t ih0, int64_t kw0, int64_t kw1) {
+    const int64_t C = s.c, ldh = s.w * C;
+    for (int64_t c = 0; c < C; c += V::W) {
+      const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
+      T a = V::zero();
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        const float* xr = xi + (ih0 + kh * s.dh) * ldh + c;
+        const float* wr = w + kh * s.kw * C + c;
+        for (int64_t kw = kw0; kw < kw1; ++kw)
+          a = V::fma(V::load_n(xr + (iw0 + kw * s.dw) * C, k), V::load_n(wr + kw * C, k), a);
+      }
+      V::store_n(yo + c, epilogue(a, ep, c, k, res), k);
+    }
+  }
+
+  template <int KWT>
+  static void rows_t(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0,
+                     int64_t r1) {
+    const int64_t C = s.c, OW = s.ow;
+    const int KW = KWT ? KWT : s.kw;
+    // Interior pixels: every kw tap inside the image.
+    int64_t ow_lo = s.pl > 0 ? (s.pl + s.sw - 1) / s.sw : 0;
+    int64_t ow_hi = OW;  // exclusive
+    {
+      // need ow*sw - pl + (KW-1)*dw <= W-1
+      const int64_t lim = s.w - 1 + s.pl - static_cast<int64_t>(KW - 1) * s.dw;
+      ow_hi = lim < 0 ? 0 : lim / s.sw + 1;
+      if (ow_hi > OW) ow_hi = OW;
+      if (ow_lo > ow_hi) ow_lo = ow_hi;
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / s.oh, oh = r % s.oh;
+      const float* xi = x + n * s.h * s.w * C;
+      float* yr = y + r * OW * C;
+      const int64_t ih0 = oh * s.sh - s.pt;
+      int64_t kh0 = 0, kh1 = s.kh;
+      while (kh0 < kh1 && ih0 + kh0 * s.dh < 0) ++kh0;
+      while (kh1 > kh0 && ih0 + (kh1 - 1) * s.dh >= s.h) --kh1;
+      const float* resr = ep.residual ? ep.residual + r * OW * ep.ldr : nullptr;
+      auto border = [&](int64_t ow) {
+        const int64_t iw0 = ow * s.sw - s.pl;
+        int64_t kw0 = 0, kw1 = KW;
+        while (kw0 < kw1 && iw0 + kw0 * s.dw < 0) ++kw0;
+        while (kw1 > kw0 && iw0 + (kw1 - 1) * s.dw >= s.w) --kw1;
+        pixel(xi, w, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s, iw0, kh0, kh1, ih0, kw0, kw1);
+      };
+      int64_t ow = 0;
+      for (; ow < ow_lo; ++ow) border(ow);
+      for (; ow + PB <= ow_hi; ow += PB) {
+        const int64_t iw0 = ow * s.sw - s.pl;
+        const float* res = resr ? resr + ow * ep.ldr : nullptr;
+        int64_t c = 0;
+        for (; c + V::W <= C; c += V::W)
+          block4<KWT, true>(xi, w, ep, yr + ow * C, res, s, iw0, kh0, kh1, ih0, c, V::W);
+        if (c < C) block4<KWT, false>(xi, w, ep, yr + ow * C, res, s, iw0, kh0, kh1, ih0, c, static_cast<int>(C - c));
+      }
+      for (; ow < OW; ++ow) border(ow);
+      row_act(yr, OW * C, ep);
+    }
+  }
+
+  // ---- 3x3, dilation 1, stride S: channel vector outer, weights held in
+  // registers for the whole output row, P pixels per block sharing their
+  // input loads ((P-1)*S + 3 loads per kernel row instead of 3P).
+  template <int S, int P, bool FULL>
+  static void row3x3_block(const float* xi, const T (&wv)[3][3], const Epi& ep, float* yo, const float* res,
+                           const Shape& s, int64_t iw0, int64_t ih0, int64_t c, int k) {
+    constexpr int NI = (P - 1) * S + 3;
+    const int64_t C = s.c, ldh = s.w * C;
+    T acc[P];
+    for (int b = 0; b < P; ++b) acc[b] = V::zero();
+    for (int kh = 0; kh < 3; ++kh) {  // all three rows inside the image (border rows go to rows_t)
+      const float* xr = xi + (ih0 + kh) * ldh + iw0 * C + c;
+      T in[NI];
+      for (int j = 0; j < NI; ++j) in[j] = FULL ? V::load(xr + j * C) : V::load_n(xr + j * C, k);
+      for (int b = 0; b < P; ++b)
+        for (int kw = 0; kw < 3; ++kw) acc[b] = V::fma(in[b * S + kw], wv[kh][kw], acc[b]);
+    }
+    for (int b = 0; b < P; ++b) {
+      T v = epilogue(acc[b], ep, c, k, res ? res + b * ep.ldr : nullptr);
+      if (FULL) V::store(yo + b * C + c, v);
+      else V::store_n(yo + b * C + c, v, k);
+    }
+  }
+
+  template <int S, int P>
+  static void rows3x3(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0,
+                      int64_t r1) {
+    const int64_t C = s.c, OW = s.ow;
+    int64_t ow_lo = s.pl > 0 ? (s.pl + S - 1) / S : 0;
+    const int64_t lim = s.w - 1 + s.pl - 2;  // last interior pixel: ow*S - pl + 2 <= W - 1
+    int64_t ow_hi = lim < 0 ? 0 : lim / S + 1;
+    if (ow_hi > OW) ow_hi = OW;
+    if (ow_lo > ow_hi) ow_lo = ow_hi;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / s.oh, oh = r % s.oh;
+      const float* xi = x + n * s.h * s.w * C;
+      float* yr = y + r * OW * C;
+      const int64_t ih0 = oh * s.sh - s.pt;
+      if (ih0 < 0 || ih0 + 3 > s.h) {  // top/bottom border row: clipped taps
+        rows_t<3>(x, w, ep, y, s, r, r + 1);
+        continue;
+      }
+      const int64_t kh0 = 0, kh1 = 3;
+      const float* resr = ep.residual ? ep.residual + r * OW * ep.ldr : nullptr;
+      auto border = [&](int64_t ow) {
+        const int64_t iw0 = ow * S - s.pl;
+        int64_t kw0 = 0, kw1 = 3;
+        while (kw0 < kw1 && iw0 + kw0 < 0) ++kw0;
+        while (kw1 > kw0 && iw0 + kw1 - 1 >= s.w) --kw1;
+        pixel(xi, w, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s, iw0, kh0, kh1, ih0, kw0, kw1);
+      };
+      for (int64_t ow = 0; ow < ow_lo; ++ow) border(ow);
+      for (int64_t c = 0; c < C; c += V::W) {
+        const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
+        T wv[3][3];
+        for (int kh = 0; kh < 3; ++kh)
+          for (int kw = 0; kw < 3; ++kw) wv[kh][kw] = V::load_n(w + (kh * 3 + kw) * C + c, k);
+        int64_t ow = ow_lo;
+        if (k == V::W) {
+          for (; ow + P <= ow_hi; ow += P)
+            row3x3_block<S, P, true>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
+                                     ow * S - s.pl, ih0, c, k);
+          for (; ow < ow_hi; ++ow)
+            row3x3_block<S, 1, true>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
+                                     ow * S - s.pl, ih0, c, k);
+        } else {
+          for (; ow + P <= ow_hi; ow += P)
+            row3x3_block<S, P, false>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
+                                      ow * S - s.pl, ih0, c, k);
+          for (; ow < ow_hi; ++ow)
+            row3x3_block<S, 1, false>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
+                                      ow * S - s.pl, ih0, c, k);
+        }
+      }
+      for (int64_t ow = ow_hi; ow < OW; ++ow) border(ow);
+      row_act(yr, OW * C, ep);
+    }
+  }
+
+  // Pixels per block: enough independent FMA chains, inputs + weights + accumulators in registers.
+  static constexpr int kP1 = V::W >= 16 ? 8 : 4;
+  static constexpr int kP2 = 4;
+
+  static void rows(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0, int64_t r1) {
+    const bool k3 = s.kh == 3 && s.kw == 3 && s.dh == 1 && s.dw == 1;
+    if (k3 && s.sw == 1) rows3x3<1, kP1>(x, w, ep, y, s, r0, r1);
+    else if (k3 && s.sw == 2) rows3x3<2, kP2>(x, w, ep, y, s, r0, r1);
+    else if (s.kw == 3) rows_t<3>(x, w, ep, y, s, r0, r1);
+    else rows_t<0>(x, w, ep, y, s, r0, r1);
+  }
+
+  static slimrt::kernels::DwConvKernels table() { return {V::name(), &rows}; }
+};
+
+}  // namespace
