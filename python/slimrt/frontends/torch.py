@@ -1,0 +1,230 @@
+"""PyTorch importer: ``from_torch(module, example_inputs)`` turns an ``nn.Module`` into an IR ``Model``.
+
+Tracing
+-------
+The module is traced with ``torch.export.export(..., strict=False)`` and **no decompositions**, so the
+graph keeps high-level ATen ops (``aten.conv2d``, ``aten.linear``, ``aten.batch_norm``, ``aten.max_pool2d``
+...) with normalised argument lists; parameters and buffers arrive as placeholders that
+``ep.graph_signature.inputs_to_parameters`` / ``inputs_to_buffers`` map to their state-dict names.
+
+Why torch.export and not ``torch.fx.symbolic_trace``: measured on the eleven test architectures of
+``tests/torch_models.py`` both trace all of them, but symbolic_trace leaves ``call_module`` nodes and the
+raw functional forms (``F.conv2d`` with positional/keyword mixes, ``x.view(x.size(0), -1)`` as
+``getattr``/``size`` proxies, ``torch.flatten`` vs ``Tensor.flatten`` vs ``nn.Flatten`` ...), i.e. three
+spellings of every op to map, and it cannot trace a module that branches on a tensor's shape
+(``if x.dim() == 4``, ``if x.size(1) != c``). torch.export runs the real Python code on fake tensors
+with *symbolic* shapes, so shape-dependent code traces, every op arrives as one ATen overload with
+its schema (argument defaults filled in, see ``_bind``), the output shape of every node is known
+(``node.meta["val"]``, used for reshapes whose sizes come from ``x.size(0)``) and each node records
+the module it came from (``node.meta["nn_module_stack"]``, used in error messages).
+
+Dynamic batch
+-------------
+Dim 0 of every tensor input is marked ``Dim.AUTO``. A batch of 1 would be specialised by the tracer
+(0/1 specialisation), so a batch-1 example is repeated to batch 2 for tracing. If the code pins the
+batch (``x.view(2, -1)``), the module is re-exported with the example as given and the converted model
+accepts only that batch (a ``UserWarning`` says so).
+
+Layout
+------
+The converted model takes and returns tensors in PyTorch's own layout (NCHW). Inside, each traced
+tensor ``t`` is held as ``t.permute(perm)`` for some ``perm`` (several may be cached): convolutions and
+pooling want ``(0, 2, 3, 1)`` (NHWC), everything else takes whatever it is given and remaps its axis
+arguments (cat dim, softmax dim, mean dims, pads, slice dim, BN/PReLU channel, constants of shape
+``[C, 1, 1]`` become ``[1, 1, C]``). ``permute``/``transpose`` only change ``perm`` (no node). Ops whose
+result depends on memory order (view, reshape, flatten) first bring the tensor to an order whose
+non-unit axes follow PyTorch's (so ``[N, C, 1, 1]`` after global pooling needs no transpose); a layout
+change that only moves size-1 axes is emitted as a ``reshape``. A conv stack, residual adds and a
+global-pool + linear head cost one transpose (the input); a ``x.permute(0, 2, 3, 1).flatten(1)`` head
+costs none beyond it.
+
+Refusals
+--------
+An op slimrt cannot run raises ``UnsupportedError`` naming the ATen op and the module path and class
+it came from. State dicts are read by ``load_state_dict`` with ``torch.load(weights_only=True)`` only.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ..errors import FormatError, InputError, UnsupportedError
+
+__all__ = ["from_torch", "load_state_dict", "export"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - torch is an optional dependency
+        raise UnsupportedError("from_torch needs PyTorch (pip install torch)") from e
+    return torch
+
+
+def _as_args(torch, example_inputs):
+    if isinstance(example_inputs, dict):
+        raise InputError("example_inputs must be a tensor or a tuple of tensors (positional arguments of forward)")
+    if not isinstance(example_inputs, (tuple, list)):
+        example_inputs = (example_inputs,)
+    out = []
+    for a in example_inputs:
+        if isinstance(a, np.ndarray):
+            a = torch.from_numpy(np.ascontiguousarray(a))
+        out.append(a)
+    return tuple(out)
+
+
+def _is_symbolic(d):
+    """A traced size that is a real symbol (not an int, nor a SymInt the tracer specialised)."""
+    if isinstance(d, int):
+        return False
+    expr = getattr(getattr(d, "node", None), "expr", None)
+    return expr is not None and not getattr(expr, "is_number", False)
+
+
+def _dim0_dynamic(ep, n_user):
+    """For each user input placeholder of ``ep``: is dim 0 symbolic?"""
+    torch = _torch()
+    user = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(ep.graph_signature.user_inputs)]
+    flags = []
+    for n in user[:n_user]:
+        v = n.meta.get("val")
+        flags.append(isinstance(v, torch.Tensor) and v.dim() >= 1 and _is_symbolic(v.shape[0]))
+    return flags
+
+
+def export(module, example_inputs, *, dynamic_batch: bool = True):
+    """Traces ``module`` (in eval mode) with ``torch.export`` as the importer does; returns the ExportedProgram.
+
+    Dim 0 of each tensor input is made dynamic where the code allows it (see the module docstring).
+    """
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    args = _as_args(torch, example_inputs)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return _export(torch, module, args, dynamic_batch)
+    finally:
+        module.train(was_training)
+
+
+def _dynamic_spec(torch, module, args, tensor_pos):
+    """``dynamic_shapes`` marking dim 0 of the tensor arguments, shaped like forward's signature
+    (a ``forward(self, *xs)`` needs its specs grouped under ``xs``)."""
+    specs = [{0: torch.export.Dim.AUTO} if i in tensor_pos else None for i in range(len(args))]
+    import inspect
+
+    try:
+        sig = inspect.signature(module.forward)
+        bound = sig.bind(*range(len(args)))  # bind positions, not values
+    except (TypeError, ValueError):
+        return tuple(specs)
+    out = {}
+    for name, pos in bound.arguments.items():
+        if sig.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL:
+            out[name] = tuple(specs[i] for i in pos)
+        elif isinstance(pos, int):
+            out[name] = specs[pos]
+        else:
+            return tuple(specs)
+    return out
+
+
+def _export(torch, module, args, dynamic_batch):
+    cls = type(module).__qualname__
+    tensor_pos = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.dim() >= 1]
+    errors = []
+    if dynamic_batch and tensor_pos:
+        doubled = any(args[i].shape[0] == 1 for i in tensor_pos)
+        trace_args = tuple(torch.cat([a, a]) if (i in tensor_pos and a.shape[0] == 1) else a
+                           for i, a in enumerate(args))
+        dyn = _dynamic_spec(torch, module, trace_args, tensor_pos)
+        try:
+            ep = torch.export.export(module, trace_args, dynamic_shapes=dyn, strict=False)
+            flags = _dim0_dynamic(ep, len(args))
+            dyn_ok = [flags[i] for i in tensor_pos if i < len(flags)]
+            if all(dyn_ok):
+                return ep
+            if not doubled:  # torch kept the given batch: that is the model's batch
+                warnings.warn(f"{cls}: the batch dimension of some inputs is fixed by the model's code; the "
+                              "converted model only accepts the example's batch size there", stacklevel=4)
+                return ep
+            errors.append("the code fixes the batch size")
+        except Exception as e:  # noqa: BLE001 - retried statically below, reported if that fails too
+            errors.append(f"{type(e).__name__}: {e}")
+    try:
+        ep = torch.export.export(module, args, strict=False)
+    except Exception as e:  # noqa: BLE001 - any tracer failure means: this module cannot be imported
+        msg = str(e).strip().splitlines()
+        raise UnsupportedError(f"torch.export could not trace module {cls}: {type(e).__name__}: "
+                               f"{msg[0] if msg else ''}") from e
+    if dynamic_batch and tensor_pos:
+        batches = sorted({int(args[i].shape[0]) for i in tensor_pos})
+        warnings.warn(f"{cls}: could not make the batch dimension dynamic ({errors[0] if errors else ''}); the "
+                      f"converted model only accepts batch size {batches}", stacklevel=4)
+    return ep
+
+
+def from_torch(module, example_inputs, *, dynamic_batch: bool = True, input_names=None, output_names=None):
+    """Converts a PyTorch ``nn.Module`` traced on ``example_inputs`` to a slimrt ``Model``.
+
+    ``example_inputs``: a tensor (or numpy array) or a tuple of them, the positional arguments of
+    ``forward``. The module is traced in eval mode (its mode is restored afterwards). The converted
+    model takes and returns PyTorch's layout (NCHW feature maps); nested outputs are flattened in
+    ``torch.utils._pytree`` order. Inputs are named after ``forward``'s parameters unless
+    ``input_names`` is given; outputs are ``output`` (one) or ``output_<i>`` unless ``output_names``.
+
+    Raises ``UnsupportedError`` for an op slimrt cannot run (naming the op and the module path),
+    ``InputError`` for bad arguments.
+    """
+    from .torch_convert import Converter
+
+    ep = export(module, example_inputs, dynamic_batch=dynamic_batch)
+    model = Converter(ep, root_class=type(module).__qualname__).convert(input_names=input_names,
+                                                                        output_names=output_names)
+    torch = _torch()
+    model.metadata.update({"source": "torch", "source_class": type(module).__qualname__,
+                           "torch_version": str(torch.__version__), "layout": "NCHW"})
+    return model
+
+
+def load_state_dict(path) -> dict:
+    """Reads a ``torch.save``-d state dict safely: ``{name: torch.Tensor}``.
+
+    Only ``torch.load(path, weights_only=True, map_location="cpu")`` is used (no fallback to full
+    pickle: a file that needs one is refused). Raises ``FileNotFoundError`` for a missing file and
+    ``FormatError`` for a damaged file, a non-state-dict pickle, or anything that is not a mapping
+    of str to tensors (e.g. a whole training checkpoint: pass its ``["state_dict"]`` part instead).
+    """
+    torch = _torch()
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InputError(f"load_state_dict expects a file path, got {type(path).__name__}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such state-dict file: '{os.fsdecode(path)}'")
+    if os.path.isdir(path):
+        raise FormatError(f"'{os.fsdecode(path)}' is a directory, not a state-dict file")
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError (zip), EOFError, ...: all mean damaged/hostile
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise FormatError(f"'{os.fsdecode(path)}' is not a loadable weights-only state dict "
+                          f"({type(e).__name__}: {first[:300]})") from None
+    from collections.abc import Mapping
+
+    if not isinstance(obj, Mapping):
+        raise FormatError(f"'{os.fsdecode(path)}' holds a {type(obj).__name__}, not a state dict (a mapping of "
+                          "parameter names to tensors)")
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise FormatError(f"state dict key {k!r} is a {type(k).__name__}, not a str")
+        if not isinstance(v, torch.Tensor):
+            hint = " (a checkpoint? pass its state dict part)" if isinstance(v, Mapping) else ""
+            raise FormatError(f"state dict entry '{k}' is a {type(v).__name__}, not a tensor{hint}")
+        out[k] = v
+    return out
