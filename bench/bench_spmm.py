@@ -1,0 +1,112 @@
+"""Speed of the CSR SpMM (kernels.CsrMatrix) against slimrt's dense fp32 GEMM (kernels.PackedSgemm)
+and torch.sparse CSR matmul, measured in the same run.
+
+    SLIMRT_DEV_CORE=... PYTHONPATH=python python3 -m pytest bench/bench_spmm.py --benchmark-only \
+        --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds
+
+Workload: y[M, N] = x[M, K] @ W.T with W [N, K] random-sparse (uniform mask), K = N in {1024, 4096},
+M in {1, 16, 64}, sparsity in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}. f32 CSR values, uint16 columns.
+Engines: "slimrt" (CsrMatrix, packed once, preallocated out), "dense" (PackedSgemm of the same
+matrix with its zeros), "torch_sparse" (torch.sparse_csr_tensor @ x.T, torch.set_num_threads).
+All at SLIMRT_BENCH_THREADS (default 2). bench/conftest.py prints each group's ratios
+(peer time / slimrt time, > 1: slimrt faster); this file prints the crossover table: the lowest
+swept sparsity from which the CSR kernel beats dense fp32, per (K, M).
+SLIMRT_BENCH_QUICK=1: K = N = 1024 only, torch_sparse only at 70% and 90%.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from slimrt._native import core
+
+THREADS = int(os.environ.get("SLIMRT_BENCH_THREADS", "2"))
+QUICK = bool(os.environ.get("SLIMRT_BENCH_QUICK"))
+K = core.kernels
+KNS = [1024] if QUICK else [1024, 4096]
+MS = [1, 16, 64]
+SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+ENGINES = ["slimrt", "dense", "torch_sparse"]
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+_medians = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def crossover_report(request):
+    yield
+    if not _medians:
+        return
+    lines = []
+    for kn in KNS:
+        for m in MS:
+            row = []
+            cross = None
+            for s in SPARSITIES:
+                a, d = _medians.get((kn, m, s, "slimrt")), _medians.get((kn, m, s, "dense"))
+                if a is None or d is None:
+                    continue
+                row.append(f"{int(s * 100)}%:x{d / a:.2f}")
+                if cross is None and d > a:
+                    cross = s
+            where = f"{int(cross * 100)}%" if cross is not None else "> swept range"
+            lines.append(f"K=N={kn:5d} M={m:3d}  crossover {where:>14}   dense/csr  " + " ".join(row))
+    # printed past pytest's output capture (module teardown output is otherwise swallowed)
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print("\n--- CSR vs dense fp32 crossover (lowest swept sparsity where CSR is faster) ---")
+        print("\n".join(lines))
+
+
+_cache = {}
+
+
+def operands(kn, m, sparsity):
+    key = (kn, m, sparsity)
+    if key not in _cache:
+        _cache.clear()
+        rng = np.random.default_rng(kn + m * 13 + int(sparsity * 100))
+        w = rng.standard_normal((kn, kn), dtype=np.float32)
+        w *= rng.random((kn, kn), dtype=np.float32) >= sparsity
+        x = rng.standard_normal((m, kn), dtype=np.float32)
+        mask = w != 0
+        indptr = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
+        r, c = np.nonzero(mask)
+        _cache[key] = (w, x, indptr, c.astype(np.uint16), w[r, c].copy())
+    return _cache[key]
+
+
+CASES = [(kn, m, s, e) for kn in KNS for m in MS for s in SPARSITIES for e in ENGINES
+         if not (e == "torch_sparse" and QUICK and s not in (0.7, 0.9))]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "KN%d_M%d_s%02d_%s" % (c[0], c[1], int(c[2] * 100), c[3]))
+def test_spmm(benchmark, case):
+    kn, m, sparsity, engine = case
+    w, x, indptr, cols, vals = operands(kn, m, sparsity)
+    benchmark.group = f"spmm K=N={kn} M={m} sparsity={int(sparsity * 100)}% threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * vals.size)
+    out = np.empty((m, kn), np.float32)
+    if engine == "slimrt":
+        a = K.CsrMatrix(indptr, cols, vals, kn)
+        y = benchmark(a.run, x, threads=THREADS, out=out)
+    elif engine == "dense":
+        p = K.PackedSgemm(w)
+        y = benchmark(p.run, x, threads=THREADS, out=out)
+    else:
+        if torch is None:
+            pytest.skip("torch is not installed")
+        torch.set_num_threads(THREADS)
+        t = torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int64)),
+                                    torch.from_numpy(cols.astype(np.int64)), torch.from_numpy(vals),
+                                    size=(kn, kn), check_invariants=False)
+        xt = torch.from_numpy(np.ascontiguousarray(x.T))
+        y = benchmark(lambda: t @ xt).numpy().T
+    st = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
+    _medians[(kn, m, sparsity, engine)] = st.median
+    ref = x[:1].astype(np.float64) @ w.T.astype(np.float64)
+    assert np.allclose(y[:1], ref, rtol=1e-3, atol=1e-3 * np.sqrt(kn))

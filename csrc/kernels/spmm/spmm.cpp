@@ -1,0 +1,378 @@
+// CSR SpMM driver (baseline x86-64): validation and packing, the path choice
+// (gather GEMV vs transposed-x tiles), nnz-balanced threading, the epilogue,
+// the scalar reference path and the im2col convolution. See spmm.h.
+#include "kernels/spmm/spmm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/threadpool.h"
+#include "kernels/gemm/sgemm.h"
+#include "kernels/spmm/spmm_internal.h"
+
+namespace slimrt::kernels {
+namespace {
+
+constexpr int64_t kRowChunk = 64;              // CSR rows per accumulator tile
+constexpr int64_t kXtBudget = 512 << 10;       // bytes of one transposed x block (L2)
+constexpr int64_t kRowCost = 8;                // per-row overhead in nnz units (balancing)
+
+[[noreturn]] void bad(const std::string& m) { fail(Code::InvalidArgument, "csr: " + m); }
+
+struct IsaKernels {
+  int lanes;
+  detail::CsrGemvFn gemv;
+  detail::CsrTileFn tile;
+};
+
+const IsaKernels* kernels_for(Isa isa) {
+  static const IsaKernels k2{detail::avx2::kCsrLanes, detail::avx2::csr_gemv, detail::avx2::csr_tile};
+  static const IsaKernels k512{detail::avx512::kCsrLanes, detail::avx512::csr_gemv, detail::avx512::csr_tile};
+  if (isa >= Isa::Avx512) return &k512;
+  if (isa == Isa::Avx2) return &k2;
+  return nullptr;
+}
+
+int64_t idx_at(const void* p, CsrType t, int64_t i) {
+  switch (t) {
+    case CsrType::U16: return static_cast<const uint16_t*>(p)[i];
+    case CsrType::I32: return static_cast<const int32_t*>(p)[i];
+    case CsrType::I64: return static_cast<const int64_t*>(p)[i];
+    default: return -1;
+  }
+}
+
+// Activation rows per transposed block: a multiple of the ISA's lanes, at most 4
+// vectors, the xt block K x mb within kXtBudget, and no wider than M needs.
+int pick_mb(int64_t M, int64_t K, int lanes) {
+  int nv = 4;
+  while (nv > 1 && K * lanes * nv * 4 > kXtBudget) --nv;
+  const int64_t need = (M + lanes - 1) / lanes;
+  nv = static_cast<int>(std::min<int64_t>(nv, std::max<int64_t>(1, need)));
+  return nv * lanes;
+}
+
+bool use_tiles(int64_t M, const PackedCsr& W) { return W.isa != Isa::Scalar && M >= kCsrGemvMaxM; }
+
+int clamp_threads(int t) { return t <= 0 ? default_threads() : t; }
+
+// Row ranges [b[i], b[i+1]) of equal cost (nnz + kRowCost per row), `parts` of them.
+std::vector<int64_t> balance_rows(const int64_t* indptr, int64_t r0, int64_t r1, int64_t parts) {
+  std::vector<int64_t> b(parts + 1, r1);
+  b[0] = r0;
+  const double total = double(indptr[r1] - indptr[r0]) + double(kRowCost) * (r1 - r0);
+  int64_t r = r0;
+  for (int64_t p = 1; p < parts; ++p) {
+    const double target = total * p / parts;
+    // first row whose prefix cost reaches the target (cost is monotone in r)
+    int64_t lo = r, hi = r1;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      const double c = double(indptr[mid] - indptr[r0]) + double(kRowCost) * (mid - r0);
+      if (c < target) lo = mid + 1; else hi = mid;
+    }
+    r = lo;
+    b[p] = r;
+  }
+  return b;
+}
+
+// y[j] = act(acc[j] * rs[j] * es[j] + bias[j] + res[j]) for j < cnt (pointers already offset).
+void epilogue_row(float* y, const float* acc, int64_t cnt, const float* rs, const Epilogue& ep, int64_t n0,
+                  const float* res, Isa isa) {
+  const float* es = ep.scale ? ep.scale + n0 : nullptr;
+  const float* bi = ep.bias ? ep.bias + n0 : nullptr;
+  for (int64_t j = 0; j < cnt; ++j) {
+    float v = acc[j];
+    if (rs) v *= rs[j];
+    if (es) v *= es[j];
+    if (bi) v += bi[j];
+    if (res) v += res[j];
+    y[j] = v;
+  }
+  if (ep.act != Act::None) apply_act_inplace(y, cnt, ep.act, ep.alpha, isa);
+}
+
+void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epilogue& ep) {
+  if (!ep.residual || M == 0 || N == 0) return;
+  if (M > 1 && ep.ldr < N) bad("residual ldr < N");
+  const float* r0 = ep.residual;
+  const float* r1 = ep.residual + (M - 1) * ep.ldr + N;
+  const float* y0 = y;
+  const float* y1 = y + (M - 1) * ldy + N;
+  if (r0 < y1 && y0 < r1) bad("residual overlaps the output");
+}
+
+void check_args(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, const float* y, int64_t ldy,
+                const Epilogue& ep) {
+  if (M < 0) bad("negative M");
+  if (M == 0 || W.N == 0) return;
+  if (!x || !y) bad("null pointer");
+  if (M > 1 && (ldx < W.K || ldy < W.N)) bad("leading dimension smaller than the row");
+  if (static_cast<int>(ep.act) < 0 || static_cast<int>(ep.act) >= kNumActs) bad("unknown activation");
+  if (!isa_supported(W.isa)) fail(Code::Unsupported, "csr: the matrix was packed for an ISA this CPU lacks");
+  check_residual(M, W.N, y, ldy, ep);
+}
+
+// Rows [r0, r1) of W (y, ep pointers relative to column r0). x rows ldx apart.
+void run_rows(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, int64_t r0, int64_t r1, float* y,
+              int64_t ldy, const Epilogue& ep, float* ws, int threads) {
+  const int64_t K = W.K;
+  const float* rs = W.int8 ? W.row_scale.get() + r0 : nullptr;
+  const detail::CsrView view{W.indptr.get(), W.indices.get(), W.values.get(), W.idx16, W.int8};
+  const int64_t nnz = W.indptr[r1] - W.indptr[r0];
+  const double work = double(M) * double(nnz + kRowCost * (r1 - r0));
+  int T = clamp_threads(threads);
+  if (work < 32768) T = 1;
+  T = static_cast<int>(std::min<int64_t>(T, std::max<int64_t>(1, (r1 - r0) / 4)));
+
+  if (W.isa == Isa::Scalar) {
+    parallel_for(r1 - r0, T, 1, [&](int64_t a, int64_t b) {
+      float acc[kRowChunk];
+      for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * ldx;
+        for (int64_t c0 = a; c0 < b; c0 += kRowChunk) {
+          const int64_t c1 = std::min(b, c0 + kRowChunk);
+          for (int64_t n = c0; n < c1; ++n) {
+            float s = 0.f;
+            for (int64_t j = W.indptr[r0 + n]; j < W.indptr[r0 + n + 1]; ++j) {
+              const int64_t col = W.idx16 ? reinterpret_cast<const uint16_t*>(W.indices.get())[j]
+                                          : reinterpret_cast<const int32_t*>(W.indices.get())[j];
+              const float v = W.int8 ? float(reinterpret_cast<const int8_t*>(W.values.get())[j])
+                                     : reinterpret_cast<const float*>(W.values.get())[j];
+              s += v * xr[col];
+            }
+            acc[n - c0] = s;
+          }
+          epilogue_row(y + m * ldy + c0, acc, c1 - c0, rs ? rs + c0 : nullptr, ep, c0,
+                       ep.residual ? ep.residual + m * ep.ldr + c0 : nullptr, Isa::Scalar);
+        }
+      }
+    });
+    return;
+  }
+
+  const IsaKernels* kr = kernels_for(W.isa);
+  const int64_t parts = T == 1 ? 1 : int64_t(T) * 4;
+  const std::vector<int64_t> bounds = balance_rows(W.indptr.get(), r0, r1, parts);
+  if (!use_tiles(M, W)) {
+    ThreadPool::global().run(parts, T, [&](int64_t p) {
+      float acc[kRowChunk];
+      for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * ldx;
+        for (int64_t c0 = bounds[p]; c0 < bounds[p + 1]; c0 += kRowChunk) {
+          const int64_t c1 = std::min(bounds[p + 1], c0 + kRowChunk);
+          kr->gemv(view, c0, c1, xr, acc);
+          const int64_t o = c0 - r0;
+          epilogue_row(y + m * ldy + o, acc, c1 - c0, rs ? rs + o : nullptr, ep, o,
+                       ep.residual ? ep.residual + m * ep.ldr + o : nullptr, W.isa);
+        }
+      }
+    });
+    return;
+  }
+
+  // Transposed x blocks: xt[blk][K][mb], lanes past M zero.
+  const int mb = pick_mb(M, K, kr->lanes);
+  const int64_t nblk = (M + mb - 1) / mb;
+  float* xt = ws;
+  parallel_for(K, T, 256, [&](int64_t k0, int64_t k1) {
+    for (int64_t b = 0; b < nblk; ++b) {
+      float* dst = xt + b * K * mb;
+      const int64_t m0 = b * mb, mr = std::min<int64_t>(mb, M - m0);
+      for (int64_t k = k0; k < k1; ++k) {
+        float* d = dst + k * mb;
+        for (int64_t i = 0; i < mr; ++i) d[i] = x[(m0 + i) * ldx + k];
+        for (int64_t i = mr; i < mb; ++i) d[i] = 0.f;
+      }
+    }
+  });
+  ThreadPool::global().run(parts, T, [&](int64_t p) {
+    alignas(64) float acc[kRowChunk * 64];  // kRowChunk rows x mb accumulators
+    float row[kRowChunk];
+    for (int64_t b = 0; b < nblk; ++b) {
+      const int64_t m0 = b * mb, mr = std::min<int64_t>(mb, M - m0);
+      for (int64_t c0 = bounds[p]; c0 < bounds[p + 1]; c0 += kRowChunk) {
+        const int64_t c1 = std::min(bounds[p + 1], c0 + kRowChunk);
+        kr->tile(view, c0, c1, xt + b * K * mb, mb, acc);
+        const int64_t o = c0 - r0;
+        for (int64_t i = 0; i < mr; ++i) {
+          const int64_t m = m0 + i;
+          for (int64_t n = 0; n < c1 - c0; ++n) row[n] = acc[n * mb + i];
+          epilogue_row(y + m * ldy + o, row, c1 - c0, rs ? rs + o : nullptr, ep, o,
+                       ep.residual ? ep.residual + m * ep.ldr + o : nullptr, W.isa);
+        }
+      }
+    }
+  });
+}
+
+size_t rows_workspace(int64_t M, int64_t K, Isa isa, int threads) {
+  size_t f = 0;
+  const IsaKernels* kr = kernels_for(isa);
+  if (kr && M >= kCsrGemvMaxM) {
+    const int mb = pick_mb(M, K, kr->lanes);
+    f += size_t((M + mb - 1) / mb) * mb * size_t(K);
+  }
+  return f * sizeof(float) + 64;
+}
+
+}  // namespace
+
+size_t PackedCsr::bytes() const {
+  return sizeof(int64_t) * (N + 1) + size_t(nnz) * ((idx16 ? 2 : 4) + (int8 ? 1 : 4)) + (int8 ? 4 * N : 0);
+}
+
+std::unique_ptr<PackedCsr> pack_csr(int64_t N, int64_t K, const void* indptr, CsrType indptr_type,
+                                    const void* indices, CsrType index_type, int64_t nnz, const void* values,
+                                    CsrType value_type, const float* scale, int64_t n_scale, Isa isa) {
+  if (N < 0 || K < 0 || nnz < 0) bad("negative size");
+  if (K > (int64_t{1} << 31) - 1) bad("K too large for int32 column indices");
+  if (indptr_type != CsrType::I32 && indptr_type != CsrType::I64) bad("indptr must be int32 or int64");
+  if (index_type != CsrType::U16 && index_type != CsrType::I32) bad("indices must be uint16 or int32");
+  if (value_type != CsrType::F32 && value_type != CsrType::I8) bad("values must be float32 or int8");
+  if (!indptr || (nnz && (!indices || !values))) bad("null array");
+  if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::Amx)) bad("unknown ISA");
+  if (!isa_supported(isa)) fail(Code::Unsupported, std::string("csr: ISA ") + isa_name(isa) + " not supported");
+  if (value_type == CsrType::I8) {
+    if (!scale || (n_scale != 1 && n_scale != N)) bad("int8 values need a scale of 1 or N values");
+  }
+  auto p = std::make_unique<PackedCsr>();
+  p->N = N; p->K = K; p->nnz = nnz; p->isa = isa;
+  p->idx16 = K <= 65536;
+  p->int8 = value_type == CsrType::I8;
+  p->indptr = aligned_array<int64_t>(N + 1);
+  for (int64_t r = 0; r <= N; ++r) {
+    const int64_t v = idx_at(indptr, indptr_type, r);
+    if (r == 0 && v != 0) bad("indptr[0] must be 0");
+    if (r > 0 && v < p->indptr[r - 1]) bad("indptr must be non-decreasing");
+    p->indptr[r] = v;
+  }
+  if (p->indptr[N] != nnz) bad("indptr[N] must equal nnz");
+  const size_t isz = p->idx16 ? 2 : 4, vsz = p->int8 ? 1 : 4;
+  p->indices = aligned_array<uint8_t>(nnz * isz + 64);
+  p->values = aligned_array<uint8_t>(nnz * vsz + 64);
+  std::memset(p->indices.get() + nnz * isz, 0, 64);
+  std::memset(p->values.get() + nnz * vsz, 0, 64);
+  for (int64_t j = 0; j < nnz; ++j) {
+    const int64_t c = idx_at(indices, index_type, j);
+    if (c < 0 || c >= K) bad("column index " + std::to_string(c) + " out of range [0, " + std::to_string(K) + ")");
+    if (p->idx16) reinterpret_cast<uint16_t*>(p->indices.get())[j] = static_cast<uint16_t>(c);
+    else reinterpret_cast<int32_t*>(p->indices.get())[j] = static_cast<int32_t>(c);
+  }
+  std::memcpy(p->values.get(), values, nnz * vsz);
+  if (p->int8) {
+    p->row_scale = aligned_array<float>(std::max<int64_t>(N, 1));
+    for (int64_t r = 0; r < N; ++r) p->row_scale[r] = scale[n_scale == 1 ? 0 : r];
+  }
+  return p;
+}
+
+size_t csr_dense_workspace(int64_t M, const PackedCsr& W, int threads) {
+  return rows_workspace(M, W.K, W.isa, threads);
+}
+
+void csr_dense(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float* y, int64_t ldy,
+               const Epilogue& ep, void* ws, int threads) {
+  check_args(M, x, ldx, W, y, ldy, ep);
+  if (M == 0 || W.N == 0) return;
+  AlignedPtr<char> own;
+  if (!ws) {
+    own = aligned_array<char>(csr_dense_workspace(M, W, threads));
+    ws = own.get();
+  }
+  run_rows(M, x, ldx, W, 0, W.N, y, ldy, ep, static_cast<float*>(ws), threads);
+}
+
+// ---- convolution -------------------------------------------------------------
+
+namespace {
+
+bool conv_is_plain(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 &&
+         s.pad_b == 0 && s.pad_r == 0;
+}
+
+void check_conv(const Conv2dShape& s, int64_t N, int64_t K, const char* who) {
+  if (s.N < 0 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1)
+    fail(Code::InvalidArgument, std::string(who) + ": sizes must be positive");
+  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1)
+    fail(Code::InvalidArgument, std::string(who) + ": strides and dilations must be >= 1");
+  if (s.pad_t < 0 || s.pad_l < 0 || s.pad_b < 0 || s.pad_r < 0)
+    fail(Code::InvalidArgument, std::string(who) + ": negative padding");
+  if (s.groups < 1 || s.C % s.groups || s.O % s.groups)
+    fail(Code::InvalidArgument, std::string(who) + ": groups must divide C and O");
+  if (s.OH() < 1 || s.OW() < 1) fail(Code::InvalidArgument, std::string(who) + ": kernel larger than the padded input");
+  if (N != s.O || K != s.KH * s.KW * (s.C / s.groups))
+    fail(Code::InvalidArgument, std::string(who) + ": weights are not [O][KH*KW*C/groups]");
+}
+
+}  // namespace
+
+void im2col_rows(const Conv2dShape& s, const float* x, int64_t g, int64_t m0, int64_t rows, float* dst) {
+  const int64_t OH = s.OH(), OW = s.OW(), Cg = s.C / s.groups, Kc = s.KH * s.KW * Cg;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t m = m0 + i;
+    const int64_t ow = m % OW, t = m / OW, oh = t % OH, n = t / OH;
+    float* d = dst + i * Kc;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_t + kh * s.dil_h;
+      for (int64_t kw = 0; kw < s.KW; ++kw, d += Cg) {
+        const int64_t iw = ow * s.stride_w - s.pad_l + kw * s.dil_w;
+        if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
+          std::memset(d, 0, sizeof(float) * Cg);
+        } else {
+          std::memcpy(d, x + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg, sizeof(float) * Cg);
+        }
+      }
+    }
+  }
+}
+
+size_t csr_conv2d_workspace(const Conv2dShape& s, const PackedCsr& W, int threads) {
+  const int64_t M = s.N * s.OH() * s.OW();
+  const int64_t Kc = s.KH * s.KW * (s.C / s.groups);
+  const int64_t rows = conv_is_plain(s) ? M : std::min(M, kCsrConvRows);
+  size_t b = rows_workspace(std::max<int64_t>(rows, 1), W.K, W.isa, threads);
+  if (!conv_is_plain(s)) b += size_t(kCsrConvRows) * Kc * sizeof(float) + 64;
+  return b;
+}
+
+void csr_conv2d(const Conv2dShape& s, const float* x, const PackedCsr& W, float* y, const Epilogue& ep,
+                void* ws, int threads) {
+  check_conv(s, W.N, W.K, "csr_conv2d");
+  if (!isa_supported(W.isa)) fail(Code::Unsupported, "csr_conv2d: the matrix was packed for an ISA this CPU lacks");
+  if (s.N == 0) return;
+  if (!x || !y) bad("null pointer");
+  const int64_t M = s.N * s.OH() * s.OW(), G = s.groups, Cg = s.C / G, Og = s.O / G, Kc = W.K;
+  check_residual(M, s.O, y, s.O, ep);
+  AlignedPtr<char> own;
+  if (!ws) {
+    own = aligned_array<char>(csr_conv2d_workspace(s, W, threads));
+    ws = own.get();
+  }
+  float* fws = static_cast<float*>(ws);
+  for (int64_t g = 0; g < G; ++g) {
+    Epilogue e = ep;
+    if (ep.bias) e.bias = ep.bias + g * Og;
+    if (ep.scale) e.scale = ep.scale + g * Og;
+    if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
+    if (conv_is_plain(s)) {
+      run_rows(M, x + g * Cg, s.C, W, g * Og, (g + 1) * Og, y + g * Og, s.O, e, fws, threads);
+      continue;
+    }
+    float* cols = fws;
+    float* rest = fws + ((kCsrConvRows * Kc + 15) / 16) * 16;
+    for (int64_t m0 = 0; m0 < M; m0 += kCsrConvRows) {
+      const int64_t rows = std::min(kCsrConvRows, M - m0);
+      im2col_rows(s, x, g, m0, rows, cols);
+      Epilogue eb = e;
+      if (e.residual) eb.residual = e.residual + m0 * s.O;
+      run_rows(rows, cols, Kc, W, g * Og, (g + 1) * Og, y + m0 * s.O + g * Og, s.O, eb, rest, threads);
+    }
+  }
+}
+
+}  // namespace slimrt::kernels

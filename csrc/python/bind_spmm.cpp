@@ -1,0 +1,397 @@
+// slimrt._core.kernels: compressed-domain weight kernels (CSR SpMM, codebook and
+// log2 LUT GEMM) and their im2col convolutions. Glue only: checks dtypes/shapes
+// (InputError), releases the GIL, calls the kernels. Arrays are never converted.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/common.h"
+#include "core/threadpool.h"
+#include "kernels/gemm/conv2d.h"
+#include "kernels/gemm/sgemm.h"
+#include "kernels/lutgemm/lutgemm.h"
+#include "kernels/spmm/spmm.h"
+#include "python/bind.h"
+
+namespace slimrt::py {
+namespace {
+
+using kernels::CsrType;
+
+[[noreturn]] void bad(const std::string& msg) { throw Error(Code::InvalidArgument, msg); }
+
+pyb::array arr_arg(const pyb::object& o, const char* name) {
+  if (!pyb::isinstance<pyb::array>(o)) bad(std::string(name) + " must be a numpy array");
+  return pyb::reinterpret_borrow<pyb::array>(o);
+}
+
+template <typename T>
+bool is(const pyb::array& a) { return a.dtype().is(pyb::dtype::of<T>()); }
+
+pyb::array contig(const pyb::object& o, const char* name, int ndim) {
+  pyb::array a = arr_arg(o, name);
+  if (a.ndim() != ndim) bad(std::string(name) + " must be " + std::to_string(ndim) + "-D");
+  if (!(a.flags() & pyb::array::c_style)) bad(std::string(name) + " must be C-contiguous");
+  return a;
+}
+
+pyb::array f32(const pyb::object& o, const char* name, int ndim) {
+  pyb::array a = contig(o, name, ndim);
+  if (!is<float>(a)) bad(std::string(name) + " must have dtype float32, got " + std::string(pyb::str(a.dtype())));
+  return a;
+}
+
+// 2-D float32 with unit column stride; rows ld floats apart.
+struct Mat {
+  pyb::array arr;
+  float* ptr;
+  int64_t rows, cols, ld;
+};
+
+Mat as_mat(const pyb::object& o, const char* name, bool writable = false) {
+  pyb::array a = arr_arg(o, name);
+  if (!is<float>(a)) bad(std::string(name) + " must have dtype float32, got " + std::string(pyb::str(a.dtype())));
+  if (a.ndim() != 2) bad(std::string(name) + " must be 2-D");
+  if (writable && !a.writeable()) bad(std::string(name) + " must be writable");
+  const int64_t r = a.shape(0), c = a.shape(1), s0 = a.strides(0), s1 = a.strides(1);
+  if (c > 1 && s1 != 4) bad(std::string(name) + " must have contiguous rows (unit stride on the last axis)");
+  if (r > 1 && (s0 < 0 || s0 % 4 || s0 / 4 < c))
+    bad(std::string(name) + " must have non-negative, float-aligned row strides >= its width");
+  return Mat{a, static_cast<float*>(const_cast<void*>(a.data())), r, c, r > 1 ? s0 / 4 : c};
+}
+
+Mat out_arg(const pyb::object& out, int64_t M, int64_t N) {
+  if (out.is_none()) return as_mat(pyb::array_t<float>({M, N}), "out", true);
+  Mat m = as_mat(out, "out", true);
+  if (m.rows != M || m.cols != N) bad("out must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
+  return m;
+}
+
+const float* vec_arg(const pyb::object& o, const char* name, int64_t n, pyb::array* keep) {
+  if (o.is_none()) return nullptr;
+  *keep = f32(o, name, 1);
+  if (keep->shape(0) != n) bad(std::string(name) + " must have length " + std::to_string(n));
+  return static_cast<const float*>(keep->data());
+}
+
+struct EpArgs {
+  Epilogue ep;
+  pyb::array keep_bias, keep_scale;
+  Mat residual{};
+};
+
+EpArgs epilogue_args(int64_t M, int64_t N, const pyb::object& bias, const pyb::object& scale,
+                     const pyb::object& residual, const std::string& act, float alpha) {
+  EpArgs e;
+  e.ep.bias = vec_arg(bias, "bias", N, &e.keep_bias);
+  e.ep.scale = vec_arg(scale, "scale", N, &e.keep_scale);
+  if (!residual.is_none()) {
+    e.residual = as_mat(residual, "residual");
+    if (e.residual.rows != M || e.residual.cols != N)
+      bad("residual must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
+    e.ep.residual = e.residual.ptr;
+    e.ep.ldr = e.residual.ld;
+  }
+  if (!kernels::parse_act(act.c_str(), &e.ep.act)) bad("unknown activation '" + act + "'");
+  e.ep.alpha = alpha;
+  return e;
+}
+
+int threads_arg(int threads) {
+  if (threads < 0) bad("threads must be >= 0 (0 = default)");
+  return threads == 0 ? default_threads() : threads;
+}
+
+// Convolution arguments shared by the CSR and LUT matrices: x NHWC, the matrix [O][KH*KW*C/groups].
+struct ConvArgs {
+  kernels::Conv2dShape s;
+  pyb::array x, y, keep_bias, keep_res;
+  Epilogue ep;
+};
+
+ConvArgs conv_args(const pyb::object& x_obj, int64_t O, int64_t Kc, int64_t KH, int64_t KW,
+                   const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                   const std::vector<int64_t>& pads, int64_t groups, const pyb::object& bias,
+                   const std::string& act, float alpha, const pyb::object& residual, const pyb::object& out) {
+  ConvArgs c;
+  c.x = f32(x_obj, "x", 4);
+  if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
+    bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
+  kernels::Conv2dShape& s = c.s;
+  s.N = c.x.shape(0); s.H = c.x.shape(1); s.W = c.x.shape(2); s.C = c.x.shape(3);
+  s.O = O; s.KH = KH; s.KW = KW;
+  s.stride_h = strides[0]; s.stride_w = strides[1];
+  s.dil_h = dilations[0]; s.dil_w = dilations[1];
+  s.pad_t = pads[0]; s.pad_l = pads[1]; s.pad_b = pads[2]; s.pad_r = pads[3];
+  s.groups = groups;
+  if (KH < 1 || KW < 1) bad("KH and KW must be >= 1");
+  if (groups < 1 || s.C % groups || O % groups) bad("groups must divide the input and output channels");
+  if (KH * KW * (s.C / groups) != Kc)
+    bad("the matrix has " + std::to_string(Kc) + " columns, KH*KW*C/groups = " +
+        std::to_string(KH * KW * (s.C / groups)));
+  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1) bad("strides/dilations must be >= 1");
+  for (int64_t p : pads) if (p < 0) bad("pads must be >= 0");
+  const int64_t OH = s.OH(), OW = s.OW();
+  if (OH < 1 || OW < 1) bad("the kernel is larger than the padded input");
+  c.ep.bias = vec_arg(bias, "bias", O, &c.keep_bias);
+  if (!kernels::parse_act(act.c_str(), &c.ep.act)) bad("unknown activation '" + act + "'");
+  c.ep.alpha = alpha;
+  if (!residual.is_none()) {
+    c.keep_res = f32(residual, "residual", 4);
+    if (c.keep_res.shape(0) != s.N || c.keep_res.shape(1) != OH || c.keep_res.shape(2) != OW ||
+        c.keep_res.shape(3) != O)
+      bad("residual must have the output's shape");
+    c.ep.residual = static_cast<const float*>(c.keep_res.data());
+    c.ep.ldr = O;
+  }
+  if (out.is_none()) {
+    c.y = pyb::array_t<float>({s.N, OH, OW, O});
+  } else {
+    c.y = f32(out, "out", 4);
+    if (!c.y.writeable()) bad("out must be writable");
+    if (c.y.shape(0) != s.N || c.y.shape(1) != OH || c.y.shape(2) != OW || c.y.shape(3) != O)
+      bad("out must have shape (N, OH, OW, O)");
+  }
+  return c;
+}
+
+// ---- CSR ---------------------------------------------------------------------
+
+struct PyCsr {
+  std::unique_ptr<kernels::PackedCsr> w;
+
+  pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
+                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
+    Mat x = as_mat(x_obj, "x");
+    if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
+    EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
+    Mat y = out_arg(out, x.rows, w->N);
+    const int t = threads_arg(threads);
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::csr_dense_workspace(x.rows, *w, t));
+      kernels::csr_dense(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
+    }
+    return y.arr;
+  }
+
+  pyb::array conv(const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& strides,
+                  const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads, int64_t groups,
+                  const pyb::object& bias, const std::string& act, float alpha, const pyb::object& residual,
+                  int threads, const pyb::object& out) {
+    ConvArgs c = conv_args(x, w->N, w->K, KH, KW, strides, dilations, pads, groups, bias, act, alpha, residual, out);
+    const int t = threads_arg(threads);
+    const float* xp = static_cast<const float*>(c.x.data());
+    float* yp = static_cast<float*>(c.y.mutable_data());
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::csr_conv2d_workspace(c.s, *w, t));
+      kernels::csr_conv2d(c.s, xp, *w, yp, c.ep, ws.get(), t);
+    }
+    return c.y;
+  }
+};
+
+CsrType int_type(const pyb::array& a, const char* name, bool allow_u16, bool allow_i64) {
+  if (allow_u16 && is<uint16_t>(a)) return CsrType::U16;
+  if (is<int32_t>(a)) return CsrType::I32;
+  if (allow_i64 && is<int64_t>(a)) return CsrType::I64;
+  bad(std::string(name) + (allow_u16 ? " must be uint16 or int32" : " must be int32 or int64") + ", got " +
+      std::string(pyb::str(a.dtype())));
+}
+
+std::unique_ptr<PyCsr> make_csr(const pyb::object& indptr_o, const pyb::object& indices_o,
+                                const pyb::object& values_o, int64_t n_cols, const pyb::object& w_scale,
+                                const pyb::object& isa_o) {
+  pyb::array indptr = contig(indptr_o, "indptr", 1), indices = contig(indices_o, "indices", 1);
+  pyb::array values = contig(values_o, "values", 1);
+  const CsrType pt = int_type(indptr, "indptr", false, true), it = int_type(indices, "indices", true, false);
+  CsrType vt;
+  if (is<float>(values)) vt = CsrType::F32;
+  else if (is<int8_t>(values)) vt = CsrType::I8;
+  else bad("values must be float32 or int8 (QInt8 with w_scale)");
+  if (indptr.shape(0) < 1) bad("indptr must hold rows + 1 entries");
+  if (indices.shape(0) != values.shape(0)) bad("indices and values must have the same length (nnz)");
+  const int64_t N = indptr.shape(0) - 1, nnz = indices.shape(0);
+  pyb::array scale;
+  const float* sp = nullptr;
+  int64_t ns = 0;
+  if (vt == CsrType::I8) {
+    if (w_scale.is_none()) bad("int8 values need w_scale (one value, or one per row)");
+    scale = arr_arg(w_scale, "w_scale");
+    if (!is<float>(scale) || !(scale.flags() & pyb::array::c_style) || scale.ndim() > 1)
+      bad("w_scale must be a C-contiguous float32 scalar or 1-D array");
+    sp = static_cast<const float*>(scale.data());
+    ns = scale.size();
+  } else if (!w_scale.is_none()) {
+    bad("w_scale is only for int8 values");
+  }
+  const Isa isa = isa_arg(isa_o);
+  auto p = std::make_unique<PyCsr>();
+  pyb::gil_scoped_release nogil;
+  p->w = kernels::pack_csr(N, n_cols, indptr.data(), pt, indices.data(), it, nnz, values.data(), vt, sp, ns, isa);
+  return p;
+}
+
+// ---- codebook / log2 --------------------------------------------------------
+
+struct PyLut {
+  std::unique_ptr<kernels::PackedLut> w;
+
+  pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
+                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
+    Mat x = as_mat(x_obj, "x");
+    if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
+    EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
+    Mat y = out_arg(out, x.rows, w->N);
+    const int t = threads_arg(threads);
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::lut_dense_workspace(x.rows, *w, t));
+      kernels::lut_dense(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
+    }
+    return y.arr;
+  }
+
+  pyb::array conv(const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& strides,
+                  const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads, int64_t groups,
+                  const pyb::object& bias, const std::string& act, float alpha, const pyb::object& residual,
+                  int threads, const pyb::object& out) {
+    ConvArgs c = conv_args(x, w->N, w->K, KH, KW, strides, dilations, pads, groups, bias, act, alpha, residual, out);
+    const int t = threads_arg(threads);
+    const float* xp = static_cast<const float*>(c.x.data());
+    float* yp = static_cast<float*>(c.y.mutable_data());
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::lut_conv2d_workspace(c.s, *w, t));
+      kernels::lut_conv2d(c.s, xp, *w, yp, c.ep, ws.get(), t);
+    }
+    return c.y;
+  }
+};
+
+const uint8_t* packed_arg(const pyb::object& o, const char* name, int64_t N, int64_t K, int bits, pyb::array* keep) {
+  *keep = contig(o, name, 1);
+  if (!is<uint8_t>(*keep)) bad(std::string(name) + " must be uint8 (codes packed LSB-first)");
+  if (N < 0 || K < 0) bad("N and K must be >= 0");
+  if (bits < 1 || bits > 8) bad("bits must be 1..8");
+  const int64_t need = (N * K * bits + 7) / 8;
+  if (keep->shape(0) != need)
+    bad(std::string(name) + " must hold " + std::to_string(need) + " bytes for N*K codes at " +
+        std::to_string(bits) + " bits");
+  return static_cast<const uint8_t*>(keep->data());
+}
+
+std::unique_ptr<PyLut> make_lut(const pyb::object& idx_o, const pyb::object& lut_o, int bits, int64_t N, int64_t K,
+                                bool per_row, const pyb::object& isa_o) {
+  pyb::array keep;
+  const uint8_t* pk = packed_arg(idx_o, "packed_idx", N, K, bits, &keep);
+  pyb::array lut = arr_arg(lut_o, "lut");
+  if (!is<float>(lut) || !(lut.flags() & pyb::array::c_style)) bad("lut must be a C-contiguous float32 array");
+  const int64_t groups = per_row ? N : 1;
+  if (lut.ndim() != 2 || lut.shape(0) != groups)
+    bad("lut must have shape (" + std::to_string(groups) + ", lut_size)");
+  const int64_t lut_size = lut.shape(1);
+  const Isa isa = isa_arg(isa_o);
+  auto p = std::make_unique<PyLut>();
+  const float* lp = static_cast<const float*>(lut.data());
+  pyb::gil_scoped_release nogil;
+  p->w = kernels::pack_codebook(pk, N, K, bits, lp, lut_size, per_row, isa);
+  return p;
+}
+
+struct PyLog2 : PyLut {};  // a distinct Python class over the same kernels
+template <typename T> struct type_tag { using type = T; };
+
+std::unique_ptr<PyLog2> make_log2(const pyb::object& codes_o, const pyb::object& scale_o, int bits, int64_t N,
+                                 int64_t K, const pyb::object& isa_o) {
+  pyb::array keep;
+  const uint8_t* pk = packed_arg(codes_o, "packed_codes", N, K, bits, &keep);
+  pyb::array sc = arr_arg(scale_o, "scale");
+  if (!is<float>(sc) || !(sc.flags() & pyb::array::c_style) || sc.ndim() > 1)
+    bad("scale must be a C-contiguous float32 scalar or 1-D array");
+  const Isa isa = isa_arg(isa_o);
+  auto p = std::make_unique<PyLog2>();
+  const float* sp = static_cast<const float*>(sc.data());
+  const int64_t ns = sc.size();
+  pyb::gil_scoped_release nogil;
+  p->w = kernels::pack_log2(pk, N, K, bits, sp, ns, isa);
+  return p;
+}
+
+}  // namespace
+}  // namespace slimrt::py
+
+SLIMRT_PY_BIND(spmm) {
+  using namespace slimrt;
+  using namespace slimrt::py;
+  namespace pyb = pybind11;
+  using pyb::arg;
+  pyb::module_ k = pyb::hasattr(m, "kernels") ? m.attr("kernels").cast<pyb::module_>()
+                                              : m.def_submodule("kernels", "Low-level compute kernels.");
+
+  pyb::class_<PyCsr>(k, "CsrMatrix",
+                     "A CSR weight matrix W[N, K] (rows = output channels) packed for one ISA's SpMM.\n"
+                     "values float32, or int8 with w_scale (w = w_scale[row] * q).")
+      .def(pyb::init(&make_csr), arg("indptr"), arg("indices"), arg("values"), arg("n_cols"),
+           arg("w_scale") = pyb::none(), arg("isa") = pyb::none())
+      .def_property_readonly("N", [](const PyCsr& p) { return p.w->N; })
+      .def_property_readonly("K", [](const PyCsr& p) { return p.w->K; })
+      .def_property_readonly("nnz", [](const PyCsr& p) { return p.w->nnz; })
+      .def_property_readonly("nbytes", [](const PyCsr& p) { return p.w->bytes(); })
+      .def_property_readonly("isa", [](const PyCsr& p) { return std::string(isa_name(p.w->isa)); })
+      .def("run", &PyCsr::run, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+           arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+           "act(x @ W.T * scale + bias + residual) as float32 [M, N].")
+      .def("conv2d", &PyCsr::conv, arg("x"), arg("KH"), arg("KW"), arg("strides") = std::vector<int64_t>{1, 1},
+           arg("dilations") = std::vector<int64_t>{1, 1}, arg("pads") = std::vector<int64_t>{0, 0, 0, 0},
+           arg("groups") = 1, arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+           arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+           "NHWC conv2d with this matrix as OHWI weights [O, KH*KW*C/groups] -> [N, OH, OW, O].");
+}
+
+SLIMRT_PY_BIND(lutgemm) {
+  using namespace slimrt;
+  using namespace slimrt::py;
+  namespace pyb = pybind11;
+  using pyb::arg;
+  pyb::module_ k = pyb::hasattr(m, "kernels") ? m.attr("kernels").cast<pyb::module_>()
+                                              : m.def_submodule("kernels", "Low-level compute kernels.");
+
+  auto cls = [&](auto tag, const char* name, const char* doc) {
+    using T = typename decltype(tag)::type;
+    pyb::class_<T> c(k, name, doc);
+    c.def_property_readonly("N", [](const T& p) { return p.w->N; })
+        .def_property_readonly("K", [](const T& p) { return p.w->K; })
+        .def_property_readonly("bits", [](const T& p) { return p.w->bits; })
+        .def_property_readonly("storage_bits", [](const T& p) { return p.w->sb; })
+        .def_property_readonly("nbytes", [](const T& p) { return p.w->bytes(); })
+        .def_property_readonly("isa", [](const T& p) { return std::string(isa_name(p.w->isa)); })
+        .def("run", [](T& p, const pyb::object& x, const pyb::object& bias, const std::string& act, float alpha,
+                       const pyb::object& scale, const pyb::object& residual, int threads,
+                       const pyb::object& out) { return p.run(x, bias, act, alpha, scale, residual, threads, out); }, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+             arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1,
+             arg("out") = pyb::none(), "act(x @ W.T * scale + bias + residual) as float32 [M, N].")
+        .def("conv2d", [](T& p, const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& st,
+                          const std::vector<int64_t>& dl, const std::vector<int64_t>& pd, int64_t groups,
+                          const pyb::object& bias, const std::string& act, float alpha, const pyb::object& res,
+                          int threads, const pyb::object& out) {
+               return p.conv(x, KH, KW, st, dl, pd, groups, bias, act, alpha, res, threads, out);
+             }, arg("x"), arg("KH"), arg("KW"), arg("strides") = std::vector<int64_t>{1, 1},
+             arg("dilations") = std::vector<int64_t>{1, 1}, arg("pads") = std::vector<int64_t>{0, 0, 0, 0},
+             arg("groups") = 1, arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+             arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+             "NHWC conv2d with this matrix as OHWI weights [O, KH*KW*C/groups] -> [N, OH, OW, O].");
+    return c;
+  };
+  cls(type_tag<PyLut>{}, "LutMatrix", "Codebook weights W[n, k] = lut[g, idx[n, k]] (g = n when per_row, else 0), indices packed\n"
+                   "LSB-first at `bits` (formats.pack_bits); repacked for one ISA's LUT-GEMM.")
+      .def(pyb::init(&make_lut), arg("packed_idx"), arg("lut"), arg("bits"), arg("N"), arg("K"),
+           arg("per_row") = false, arg("isa") = pyb::none())
+      .def_property_readonly("per_row", [](const PyLut& p) { return p.w->per_row; });
+  cls(type_tag<PyLog2>{}, "Log2Matrix", "log2 weights W[n, k] = scale[n] * (code == 0 ? 0 : sign * 2^-(mag-1)), codes packed\n"
+                    "LSB-first at `bits` (2..8); scale has 1 or N values.")
+      .def(pyb::init(&make_log2), arg("packed_codes"), arg("scale"), arg("bits"), arg("N"), arg("K"),
+           arg("isa") = pyb::none());
+}

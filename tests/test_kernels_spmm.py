@@ -1,0 +1,236 @@
+"""CSR SpMM (kernels.CsrMatrix) and sparse conv2d against float64 numpy, on every supported ISA.
+
+Tolerance (fp32 accumulation, any summation order):
+  |y - ref| <= 4e-7 * (sqrt(nnz_max) + 4) * mag + 1e-30,   mag = |x| @ |W|.T * |scale| + |bias| + |residual|
+Activations are checked with relu/gelu (Lipschitz 1.13) as L * linear tolerance + 1e-6 * |ref|.
+Every output goes into a view of a larger sentinel-filled array; the sentinels must survive.
+Results with threads=1 and threads=2 are bitwise identical (per-row summation order is fixed).
+"""
+import math
+
+import numpy as np
+import pytest
+
+from slimrt import formats
+from slimrt._native import core
+
+K = core.kernels
+ISAS = core.cpu_info()["supported_isas"]
+SENT = np.float32(-7777.0)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def ref_act(x, act):
+    if act == "relu":
+        return np.maximum(x, 0)
+    if act == "gelu":
+        return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+    return x
+
+
+def sparse_dense(rng, n, k, sparsity, empty_rows=True):
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    w *= rng.random((n, k)) >= sparsity
+    if empty_rows and n > 2:
+        w[1] = 0  # an empty row
+    return w
+
+
+def to_csr(w, idx_dtype=np.uint16, ptr_dtype=np.int32):
+    mask = w != 0
+    indptr = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(ptr_dtype)
+    r, c = np.nonzero(mask)
+    return indptr, c.astype(idx_dtype), w[r, c].astype(np.float32)
+
+
+def guarded(m, n, rng):
+    """An (m, n) view with row stride n+5 into a sentinel-filled buffer."""
+    buf = np.full((m + 2, n + 5), SENT, np.float32)
+    return buf, buf[1:m + 1, 2:n + 2]
+
+
+def check_guard(buf, m, n):
+    inner = np.zeros(buf.shape, bool)
+    inner[1:m + 1, 2:n + 2] = True
+    assert np.all(buf[~inner] == SENT), "a sentinel around out was overwritten"
+
+
+def tol(x, wd, nnz_max, extra=0.0):
+    mag = np.abs(x.astype(np.float64)) @ np.abs(wd.astype(np.float64)).T + extra
+    return 4e-7 * (math.sqrt(max(nnz_max, 1)) + 4) * mag + 1e-30
+
+
+SHAPES = [(1, 1, 1), (1, 17, 33), (2, 16, 15), (3, 7, 64), (4, 31, 65), (7, 8, 100), (8, 33, 17),
+          (15, 64, 31), (16, 65, 7), (17, 3, 129), (33, 100, 16), (64, 17, 257), (65, 40, 50), (100, 33, 3)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "M%dN%dK%d" % s)
+@pytest.mark.parametrize("sparsity", [0.0, 0.6, 0.95])
+def test_csr_f32(isa, shape, sparsity):
+    m, n, k = shape
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    w = sparse_dense(rng, n, k, sparsity)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    ip, ix, v = to_csr(w)
+    a = K.CsrMatrix(ip, ix, v, k, isa=isa)
+    assert (a.N, a.K, a.nnz, a.isa) == (n, k, v.size, isa)
+    buf, out = guarded(m, n, rng)
+    y = a.run(x, out=out)
+    assert y.shape == (m, n)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64)
+    nnz_max = int(np.diff(ip).max(initial=0))
+    assert np.all(np.abs(out - ref) <= tol(x, w, nnz_max))
+    check_guard(buf, m, n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(1, 33, 64), (5, 16, 31), (64, 65, 100)], ids=lambda s: "M%dN%dK%d" % s)
+@pytest.mark.parametrize("per_row", [True, False])
+def test_csr_int8(isa, shape, per_row):
+    m, n, k = shape
+    rng = np.random.default_rng(n + k)
+    q = rng.integers(-127, 128, (n, k)).astype(np.int8) * (rng.random((n, k)) < 0.3)
+    scale = (rng.random(n if per_row else 1) * 0.1 + 0.01).astype(np.float32)
+    mask = q != 0
+    ip = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int64)
+    r, c = np.nonzero(mask)
+    a = K.CsrMatrix(ip, c.astype(np.int32), q[r, c].astype(np.int8), k, w_scale=scale, isa=isa)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    wd = q.astype(np.float64) * (scale[:, None] if per_row else scale[0])
+    buf, out = guarded(m, n, rng)
+    a.run(x, out=out)
+    ref = x.astype(np.float64) @ wd.T
+    assert np.all(np.abs(out - ref) <= tol(x, wd, k))
+    check_guard(buf, m, n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [1, 2, 9, 40])
+@pytest.mark.parametrize("act", ["none", "relu", "gelu"])
+def test_csr_epilogue(isa, m, act):
+    n, k = 37, 45
+    rng = np.random.default_rng(m)
+    w = sparse_dense(rng, n, k, 0.7)
+    ip, ix, v = to_csr(w)
+    a = K.CsrMatrix(ip, ix, v, k, isa=isa)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    scale = rng.random(n).astype(np.float32) + 0.5
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    buf, out = guarded(m, n, rng)
+    a.run(x, bias=bias, scale=scale, residual=res, act=act, out=out)
+    lin = (x.astype(np.float64) @ w.T.astype(np.float64)) * scale + bias + res
+    t = tol(x, w, k) * scale + 1e-6 * (np.abs(bias) + np.abs(res))
+    assert np.all(np.abs(out - ref_act(lin, act)) <= 1.13 * t + 1e-6 * np.abs(ref_act(lin, act)))
+    check_guard(buf, m, n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [1, 64])
+def test_csr_threads_bitwise(isa, m):
+    rng = np.random.default_rng(3)
+    w = sparse_dense(rng, 300, 200, 0.8)
+    a = K.CsrMatrix(*to_csr(w), 200, isa=isa)
+    x = rng.standard_normal((m, 200)).astype(np.float32)
+    assert np.array_equal(a.run(x, threads=1), a.run(x, threads=2))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_csr_wide_k_int32_indices(isa):
+    k, n, m = 70000, 9, 5  # K > 65536: int32 column indices all the way
+    rng = np.random.default_rng(4)
+    w = sparse_dense(rng, n, k, 0.99)
+    ip, ix, v = to_csr(w, np.int32)
+    a = K.CsrMatrix(ip, ix, v, k, isa=isa)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64)
+    assert np.all(np.abs(a.run(x) - ref) <= tol(x, w, int(np.diff(ip).max())))
+
+
+def test_csr_matches_formats():
+    """formats.CSR with QInt8 per-row values runs directly from its own arrays."""
+    rng = np.random.default_rng(5)
+    w = sparse_dense(rng, 20, 30, 0.7)
+    amax = np.abs(w).max(1)
+    scale = np.where(amax > 0, amax / 127, 1).astype(np.float32)
+
+    def qvals(vals, rows):
+        return formats.QInt8(np.round(vals / scale[rows]).astype(np.int8), scale, axis=0, shape=vals.shape,
+                             channels=20)
+
+    t = formats.CSR.from_dense(w, values_fn=qvals)
+    a = K.CsrMatrix(t.indptr, t.indices, t.values.q, 30, w_scale=t.values.scale)
+    x = rng.standard_normal((3, 30)).astype(np.float32)
+    wd = t.to_dense()
+    ref = x.astype(np.float64) @ wd.T.astype(np.float64)
+    assert np.all(np.abs(a.run(x) - ref) <= tol(x, wd, 30))
+
+
+def test_csr_errors():
+    ip, ix, v = to_csr(np.eye(4, dtype=np.float32))
+    with pytest.raises(core.InputError):
+        K.CsrMatrix(ip, ix, v, 3)  # column 3 out of range
+    with pytest.raises(core.InputError):
+        K.CsrMatrix(np.array([0, 2, 1, 3, 4], np.int32), ix, v, 4)  # decreasing indptr
+    with pytest.raises(core.InputError):
+        K.CsrMatrix(ip, ix.astype(np.int64), v, 4)  # index dtype
+    with pytest.raises(core.InputError):
+        K.CsrMatrix(ip, ix, v.astype(np.int8), 4)  # int8 values without a scale
+    a = K.CsrMatrix(ip, ix, v, 4)
+    with pytest.raises(core.InputError):
+        a.run(np.zeros((2, 5), np.float32))
+    x = np.zeros((2, 4), np.float32)
+    with pytest.raises(core.InputError):
+        a.run(x, residual=x, out=x)  # residual overlapping out
+
+
+# ---- convolution ----------------------------------------------------------------
+
+def ref_conv(x, w, strides, dil, pads, groups):
+    n, h, wd, c = x.shape
+    o, kh, kw, cg = w.shape
+    sh, sw = strides
+    dh, dw = dil
+    pt, pl, pb, pr = pads
+    xp = np.zeros((n, h + pt + pb, wd + pl + pr, c))
+    xp[:, pt:pt + h, pl:pl + wd] = x
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    og = o // groups
+    y = np.zeros((n, oh, ow, o))
+    for g in range(groups):
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw,
+                           g * cg:(g + 1) * cg]
+                y[..., g * og:(g + 1) * og] += patch @ w[g * og:(g + 1) * og, i, j, :].T
+    return y
+
+
+CONVS = [  # (N, H, W, C, O, KH, KW, strides, dil, pads, groups)
+    (1, 5, 6, 8, 12, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    (2, 7, 5, 6, 9, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 9, 8, 4, 8, 3, 2, (2, 1), (1, 2), (0, 1, 2, 0), 2),
+    (1, 17, 15, 3, 5, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1), 1),
+    (1, 4, 4, 8, 8, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 4),
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cfg", CONVS, ids=lambda c: "x".join(map(str, c[:7])))
+def test_csr_conv2d(isa, cfg):
+    n, h, wd, c, o, kh, kw, st, dl, pd, g = cfg
+    rng = np.random.default_rng(h * wd + o)
+    x = rng.standard_normal((n, h, wd, c)).astype(np.float32)
+    w4 = rng.standard_normal((o, kh, kw, c // g)).astype(np.float32) * (rng.random((o, kh, kw, c // g)) > 0.5)
+    wm = w4.reshape(o, -1)
+    a = K.CsrMatrix(*to_csr(wm), wm.shape[1], isa=isa)
+    bias = rng.standard_normal(o).astype(np.float32)
+    ref = ref_conv(x.astype(np.float64), w4.astype(np.float64), st, dl, pd, g) + bias
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    y = a.conv2d(x, kh, kw, strides=list(st), dilations=list(dl), pads=list(pd), groups=g, bias=bias,
+                 residual=res, act="relu")
+    mag = ref_conv(np.abs(x).astype(np.float64), np.abs(w4).astype(np.float64), st, dl, pd, g)
+    t = 4e-7 * (math.sqrt(wm.shape[1]) + 4) * (mag + np.abs(bias) + np.abs(res)) + 1e-30
+    assert np.all(np.abs(y - np.maximum(ref + res, 0)) <= t)
