@@ -1,0 +1,119 @@
+"""Speed of the fp32 GEMM (packed weights) against numpy/OpenBLAS, measured in the same run.
+
+    SLIMRT_DEV_CORE=... PYTHONPATH=python python3 -m pytest bench/bench_gemm.py --benchmark-only \
+        --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds
+
+Workload: y[M, N] = a[M, K] @ w[N, K].T (a torch Linear), M in {1, 16, 64, 256}, K, N in {512, 1024, 4096}.
+slimrt runs a PackedSgemm packed once (packing is not timed) writing into a preallocated output;
+numpy runs `a @ w.T`. Both engines use the same thread count (SLIMRT_BENCH_THREADS, default 2;
+numpy's BLAS is pinned with threadpoolctl, or OPENBLAS_NUM_THREADS when threadpoolctl is missing).
+bench/conftest.py prints the GFLOP/s of each engine and the slimrt/peer ratio per group.
+SLIMRT_BENCH_QUICK=1 keeps only the K == N shapes.
+
+Also: NHWC conv2d (PackedConv2d, weights packed once) vs torch conv2d on channels_last tensors, with
+torch pinned to the same thread count (skipped when torch is not installed).
+"""
+import os
+
+THREADS = int(os.environ.get("SLIMRT_BENCH_THREADS", "2"))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))  # before numpy loads its BLAS
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from slimrt._native import core  # noqa: E402
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+K = core.kernels
+ISA = core.cpu_info()["isa"]
+KN = [(k, n) for k in (512, 1024, 4096) for n in (512, 1024, 4096)]
+if os.environ.get("SLIMRT_BENCH_QUICK"):
+    KN = [(k, n) for (k, n) in KN if k == n]
+SHAPES = [(m, k, n) for m in (1, 16, 64, 256) for (k, n) in KN]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pin_blas_threads():
+    if threadpool_limits is None:
+        yield
+        return
+    with threadpool_limits(limits=THREADS):
+        yield
+
+
+@pytest.fixture(scope="module")
+def operands():
+    cache = {}
+
+    def get(m, k, n):
+        if (m, k, n) not in cache:
+            rng = np.random.default_rng(m * 7 + k * 3 + n)
+            a = rng.standard_normal((m, k), dtype=np.float32)
+            w = rng.standard_normal((n, k), dtype=np.float32)
+            cache.clear()  # keep one shape's operands alive at a time
+            cache[(m, k, n)] = (a, w)
+        return cache[(m, k, n)]
+
+    return get
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "numpy"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "M%d_K%d_N%d" % s)
+def test_sgemm(benchmark, operands, shape, engine):
+    m, k, n = shape
+    a, w = operands(m, k, n)
+    benchmark.group = f"sgemm M={m} K={k} N={n} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * n * k, isa=ISA)
+    if engine == "slimrt":
+        packed = K.PackedSgemm(w)
+        out = np.empty((m, n), np.float32)
+        y = benchmark(packed.run, a, threads=THREADS, out=out)
+    else:
+        wt = w.T
+        y = benchmark(lambda: a @ wt)
+    ref = a[:1].astype(np.float64) @ w.T.astype(np.float64)
+    assert np.allclose(y[:1], ref, rtol=1e-3, atol=1e-2 * np.sqrt(k))
+
+
+CONV_SHAPES = {
+    # name: (H, W, C, O, k, stride, pad)
+    "stem_224x224x3_o32_k3s2": (224, 224, 3, 32, 3, 2, 1),
+    "56x56x64_o64_k3": (56, 56, 64, 64, 3, 1, 1),
+    "14x14x256_o1024_k1": (14, 14, 256, 1024, 1, 1, 0),
+}
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "torch_channels_last"])
+@pytest.mark.parametrize("shape", list(CONV_SHAPES))
+def test_conv2d(benchmark, shape, engine):
+    H, W, C, O, k, s, p = CONV_SHAPES[shape]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, H, W, C), dtype=np.float32)
+    w = rng.standard_normal((O, k, k, C), dtype=np.float32) * 0.1
+    b = rng.standard_normal(O, dtype=np.float32)
+    oh = (H + 2 * p - k) // s + 1
+    ow = (W + 2 * p - k) // s + 1
+    benchmark.group = f"conv2d {shape} relu threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * oh * ow * O * k * k * C, isa=ISA)
+    if engine == "slimrt":
+        packed = K.PackedConv2d(w)
+        out = np.empty((1, oh, ow, O), np.float32)
+        y = benchmark(packed.run, x, bias=b, strides=(s, s), pads=(p, p, p, p), act="relu", threads=THREADS,
+                      out=out)
+    else:
+        torch = pytest.importorskip("torch")
+        torch.set_num_threads(THREADS)
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        wt = torch.from_numpy(w).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        bt = torch.from_numpy(b)
+
+        def run():
+            with torch.no_grad():
+                return torch.relu(torch.nn.functional.conv2d(xt, wt, bt, stride=s, padding=p))
+
+        y = benchmark(run).permute(0, 2, 3, 1).numpy()
+    assert y.shape == (1, oh, ow, O) and np.all(np.isfinite(y))

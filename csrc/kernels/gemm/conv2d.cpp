@@ -1,0 +1,185 @@
+// conv2d as one GEMM per group over the output pixels (see conv2d.h).
+// Packed ISAs run through the blocked GEMM driver with an im2col packer; the
+// scalar ISA is a direct 7-loop convolution (the reference path).
+#include "kernels/gemm/conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "core/common.h"
+#include "core/threadpool.h"
+#include "kernels/gemm/gemm_driver.h"
+#include "kernels/gemm/sgemm_internal.h"
+
+namespace slimrt::kernels {
+namespace {
+
+// im2col view of one group: row m = output pixel, column k = (kh, kw, c).
+struct Im2colA {
+  const Conv2dShape* s;
+  const float* x;  // already offset to the group's first channel
+  int64_t OH, OW, Cg;
+  detail::PackRowsFn pack_rows;
+};
+
+// Every row of a tile shares the k -> (kh, kw, c) split, so a K block is a list of
+// channel runs; for each run the tile's rows point into x (or at zeros for padding taps).
+void pack_a_im2col(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc, int mr, float* dst) {
+  const Im2colA& A = *static_cast<const Im2colA*>(ctx);
+  const Conv2dShape& s = *A.s;
+  const int64_t Cg = A.Cg, kwc = s.KW * Cg;
+  const float* zeros = detail::zeros_for_packing(kc);
+  int64_t n_[detail::kMaxMR], ih0[detail::kMaxMR], iw0[detail::kMaxMR];
+  const float* src[detail::kMaxMR];
+  for (int64_t t = 0; t * mr < rows; ++t) {
+    const int r_n = static_cast<int>(std::min<int64_t>(mr, rows - t * mr));
+    for (int r = 0; r < r_n; ++r) {
+      const int64_t m = m0 + t * mr + r;
+      const int64_t ow = m % A.OW, q = m / A.OW, oh = q % A.OH;
+      n_[r] = q / A.OH;
+      ih0[r] = oh * s.stride_h - s.pad_t;
+      iw0[r] = ow * s.stride_w - s.pad_l;
+    }
+    float* d = dst + t * kc * mr;
+    int64_t k = k0;
+    const int64_t k_end = k0 + kc;
+    int64_t kh = k / kwc, kw = (k % kwc) / Cg, c = k % Cg;
+    while (k < k_end) {
+      const int64_t len = std::min(Cg - c, k_end - k);
+      for (int r = 0; r < r_n; ++r) {
+        const int64_t ih = ih0[r] + kh * s.dil_h, iw = iw0[r] + kw * s.dil_w;
+        src[r] = (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+                     ? A.x + ((n_[r] * s.H + ih) * s.W + iw) * s.C + c
+                     : zeros;
+      }
+      A.pack_rows(src, r_n, len, d + (k - k0) * mr, mr);
+      k += len;
+      c = 0;
+      if (++kw == s.KW) { kw = 0; ++kh; }
+    }
+  }
+}
+
+void conv2d_scalar(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
+                   int threads) {
+  const int64_t OH = s.OH(), OW = s.OW(), M = s.N * OH * OW;
+  const int64_t Cg = w.Cg, Og = s.O / s.groups, O = s.O;
+  const float* wt = w.raw.get();
+  const int64_t per_pixel = O * s.KH * s.KW * Cg * 2;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / std::max<int64_t>(1, per_pixel));
+  parallel_for(M, threads, grain, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const int64_t ow = m % OW, t = m / OW, oh = t % OH, n = t / OH;
+      float* yo = y + m * O;
+      for (int64_t o = 0; o < O; ++o) {
+        const int64_t g = o / Og;
+        float acc = 0.f;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.stride_h - s.pad_t + kh * s.dil_h;
+          if (ih < 0 || ih >= s.H) continue;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t iw = ow * s.stride_w - s.pad_l + kw * s.dil_w;
+            if (iw < 0 || iw >= s.W) continue;
+            const float* xp = x + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
+            const float* wp = wt + ((o * s.KH + kh) * s.KW + kw) * Cg;
+            for (int64_t c = 0; c < Cg; ++c) acc += xp[c] * wp[c];
+          }
+        }
+        float v = acc;
+        if (ep.scale) v *= ep.scale[o];
+        if (ep.bias) v += ep.bias[o];
+        if (ep.residual) v += ep.residual[m * ep.ldr + o];
+        yo[o] = v;
+      }
+      apply_act_inplace(yo, O, ep.act, ep.alpha, Isa::Scalar);
+    }
+  });
+}
+
+void check_shape(const Conv2dShape& s, const PackedConv2d& w) {
+  if (s.N < 0 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1)
+    fail(Code::InvalidArgument, "conv2d: sizes must be positive");
+  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1)
+    fail(Code::InvalidArgument, "conv2d: strides and dilations must be >= 1");
+  if (s.pad_t < 0 || s.pad_l < 0 || s.pad_b < 0 || s.pad_r < 0)
+    fail(Code::InvalidArgument, "conv2d: negative padding");
+  if (s.groups < 1 || s.C % s.groups || s.O % s.groups)
+    fail(Code::InvalidArgument, "conv2d: groups must divide C and O");
+  if (s.OH() < 1 || s.OW() < 1) fail(Code::InvalidArgument, "conv2d: kernel larger than the padded input");
+  if (w.O != s.O || w.KH != s.KH || w.KW != s.KW || w.groups != s.groups || w.Cg * s.groups != s.C)
+    fail(Code::InvalidArgument, "conv2d: shape does not match the packed weights");
+}
+
+}  // namespace
+
+int64_t Conv2dShape::OH() const { return (H + pad_t + pad_b - dil_h * (KH - 1) - 1) / stride_h + 1; }
+int64_t Conv2dShape::OW() const { return (W + pad_l + pad_r - dil_w * (KW - 1) - 1) / stride_w + 1; }
+
+std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH, int64_t KW, int64_t Cg,
+                                          int64_t groups, Isa isa) {
+  if (O < 1 || KH < 1 || KW < 1 || Cg < 1 || groups < 1 || O % groups)
+    fail(Code::InvalidArgument, "pack_conv2d: bad weight shape (O must be a multiple of groups)");
+  if (!W) fail(Code::InvalidArgument, "pack_conv2d: null weights");
+  auto p = std::make_unique<PackedConv2d>();
+  p->O = O; p->KH = KH; p->KW = KW; p->Cg = Cg; p->groups = groups; p->isa = isa;
+  const int64_t Og = O / groups, K = KH * KW * Cg;
+  if (isa == Isa::Scalar) {
+    if (!isa_supported(isa)) fail(Code::Unsupported, "pack_conv2d: ISA not supported");
+    p->raw = aligned_array<float>(static_cast<size_t>(O * K));
+    std::memcpy(p->raw.get(), W, sizeof(float) * O * K);
+    return p;
+  }
+  for (int64_t g = 0; g < groups; ++g) p->group_b.push_back(pack_sgemm_b(W + g * Og * K, Og, K, isa));
+  return p;
+}
+
+size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads) {
+  return detail::gemm_workspace_bytes(threads);
+}
+
+void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
+            void* workspace, int threads) {
+  check_shape(s, w);
+  if (s.N == 0) return;
+  if (!x || !y) fail(Code::InvalidArgument, "conv2d: null pointer");
+  if (static_cast<int>(ep.act) < 0 || static_cast<int>(ep.act) >= kNumActs)
+    fail(Code::InvalidArgument, "conv2d: unknown activation");
+  if (!isa_supported(w.isa)) fail(Code::Unsupported, "conv2d: the weights' ISA is not supported by this CPU");
+  const int64_t OH = s.OH(), OW = s.OW(), M = s.N * OH * OW;
+  const int64_t G = s.groups, Cg = s.C / G, Og = s.O / G;
+  const bool residual_is_c = detail::check_residual(ep, M, s.O, y, s.O);
+  if (w.isa == Isa::Scalar) {
+    conv2d_scalar(s, x, w, y, ep, threads <= 0 ? default_threads() : threads);
+    return;
+  }
+  const bool plain = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 &&
+                     s.pad_l == 0 && s.pad_b == 0 && s.pad_r == 0;
+  std::vector<detail::RowMajorA> rows(G);
+  std::vector<Im2colA> cols(G);
+  std::vector<detail::GemmJob> jobs(G);
+  for (int64_t g = 0; g < G; ++g) {
+    detail::GemmJob& j = jobs[g];
+    j.M = M;
+    if (plain) {
+      rows[g] = detail::RowMajorA{x + g * Cg, s.C, detail::pack_rows_for(w.isa)};
+      j.a_ctx = &rows[g];
+      j.pack_a = detail::pack_a_rows;
+    } else {
+      cols[g] = Im2colA{&s, x + g * Cg, OH, OW, Cg, detail::pack_rows_for(w.isa)};
+      j.a_ctx = &cols[g];
+      j.pack_a = pack_a_im2col;
+    }
+    j.B = w.group_b[g].get();
+    j.C = y + g * Og;
+    j.ldc = s.O;
+    j.ep = ep;
+    if (ep.bias) j.ep.bias = ep.bias + g * Og;
+    if (ep.scale) j.ep.scale = ep.scale + g * Og;
+    if (ep.residual) j.ep.residual = ep.residual + g * Og;
+    j.residual_is_c = residual_is_c;
+  }
+  detail::run_gemm_jobs(jobs.data(), G, workspace, threads);
+}
+
+}  // namespace slimrt::kernels

@@ -1,0 +1,50 @@
+// fp32 2-D convolution on NHWC activations with OHWI weights, as a GEMM per group:
+//   y[n][oh][ow][g*Og + o] = epilogue( sum_{kh,kw,c} x[n][oh*sh - pt + kh*dh][ow*sw - pl + kw*dw][g*Cg + c]
+//                                                    * w[g*Og + o][kh][kw][c] )
+// (out-of-image taps read 0). Output pixels are the GEMM rows M = N*OH*OW, the
+// epilogue's residual is indexed residual[m*ldr + channel] (ldr = O for an NHWC tensor).
+// 1x1 stride-1 unpadded convolutions are a plain GEMM on the NHWC input. Other
+// shapes gather im2col rows block by block (row block x K block) directly into the
+// GEMM's packed-A buffers, so no im2col matrix is materialised.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/cpu.h"
+#include "kernels/act.h"
+#include "kernels/gemm/sgemm.h"
+
+namespace slimrt::kernels {
+
+struct Conv2dShape {
+  int64_t N = 1, H = 1, W = 1, C = 1, O = 1, KH = 1, KW = 1;
+  int64_t stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
+  int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
+  int64_t groups = 1;
+  int64_t OH() const;  // floor((H + pad_t + pad_b - dil_h*(KH-1) - 1) / stride_h) + 1
+  int64_t OW() const;
+};
+
+// Weights [O][KH][KW][C/groups], one PackedSgemmB per group (N = O/groups, K = KH*KW*Cg).
+struct PackedConv2d {
+  int64_t O = 0, KH = 0, KW = 0, Cg = 0, groups = 1;
+  Isa isa = Isa::Scalar;
+  std::vector<std::unique_ptr<PackedSgemmB>> group_b;
+  AlignedPtr<float> raw;  // scalar ISA only: the OHWI weights as given
+};
+
+std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH, int64_t KW, int64_t Cg,
+                                          int64_t groups, Isa isa);
+
+// Scratch conv2d needs with `threads` threads (packed im2col blocks, 192 KB per thread).
+size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads);
+
+// x: [N][H][W][C], y: [N][OH][OW][O] (both dense). workspace: conv2d_workspace_bytes(s, threads)
+// bytes, 64-byte aligned, or null (per-thread buffers are then used). Throws
+// Error(InvalidArgument) when the shape does not match the packed weights or is invalid.
+void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
+            void* workspace, int threads);
+
+}  // namespace slimrt::kernels

@@ -1,0 +1,60 @@
+// The blocked fp32 GEMM driver shared by sgemm and conv2d (baseline files only:
+// never include this from an ISA-suffixed file).
+//
+// A is "virtual": the driver asks a packer for each (row block, K block) and the
+// packer writes it in the microkernel's layout [tiles][kc][mr]. sgemm's packer
+// copies rows of a matrix; conv2d's packer gathers im2col rows from NHWC input,
+// so no im2col matrix is ever built.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/act.h"
+#include "kernels/gemm/sgemm.h"
+#include "kernels/gemm/sgemm_internal.h"
+
+namespace slimrt::kernels::detail {
+
+// Writes rows [m0, m0+rows) x columns [k0, k0+kc) of A to dst as [tiles][kc][mr]
+// (element (r, k) of tile t at dst[t*kc*mr + k*mr + r]).
+using PackAFn = void (*)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc, int mr,
+                         float* dst);
+
+struct GemmJob {
+  int64_t M = 0;
+  const void* a_ctx = nullptr;
+  PackAFn pack_a = nullptr;
+  const PackedSgemmB* B = nullptr;  // N, K, ISA (must not be the scalar ISA)
+  float* C = nullptr;
+  int64_t ldc = 0;
+  Epilogue ep;               // bias/scale/residual already offset for this job
+  bool residual_is_c = false;  // ep.residual == C: accumulate into C, ep.residual ignored
+};
+
+// Bytes of workspace run_gemm_jobs needs for `threads` threads (packed-A blocks).
+size_t gemm_workspace_bytes(int threads);
+
+// Runs all jobs on up to `threads` threads. workspace: gemm_workspace_bytes(threads)
+// bytes, 64-byte aligned, or null (then per-thread buffers are used).
+void run_gemm_jobs(const GemmJob* jobs, int64_t njobs, void* workspace, int threads);
+
+constexpr int kMaxMR = 16;  // upper bound on any microkernel's MR
+
+// The packed-panel transpose of the ISA the job runs on (kernels for `isa`).
+PackRowsFn pack_rows_for(Isa isa);
+// A zero segment of `len` floats (len <= the K block) for padded im2col taps.
+const float* zeros_for_packing(int64_t len);
+
+// Packs a row-major matrix (ctx points to a RowMajorA).
+struct RowMajorA {
+  const float* a;
+  int64_t lda;
+  PackRowsFn pack_rows;
+};
+void pack_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc, int mr, float* dst);
+
+// Validates ep.residual against C (M x N, rows ldc apart); returns true when
+// residual is exactly C (then C is accumulated into). Throws on other overlaps.
+bool check_residual(const Epilogue& ep, int64_t M, int64_t N, const float* C, int64_t ldc);
+
+}  // namespace slimrt::kernels::detail

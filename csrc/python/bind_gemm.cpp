@@ -1,0 +1,322 @@
+// slimrt._core.kernels: fp32 GEMM, conv2d and activation kernels.
+// Glue only: checks dtypes/shapes/strides (InputError), releases the GIL, calls the kernels.
+// Arrays are never converted: float32 is required. 2-D operands may be row-strided
+// views (unit stride along the last axis); weights and conv tensors must be C-contiguous.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/common.h"
+#include "core/threadpool.h"
+#include "kernels/gemm/conv2d.h"
+#include "kernels/gemm/sgemm.h"
+#include "python/bind.h"
+
+namespace slimrt::py {
+namespace {
+
+using slimrt::Act;
+using kernels::PackedSgemmB;
+
+[[noreturn]] void bad(const std::string& msg) { throw Error(Code::InvalidArgument, msg); }
+
+pyb::array as_f32(const pyb::object& o, const char* name) {
+  if (!pyb::isinstance<pyb::array>(o)) bad(std::string(name) + " must be a numpy array");
+  pyb::array a = pyb::reinterpret_borrow<pyb::array>(o);
+  if (!a.dtype().is(pyb::dtype::of<float>()))
+    bad(std::string(name) + " must have dtype float32, got " + std::string(pyb::str(a.dtype())));
+  return a;
+}
+
+// A 2-D float32 matrix with unit column stride; rows `ld` floats apart.
+struct Mat {
+  pyb::array arr;
+  float* ptr;
+  int64_t rows, cols, ld;
+};
+
+Mat as_mat(const pyb::object& o, const char* name, bool writable = false) {
+  pyb::array a = as_f32(o, name);
+  if (a.ndim() != 2) bad(std::string(name) + " must be 2-D");
+  if (writable && !a.writeable()) bad(std::string(name) + " must be writable");
+  const int64_t r = a.shape(0), c = a.shape(1);
+  const int64_t s0 = a.strides(0), s1 = a.strides(1);
+  if (c > 1 && s1 != 4) bad(std::string(name) + " must have contiguous rows (unit stride on the last axis)");
+  if (r > 1 && (s0 < 0 || s0 % 4 || s0 / 4 < c))
+    bad(std::string(name) + " must have non-negative, float-aligned row strides >= its width");
+  Mat m{a, static_cast<float*>(const_cast<void*>(a.data())), r, c, r > 1 ? s0 / 4 : c};
+  return m;
+}
+
+pyb::array c_contig(const pyb::object& o, const char* name, int ndim) {
+  pyb::array a = as_f32(o, name);
+  if (a.ndim() != ndim) bad(std::string(name) + " must be " + std::to_string(ndim) + "-D");
+  if (!(a.flags() & pyb::array::c_style)) bad(std::string(name) + " must be C-contiguous");
+  return a;
+}
+
+const float* vec_arg(const pyb::object& o, const char* name, int64_t n, pyb::array* keep) {
+  if (o.is_none()) return nullptr;
+  *keep = c_contig(o, name, 1);
+  if (keep->shape(0) != n) bad(std::string(name) + " must have length " + std::to_string(n));
+  return static_cast<const float*>(keep->data());
+}
+
+Act act_arg(const std::string& name) {
+  Act a;
+  if (!kernels::parse_act(name.c_str(), &a)) bad("unknown activation '" + name + "'");
+  return a;
+}
+
+// Output [M][N]: a new array, or the caller's writable view.
+Mat out_arg(const pyb::object& out, int64_t M, int64_t N) {
+  if (out.is_none()) {
+    pyb::array_t<float> a({M, N});
+    return as_mat(a, "out", true);
+  }
+  Mat m = as_mat(out, "out", true);
+  if (m.rows != M || m.cols != N)
+    bad("out must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
+  return m;
+}
+
+struct EpArgs {
+  Epilogue ep;
+  pyb::array keep_bias, keep_scale;
+  Mat residual{};
+};
+
+EpArgs epilogue_args(int64_t M, int64_t N, const pyb::object& bias, const pyb::object& scale,
+                     const pyb::object& residual, const std::string& act, float alpha) {
+  EpArgs e;
+  e.ep.bias = vec_arg(bias, "bias", N, &e.keep_bias);
+  e.ep.scale = vec_arg(scale, "scale", N, &e.keep_scale);
+  if (!residual.is_none()) {
+    e.residual = as_mat(residual, "residual");
+    if (e.residual.rows != M || e.residual.cols != N)
+      bad("residual must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
+    e.ep.residual = e.residual.ptr;
+    e.ep.ldr = e.residual.ld;
+  }
+  e.ep.act = act_arg(act);
+  e.ep.alpha = alpha;
+  return e;
+}
+
+int threads_arg(int threads) {
+  if (threads < 0) bad("threads must be >= 0 (0 = default)");
+  return threads;
+}
+
+// A packed weight handle: the weights are packed once, run() times only the GEMM.
+struct PyPackedSgemm {
+  std::unique_ptr<PackedSgemmB> b;
+
+  pyb::array run(const pyb::object& a_obj, const pyb::object& bias, const std::string& act, float alpha,
+                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
+    Mat a = as_mat(a_obj, "a");
+    if (a.cols != b->K) bad("a must have shape (M, " + std::to_string(b->K) + ")");
+    EpArgs e = epilogue_args(a.rows, b->N, bias, scale, residual, act, alpha);
+    Mat c = out_arg(out, a.rows, b->N);
+    threads = threads_arg(threads);
+    {
+      pyb::gil_scoped_release nogil;
+      kernels::sgemm(a.rows, a.ptr, a.ld, *b, c.ptr, c.ld, e.ep, threads);
+    }
+    return c.arr;
+  }
+};
+
+std::unique_ptr<PackedSgemmB> pack_w(const pyb::object& w_obj, Isa isa) {
+  pyb::array w = c_contig(w_obj, "w", 2);
+  const float* p = static_cast<const float*>(w.data());
+  const int64_t N = w.shape(0), K = w.shape(1);
+  pyb::gil_scoped_release nogil;
+  return kernels::pack_sgemm_b(p, N, K, isa);
+}
+
+// Packed conv weights; run() validates the input against them and convolves.
+struct PyPackedConv2d {
+  std::unique_ptr<kernels::PackedConv2d> w;
+
+  void pack(const pyb::object& w_obj, int64_t groups, Isa isa) {
+    pyb::array wa = c_contig(w_obj, "w", 4);
+    if (groups < 1) bad("groups must be >= 1");
+    const int64_t O = wa.shape(0), KH = wa.shape(1), KW = wa.shape(2), Cg = wa.shape(3);
+    if (O < 1 || KH < 1 || KW < 1 || Cg < 1) bad("w must have a non-zero shape (O, KH, KW, C/groups)");
+    if (O % groups) bad("groups must divide the output channels");
+    const float* p = static_cast<const float*>(wa.data());
+    pyb::gil_scoped_release nogil;
+    w = kernels::pack_conv2d(p, O, KH, KW, Cg, groups, isa);
+  }
+
+  pyb::array run(const pyb::object& x_obj, const pyb::object& bias, std::vector<int64_t> strides,
+                 std::vector<int64_t> dilations, std::vector<int64_t> pads, const std::string& act, float alpha,
+                 const pyb::object& residual, int threads, const pyb::object& out) {
+    pyb::array x = c_contig(x_obj, "x", 4);
+    if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
+      bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
+    kernels::Conv2dShape s;
+    s.N = x.shape(0); s.H = x.shape(1); s.W = x.shape(2); s.C = x.shape(3);
+    s.O = w->O; s.KH = w->KH; s.KW = w->KW;
+    s.stride_h = strides[0]; s.stride_w = strides[1];
+    s.dil_h = dilations[0]; s.dil_w = dilations[1];
+    s.pad_t = pads[0]; s.pad_l = pads[1]; s.pad_b = pads[2]; s.pad_r = pads[3];
+    s.groups = w->groups;
+    if (s.C != w->Cg * w->groups)
+      bad("x has " + std::to_string(s.C) + " channels, the weights expect " + std::to_string(w->Cg * w->groups));
+    if (s.H < 1 || s.W < 1) bad("x must have a non-zero spatial size");
+    if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1) bad("strides/dilations must be >= 1");
+    for (int64_t p : pads) if (p < 0) bad("pads must be >= 0");
+    const int64_t OH = s.OH(), OW = s.OW();
+    if (OH < 1 || OW < 1) bad("the kernel is larger than the padded input");
+    threads = threads_arg(threads);
+    Epilogue ep;
+    pyb::array keep_bias;
+    ep.bias = vec_arg(bias, "bias", s.O, &keep_bias);
+    ep.act = act_arg(act);
+    ep.alpha = alpha;
+    pyb::array res;
+    if (!residual.is_none()) {
+      res = c_contig(residual, "residual", 4);
+      if (res.shape(0) != s.N || res.shape(1) != OH || res.shape(2) != OW || res.shape(3) != s.O)
+        bad("residual must have the output's shape");
+      ep.residual = static_cast<const float*>(res.data());
+      ep.ldr = s.O;
+    }
+    pyb::array y;
+    if (out.is_none()) {
+      y = pyb::array_t<float>({s.N, OH, OW, s.O});
+    } else {
+      y = c_contig(out, "out", 4);
+      if (!y.writeable()) bad("out must be writable");
+      if (y.shape(0) != s.N || y.shape(1) != OH || y.shape(2) != OW || y.shape(3) != s.O)
+        bad("out must have shape (N, OH, OW, O)");
+    }
+    const float* xp = static_cast<const float*>(x.data());
+    float* yp = static_cast<float*>(y.mutable_data());
+    {
+      pyb::gil_scoped_release nogil;
+      const int t = threads <= 0 ? default_threads() : threads;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::conv2d_workspace_bytes(s, t));
+      kernels::conv2d(s, xp, *w, yp, ep, ws.get(), t);
+    }
+    return y;
+  }
+};
+
+}  // namespace
+}  // namespace slimrt::py
+
+SLIMRT_PY_BIND(gemm) {
+  using namespace slimrt;
+  using namespace slimrt::py;
+  namespace pyb = pybind11;
+  using pyb::arg;
+  pyb::module_ k = m.def_submodule("kernels", "Low-level compute kernels (for tests and benchmarks).");
+
+  pyb::class_<PyPackedSgemm>(k, "PackedSgemm",
+                             "fp32 weights w[N, K] packed once for one ISA's GEMM microkernel.")
+      .def(pyb::init([](const pyb::object& w, const pyb::object& isa) {
+             auto p = std::make_unique<PyPackedSgemm>();
+             p->b = pack_w(w, isa_arg(isa));
+             return p;
+           }),
+           arg("w"), arg("isa") = pyb::none())
+      .def_property_readonly("N", [](const PyPackedSgemm& p) { return p.b->N; })
+      .def_property_readonly("K", [](const PyPackedSgemm& p) { return p.b->K; })
+      .def_property_readonly("isa", [](const PyPackedSgemm& p) { return std::string(isa_name(p.b->isa)); })
+      .def_property_readonly("nr", [](const PyPackedSgemm& p) { return p.b->nr; })
+      .def("run", &PyPackedSgemm::run, arg("a"), arg("bias") = pyb::none(), arg("act") = "none",
+           arg("alpha") = 0.0f, arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1,
+           arg("out") = pyb::none(),
+           "act(a @ w.T * scale + bias + residual) as float32 [M, N].");
+
+  k.def(
+      "sgemm",
+      [](const pyb::object& a, const pyb::object& w, const pyb::object& bias, const std::string& act, float alpha,
+         const pyb::object& scale, const pyb::object& residual, const pyb::object& isa, int threads,
+         const pyb::object& out) {
+        PyPackedSgemm p;
+        p.b = pack_w(w, isa_arg(isa));
+        return p.run(a, bias, act, alpha, scale, residual, threads, out);
+      },
+      arg("a"), arg("w"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+      arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("isa") = pyb::none(), arg("threads") = 1,
+      arg("out") = pyb::none(),
+      "act(a[M,K] @ w[N,K].T * scale + bias + residual) in float32 (packs w, then runs).");
+
+  k.def(
+      "sgemm_nn",
+      [](const pyb::object& a_obj, const pyb::object& b_obj, bool trans_b, const pyb::object& isa_obj,
+         int threads, const pyb::object& out) {
+        Mat a = as_mat(a_obj, "a");
+        Mat b = as_mat(b_obj, "b");
+        const int64_t K = trans_b ? b.cols : b.rows, N = trans_b ? b.rows : b.cols;
+        if (a.cols != K) bad("inner dimensions of a and b do not match");
+        Isa isa = isa_arg(isa_obj);
+        threads = threads_arg(threads);
+        Mat c = out_arg(out, a.rows, N);
+        {
+          pyb::gil_scoped_release nogil;
+          Epilogue ep;
+          kernels::sgemm_nn(a.rows, N, K, a.ptr, a.ld, b.ptr, b.ld, trans_b, c.ptr, c.ld, ep, isa, threads);
+        }
+        return c.arr;
+      },
+      arg("a"), arg("b"), arg("trans_b") = false, arg("isa") = pyb::none(), arg("threads") = 1,
+      arg("out") = pyb::none(), "a[M,K] @ b[K,N] (or a @ b[N,K].T with trans_b=True), float32.");
+
+  pyb::class_<PyPackedConv2d>(k, "PackedConv2d",
+                              "fp32 conv weights w[O, KH, KW, C/groups] packed once for one ISA.")
+      .def(pyb::init([](const pyb::object& w, int64_t groups, const pyb::object& isa) {
+             auto p = std::make_unique<PyPackedConv2d>();
+             p->pack(w, groups, isa_arg(isa));
+             return p;
+           }),
+           arg("w"), arg("groups") = 1, arg("isa") = pyb::none())
+      .def_property_readonly("isa", [](const PyPackedConv2d& p) { return std::string(isa_name(p.w->isa)); })
+      .def("run", &PyPackedConv2d::run, arg("x"), arg("bias") = pyb::none(),
+           arg("strides") = std::vector<int64_t>{1, 1}, arg("dilations") = std::vector<int64_t>{1, 1},
+           arg("pads") = std::vector<int64_t>{0, 0, 0, 0}, arg("act") = "none", arg("alpha") = 0.0f,
+           arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+           "NHWC conv2d with the packed weights: x[N,H,W,C] -> act(conv + bias + residual) [N,OH,OW,O].");
+
+  k.def(
+      "conv2d",
+      [](const pyb::object& x, const pyb::object& w, const pyb::object& bias, std::vector<int64_t> strides,
+         std::vector<int64_t> dilations, std::vector<int64_t> pads, int64_t groups, const std::string& act,
+         float alpha, const pyb::object& residual, const pyb::object& isa, int threads, const pyb::object& out) {
+        PyPackedConv2d p;
+        p.pack(w, groups, isa_arg(isa));
+        return p.run(x, bias, std::move(strides), std::move(dilations), std::move(pads), act, alpha, residual,
+                     threads, out);
+      },
+      arg("x"), arg("w"), arg("bias") = pyb::none(), arg("strides") = std::vector<int64_t>{1, 1},
+      arg("dilations") = std::vector<int64_t>{1, 1}, arg("pads") = std::vector<int64_t>{0, 0, 0, 0},
+      arg("groups") = 1, arg("act") = "none", arg("alpha") = 0.0f, arg("residual") = pyb::none(),
+      arg("isa") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+      "NHWC conv2d: x[N,H,W,C], w[O,KH,KW,C/groups] -> act(conv + bias + residual) [N,OH,OW,O] (packs w, then runs).");
+
+  k.def(
+      "apply_act",
+      [](const pyb::object& x_obj, const std::string& act, float alpha, const pyb::object& isa_obj) {
+        pyb::array x = as_f32(x_obj, "x");
+        Act a = act_arg(act);
+        Isa isa = isa_arg(isa_obj);
+        // A fresh C-contiguous copy, then in place.
+        pyb::array_t<float> y(std::vector<pyb::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        pyb::object copyto = pyb::module_::import("numpy").attr("copyto");
+        copyto(y, x);
+        float* p = y.mutable_data();
+        const int64_t n = y.size();
+        {
+          pyb::gil_scoped_release nogil;
+          kernels::apply_act_inplace(p, n, a, alpha, isa);
+        }
+        return y;
+      },
+      arg("x"), arg("act"), arg("alpha") = 0.0f, arg("isa") = pyb::none(),
+      "A new float32 array act(x).");
+}

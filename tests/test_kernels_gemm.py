@@ -1,0 +1,432 @@
+"""fp32 GEMM / conv2d / activation kernels (slimrt._core.kernels) against float64 numpy.
+
+Tolerances (stated once, used everywhere):
+  linear part   |y - ref| <= 1e-6 * (4 sqrt(K) + 4) * mag,   mag = |a| @ |w|.T * |scale| + |bias| + |residual|
+  activations   apply_act: relative error <= ACT_RTOL[act] where |y| > 1e-30 (absolute 1e-37 below);
+                fused:     L * linear tolerance + ACT_RTOL * |ref|   (L = the activation's Lipschitz bound)
+Threads: results with threads=1 and threads=2 are required to be bitwise identical (the kernels fix the
+K blocking and per-element summation order by M and K alone; threads only change who computes a tile).
+"""
+import math
+
+import numpy as np
+import pytest
+
+from slimrt._native import core
+
+K = core.kernels
+ISAS = core.cpu_info()["supported_isas"]
+ACTS = ["none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu",
+        "hard_swish", "elu", "hard_sigmoid"]
+# Max relative error of each activation vs float64 (see csrc/kernels/gemm/sgemm.h).
+ACT_RTOL = {"none": 0, "relu": 0, "relu6": 0, "leaky_relu": 1e-7, "hard_sigmoid": 2e-7, "hard_swish": 3e-7,
+            "sigmoid": 1e-6, "tanh": 1e-6, "silu": 1e-6, "elu": 1e-6, "gelu": 1e-6, "gelu_tanh": 1e-5}
+# gelu_tanh is tighter where it matters: its exponent 0.07 x^3 carries the rounding of x^3 for |x| > 5.
+GELU_TANH_CORE_RTOL = 2e-6
+# Lipschitz bounds (for alpha <= 1) used to carry the linear error through the activation.
+ACT_LIP = {"none": 1, "relu": 1, "relu6": 1, "leaky_relu": 1, "hard_sigmoid": 0.17, "hard_swish": 1.5,
+           "sigmoid": 0.25, "tanh": 1, "silu": 1.1, "elu": 1, "gelu": 1.13, "gelu_tanh": 1.13}
+SENTINEL = np.float32(-7777.0)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))  # stable on both sides
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def ref_act(x, act, alpha=0.0):
+    x = np.asarray(x, np.float64)
+    if act == "none":
+        return x
+    if act == "relu":
+        return np.maximum(x, 0)
+    if act == "relu6":
+        return np.clip(x, 0, 6)
+    if act == "leaky_relu":
+        return np.where(x >= 0, x, alpha * x)
+    if act == "sigmoid":
+        return _sigmoid(x)
+    if act == "tanh":
+        return np.tanh(x)
+    if act == "gelu":
+        return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+    if act == "gelu_tanh":
+        # 0.5 x (1 + tanh(u)) == x sigmoid(2u), without the cancellation for x << 0
+        return x * _sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+    if act == "silu":
+        return x * _sigmoid(x)
+    if act == "hard_swish":
+        return x * np.clip(x + 3, 0, 6) / 6
+    if act == "elu":
+        return np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0)))
+    if act == "hard_sigmoid":
+        return np.clip(x + 3, 0, 6) / 6
+    raise ValueError(act)
+
+
+def gelu_tail_ref(x):
+    """gelu for very negative x without cancellation: 0.5 x erfc(-x/sqrt2)."""
+    return np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in np.asarray(x, np.float64)])
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def lin_tol(k, mag):
+    return 1e-6 * (4 * math.sqrt(k) + 4) * mag + 1e-30
+
+
+def check_gemm(y, a, w, bias=None, scale=None, residual=None, act="none", alpha=0.0):
+    a64, w64 = a.astype(np.float64), w.astype(np.float64)
+    lin = a64 @ w64.T
+    mag = np.abs(a64) @ np.abs(w64).T
+    if scale is not None:
+        lin = lin * scale
+        mag = mag * np.abs(scale)
+    if bias is not None:
+        lin = lin + bias
+        mag = mag + np.abs(bias)
+    if residual is not None:
+        lin = lin + residual
+        mag = mag + np.abs(residual)
+    ref = ref_act(lin, act, alpha)
+    tol = ACT_LIP[act] * lin_tol(a.shape[1], mag) + ACT_RTOL[act] * np.abs(ref) + 1e-30
+    err = np.abs(y.astype(np.float64) - ref)
+    assert y.shape == ref.shape and y.dtype == np.float32
+    assert np.all(np.isfinite(y))
+    bad = err > tol
+    assert not bad.any(), f"{bad.sum()} elements off, worst {np.max(err - tol)} at {np.argwhere(bad)[0]}"
+
+
+def guarded_out(m, n, pad=(2, 3, 1, 5)):
+    """A row-strided (m, n) view into a sentinel-filled buffer, and the buffer."""
+    top, left, bottom, right = pad
+    big = np.full((m + top + bottom, n + left + right), SENTINEL, np.float32)
+    return big[top:top + m, left:left + n], big, (top, left)
+
+
+def assert_guards(big, origin, shape):
+    mask = np.ones(big.shape, bool)
+    mask[origin[0]:origin[0] + shape[0], origin[1]:origin[1] + shape[1]] = False
+    assert np.all(big[mask] == SENTINEL), "write outside the output view"
+
+
+# ---------------------------------------------------------------------------------------------
+# GEMM shapes: tile edges for both microkernels (MR 6/12, NR 16/32) and K blocking (KC 256).
+SIZES = [1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 64, 100, 129]
+SHAPES = sorted(set(
+    [(m, 17, 31) for m in SIZES]
+    + [(5, n, 33) for n in SIZES]
+    + [(12, 33, k) for k in SIZES]
+    + [(1, 1, 1), (1, 129, 257), (2, 64, 255), (13, 100, 256), (25, 31, 513), (129, 129, 129),
+       (100, 33, 600), (64, 64, 64), (7, 3, 1000), (33, 1, 17), (1, 33, 600)]))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_sgemm_shapes(isa, rng):
+    for (m, n, k) in SHAPES:
+        a, w, b = rand(rng, m, k), rand(rng, n, k), rand(rng, n)
+        out, big, org = guarded_out(m, n)
+        y = K.sgemm(a, w, bias=b, isa=isa, out=out)
+        assert y is out or np.shares_memory(y, big)
+        check_gemm(out, a, w, bias=b)
+        assert_guards(big, org, (m, n))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,n,k", [(17, 33, 31), (13, 40, 600), (1, 70, 300)])
+def test_sgemm_epilogue_combos(isa, m, n, k, rng):
+    a, w = rand(rng, m, k), rand(rng, n, k)
+    for use_b in (False, True):
+        for use_s in (False, True):
+            for use_r in (False, True):
+                b = rand(rng, n) if use_b else None
+                s = (rng.random(n, dtype=np.float32) + 0.5) if use_s else None
+                r = rand(rng, m, n) if use_r else None
+                y = K.sgemm(a, w, bias=b, scale=s, residual=r, isa=isa)
+                check_gemm(y, a, w, bias=b, scale=s, residual=r)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", ACTS)
+def test_sgemm_fused_activation(isa, act, rng):
+    alpha = {"leaky_relu": 0.1, "elu": 0.7}.get(act, 0.0)
+    for (m, n, k) in [(13, 37, 20), (1, 45, 300), (25, 17, 260)]:
+        a, w, b = rand(rng, m, k), rand(rng, n, k) * 0.3, rand(rng, n)
+        s = rng.random(n, dtype=np.float32) + 0.5
+        r = rand(rng, m, n)
+        out, big, org = guarded_out(m, n)
+        K.sgemm(a, w, bias=b, scale=s, residual=r, act=act, alpha=alpha, isa=isa, out=out)
+        check_gemm(out, a, w, bias=b, scale=s, residual=r, act=act, alpha=alpha)
+        assert_guards(big, org, (m, n))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_sgemm_threads_bitwise_identical(isa, rng):
+    for (m, n, k) in [(1, 300, 700), (2, 129, 33), (40, 200, 520), (130, 70, 64), (64, 512, 300)]:
+        a, w, b = rand(rng, m, k), rand(rng, n, k), rand(rng, n)
+        p = K.PackedSgemm(w, isa=isa)
+        y1 = p.run(a, bias=b, act="gelu", threads=1)
+        y2 = p.run(a, bias=b, act="gelu", threads=2)
+        y0 = p.run(a, bias=b, act="gelu", threads=0)  # default thread count
+        assert np.array_equal(y1.view(np.uint32), y2.view(np.uint32))
+        assert np.array_equal(y1.view(np.uint32), y0.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_sgemm_strided_inputs_and_residual_in_place(isa, rng):
+    m, n, k = 19, 40, 300
+    abig = rand(rng, m, k + 7)
+    a = abig[:, 3:3 + k]  # row-strided view
+    w, b = rand(rng, n, k), rand(rng, n)
+    r = rand(rng, m, n)
+    # residual aliasing the output: the output is accumulated into (K spans two K blocks here)
+    out, big, org = guarded_out(m, n)
+    out[...] = r
+    K.sgemm(a, w, bias=b, residual=out, act="relu", isa=isa, out=out, threads=2)
+    check_gemm(out, np.ascontiguousarray(a), w, bias=b, residual=r, act="relu")
+    assert_guards(big, org, (m, n))
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, scale=np.ones(n, np.float32), residual=out, isa=isa, out=out)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_packed_handle(isa, rng):
+    w = rand(rng, 45, 70)
+    p = K.PackedSgemm(w, isa=isa)
+    assert (p.N, p.K, p.isa) == (45, 70, isa)
+    for m in (1, 6, 50):
+        a = rand(rng, m, 70)
+        check_gemm(p.run(a, threads=2), a, w)
+    with pytest.raises(core.InputError):
+        p.run(rand(rng, 3, 71))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_sgemm_nn(isa, rng):
+    for (m, n, k) in [(1, 1, 1), (7, 33, 17), (33, 70, 129), (1, 100, 300), (64, 17, 520)]:
+        a = rand(rng, m, k)
+        bkn = rand(rng, k, n)
+        y = K.sgemm_nn(a, bkn, isa=isa, threads=2)
+        check_gemm(y, a, np.ascontiguousarray(bkn.T))
+        bnk_big = rand(rng, n, k + 5)
+        bnk = bnk_big[:, 2:2 + k]
+        y = K.sgemm_nn(a, bnk, trans_b=True, isa=isa)
+        check_gemm(y, a, np.ascontiguousarray(bnk))
+    with pytest.raises(core.InputError):
+        K.sgemm_nn(rand(rng, 3, 4), rand(rng, 5, 6), isa=isa)
+
+
+def test_sgemm_rejects_bad_inputs(rng):
+    a, w = rand(rng, 4, 8), rand(rng, 5, 8)
+    with pytest.raises(core.InputError):
+        K.sgemm(a.astype(np.float64), w)
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w[:, :7].copy())
+    with pytest.raises(core.InputError):
+        K.sgemm(a, np.asfortranarray(w))
+    with pytest.raises(core.InputError):
+        K.sgemm(a[:, ::2], rand(rng, 5, 4))
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, bias=rand(rng, 4))
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, residual=rand(rng, 5, 4))
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, act="swish")
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, out=np.empty((4, 6), np.float32))
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, out=np.empty((4, 5), np.float64))
+    with pytest.raises(core.InputError):
+        K.sgemm(a, w, isa="avx9000")
+    if "amx" not in ISAS:
+        with pytest.raises(core.UnsupportedError):
+            K.sgemm(a, w, isa="amx")
+    buf = rand(rng, 4, 8)
+    with pytest.raises(core.InputError):
+        K.sgemm(buf, rand(rng, 5, 8), out=buf[:, :5])  # output overlapping the input
+    y = K.sgemm(np.zeros((3, 0), np.float32), np.zeros((4, 0), np.float32), bias=np.arange(4, dtype=np.float32))
+    assert np.array_equal(y, np.tile(np.arange(4, dtype=np.float32), (3, 1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations
+
+
+def act_inputs():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([
+        np.linspace(-20, 20, 4001), np.linspace(-1, 1, 2001), rng.standard_normal(2000) * 3,
+        [0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 0.5, -0.5, 0.6, -0.6, 0.59999, 0.70710677, -0.70710677,
+         -3.0, 3.0, -87.0, 87.0, -88.5, 88.5, -100.0, 100.0, 1e5, -1e5]])
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", ACTS)
+def test_apply_act_accuracy(isa, act):
+    alpha = {"leaky_relu": 0.2, "elu": 1.3}.get(act, 0.0)
+    x = act_inputs()
+    y = K.apply_act(x, act, alpha=alpha, isa=isa)
+    assert y.dtype == np.float32 and y.shape == x.shape and y is not x
+    ref = ref_act(x, act, alpha)
+    if act == "gelu":
+        neg = x < -3
+        ref[neg] = gelu_tail_ref(x[neg])
+    ok = np.abs(ref) > 1e-30
+    rel = np.abs(y[ok] - ref[ok]) / np.abs(ref[ok])
+    assert rel.max() <= ACT_RTOL[act], f"max rel err {rel.max():.3g} at x={x[ok][np.argmax(rel)]}"
+    assert np.all(np.abs(y[~ok] - ref[~ok]) <= ACT_RTOL[act] * np.abs(ref[~ok]) + 1e-37)
+    if act == "gelu_tanh":
+        core_range = ok & (np.abs(x) <= 5)
+        assert np.max(np.abs(y[core_range] - ref[core_range]) / np.abs(ref[core_range])) <= GELU_TANH_CORE_RTOL
+    assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_apply_act_shapes_and_nan(isa):
+    for n in (0, 1, 7, 8, 9, 15, 16, 17, 33):
+        x = np.linspace(-3, 3, n, dtype=np.float32)
+        assert np.allclose(K.apply_act(x, "tanh", isa=isa), np.tanh(x.astype(np.float64)), rtol=1e-6, atol=0)
+    x = np.linspace(-2, 2, 24, dtype=np.float32).reshape(2, 3, 4)
+    y = K.apply_act(x[:, ::2], "relu", isa=isa)
+    assert y.shape == (2, 2, 4) and np.array_equal(y, np.maximum(x[:, ::2], 0))
+    for act in ("sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "elu"):
+        assert np.isnan(K.apply_act(np.array([np.nan], np.float32), act, alpha=1.0, isa=isa)[0]), act
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d
+
+
+def ref_conv2d(x, w, bias, strides, dilations, pads, groups):
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    n, h, wd, c = x.shape
+    o, kh, kw, cg = w.shape
+    sh, sw = strides
+    dh, dw = dilations
+    pt, pl, pb, pr = pads
+    xp = np.zeros((n, h + pt + pb, wd + pl + pr, c))
+    xp[:, pt:pt + h, pl:pl + wd] = x
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    og = o // groups
+    y = np.zeros((n, oh, ow, o))
+    mag = np.zeros((n, oh, ow, o))
+    for g in range(groups):
+        wg = w[g * og:(g + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw,
+                           g * cg:(g + 1) * cg]
+                y[..., g * og:(g + 1) * og] += patch @ wg[:, i, j, :].T
+                mag[..., g * og:(g + 1) * og] += np.abs(patch) @ np.abs(wg[:, i, j, :]).T
+    if bias is not None:
+        y += bias
+        mag += np.abs(bias)
+    return y, mag
+
+
+CONV_CASES = [
+    # (N, H, W, C, O, KH, KW, strides, dilations, pads, groups)
+    (2, 5, 7, 16, 33, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),    # 1x1 fast path (plain GEMM)
+    (1, 3, 3, 6, 4, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 2),      # 1x1 fast path, groups
+    (1, 9, 9, 8, 12, 1, 1, (2, 2), (1, 1), (0, 0, 0, 0), 1),     # 1x1 strided -> im2col
+    (1, 6, 6, 4, 8, 1, 1, (1, 1), (1, 1), (1, 0, 0, 1), 1),      # 1x1 padded -> im2col
+    (2, 8, 8, 3, 16, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 11, 13, 5, 17, 3, 3, (2, 2), (1, 1), (0, 1, 1, 0), 1),   # asymmetric pads, odd sizes
+    (1, 10, 9, 7, 13, 3, 3, (1, 1), (2, 2), (2, 2, 2, 2), 1),    # dilation
+    (1, 7, 7, 4, 6, 5, 5, (1, 2), (1, 1), (2, 2, 2, 2), 1),
+    (1, 12, 12, 3, 8, 7, 7, (2, 2), (1, 1), (3, 3, 3, 3), 1),    # stem-like
+    (1, 6, 5, 8, 10, 3, 2, (1, 1), (1, 2), (1, 0, 1, 1), 2),     # groups 2, KH != KW
+    (1, 8, 8, 12, 12, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 12),   # depthwise (groups == C)
+    (1, 7, 6, 6, 12, 3, 3, (2, 1), (1, 1), (1, 1, 1, 1), 6),     # depthwise, multiplier 2
+    (1, 1, 9, 5, 7, 1, 3, (1, 1), (1, 1), (0, 1, 0, 1), 1),      # H = 1
+    (1, 6, 6, 30, 20, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),    # K = 270: K blocks split a channel run
+    (1, 4, 4, 64, 40, 3, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),    # K = 576, 4 output pixels
+    (3, 17, 15, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),   # M = 765 rows, several row blocks
+    (1, 2, 2, 3, 5, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),      # kernel larger than the image
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"g{c[-1]}")
+def test_conv2d(isa, case, rng):
+    n, h, wd, c, o, kh, kw, strides, dil, pads, groups = case
+    x = rand(rng, n, h, wd, c)
+    w = rand(rng, o, kh, kw, c // groups)
+    b = rand(rng, o)
+    ref, mag = ref_conv2d(x, w, b, strides, dil, pads, groups)
+    total = ref.size
+    big = np.full(total + 37, SENTINEL, np.float32)
+    out = big[11:11 + total].reshape(ref.shape)
+    y = K.conv2d(x, w, bias=b, strides=strides, dilations=dil, pads=pads, groups=groups, isa=isa,
+                 threads=2, out=out)
+    assert np.shares_memory(y, big)
+    tol = lin_tol(kh * kw * c // groups, mag)
+    err = np.abs(out - ref)
+    assert np.all(err <= tol), f"max err {err.max()} (tol {tol.flat[np.argmax(err)]})"
+    assert np.all(big[:11] == SENTINEL) and np.all(big[11 + total:] == SENTINEL)
+    # threads 1 and 2 agree bitwise
+    y1 = K.conv2d(x, w, bias=b, strides=strides, dilations=dil, pads=pads, groups=groups, isa=isa, threads=1)
+    assert np.array_equal(y1.view(np.uint32), out.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", ["relu6", "silu", "gelu", "elu"])
+def test_conv2d_epilogue(isa, act, rng):
+    x = rand(rng, 1, 9, 8, 6)
+    w = rand(rng, 10, 3, 3, 3) * 0.3
+    b = rand(rng, 10)
+    ref, mag = ref_conv2d(x, w, b, (1, 1), (1, 1), (1, 1, 1, 1), 2)
+    r = rand(rng, *ref.shape)
+    y = K.conv2d(x, w, bias=b, pads=(1, 1, 1, 1), groups=2, act=act, alpha=1.0, residual=r, isa=isa)
+    want = ref_act(ref + r, act, 1.0)
+    tol = ACT_LIP[act] * lin_tol(27, mag + np.abs(r)) + ACT_RTOL[act] * np.abs(want)
+    assert np.all(np.abs(y - want) <= tol)
+
+
+def test_conv2d_rejects_bad_inputs(rng):
+    x = rand(rng, 1, 5, 5, 4)
+    with pytest.raises(core.InputError):
+        K.conv2d(x, rand(rng, 8, 3, 3, 3))  # C/groups mismatch
+    with pytest.raises(core.InputError):
+        K.conv2d(x, rand(rng, 6, 3, 3, 2), groups=4)  # O not a multiple of groups... 6 % 4
+    with pytest.raises(core.InputError):
+        K.conv2d(x, rand(rng, 8, 7, 7, 4))  # kernel larger than the input
+    with pytest.raises(core.InputError):
+        K.conv2d(x, rand(rng, 8, 3, 3, 4), strides=(0, 1))
+    with pytest.raises(core.InputError):
+        K.conv2d(x.astype(np.float64), rand(rng, 8, 3, 3, 4))
+    with pytest.raises(core.InputError):
+        K.conv2d(x, rand(rng, 8, 3, 3, 4), out=np.empty((1, 3, 3, 7), np.float32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_packed_conv2d_handle(isa, rng):
+    w = rand(rng, 20, 3, 3, 4)
+    b = rand(rng, 20)
+    pc = K.PackedConv2d(w, groups=2, isa=isa)
+    assert pc.isa == isa
+    for (h, wd, strides, pads) in [(5, 6, (1, 1), (1, 1, 1, 1)), (9, 4, (2, 1), (0, 1, 2, 0))]:
+        x = rand(rng, 2, h, wd, 8)
+        ref, mag = ref_conv2d(x, w, b, strides, (1, 1), pads, 2)
+        y = pc.run(x, bias=b, strides=strides, pads=pads, threads=2)
+        assert np.all(np.abs(y - ref) <= lin_tol(36, mag))
+    with pytest.raises(core.InputError):
+        pc.run(rand(rng, 1, 5, 5, 6))  # 6 channels, the weights expect 8
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_sgemm_all_small_sizes(isa, rng):
+    """Every (M, N, K) in SIZES^3 against float64 (no epilogue), through one packed handle per (N, K)."""
+    for n in SIZES:
+        for k in SIZES:
+            w = rand(rng, n, k)
+            p = K.PackedSgemm(w, isa=isa)
+            a_all = rand(rng, max(SIZES), k)
+            for m in SIZES:
+                a = a_all[:m]
+                check_gemm(p.run(a), a, w)
