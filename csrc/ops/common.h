@@ -1,5 +1,6 @@
 // Helpers shared by op implementations (not by kernels).
 #pragma once
+#include <array>
 #include <memory>
 #include <string>
 #include <utility>
@@ -14,6 +15,9 @@ std::pair<Act, float> parse_act(const BuildContext& c);
 
 // A constant float vector input of exactly n elements (bias, BN parameters).
 const float* vector_constant(const BuildContext& c, size_t input, int64_t n, const char* what);
+
+// [O, KH, KW, C/groups] of a conv2d weight: 4-D, or 2-D (e.g. CSR) with the `kernel` attribute.
+std::array<int64_t, 4> conv_weight_dims(const BuildContext& c);
 
 void expect_f32(const TensorInfo& t, const char* what);
 

@@ -67,6 +67,9 @@ class Op {
   virtual bool is_view() const { return false; }
   virtual void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
                    const RunContext& ctx) const = 0;
+  // False for constant inputs the op took in when it was built (packed weights,
+  // biases, norm parameters): the runtime then need not decode them.
+  virtual bool reads_at_run(size_t input) const { return true; }
   // Human-readable kernel choice, for inspect/profiling ("sgemm_avx512", ...).
   virtual std::string kernel_name() const { return ""; }
 };

@@ -21,7 +21,9 @@ struct Plan {
   std::vector<int64_t> ws_offset;     // per node, -1 = no workspace
   std::vector<size_t> ws_bytes;       // per node
   std::vector<int32_t> output_slot;   // per value: index in outputs written in place, -1 otherwise
+  std::vector<char> active;           // per node: needed for these outputs and not folded at load
   size_t arena_bytes = 0;
+  std::vector<int32_t> outputs;       // value ids of the outputs this plan produces
   std::vector<TensorInfo> output_infos;
 };
 
@@ -40,8 +42,12 @@ class Program {
   Isa isa() const { return opt_.isa; }
   int threads() const { return opt_.threads; }
 
-  // Validates input dtypes/shapes against the model and returns the plan (cached).
-  std::shared_ptr<const Plan> plan(const std::vector<TensorInfo>& inputs) const;
+  // Validates input dtypes/shapes against the model and returns the plan (cached) computing
+  // output set `output_set` (-1: every graph output; see add_output_set).
+  std::shared_ptr<const Plan> plan(const std::vector<TensorInfo>& inputs, int output_set = -1) const;
+  // Registers a subset of values to compute (e.g. one width of a slimmable model); returns its index.
+  int add_output_set(const std::vector<int32_t>& value_ids);
+  const std::vector<int32_t>& output_set(int i) const;
   // Runs the plan. inputs: one C-contiguous buffer per graph input; outputs:
   // one caller buffer per graph output, each of plan.output_infos[i].bytes().
   void execute(const Plan& plan, const std::vector<const void*>& inputs,
@@ -49,21 +55,25 @@ class Program {
 
   // Constant access for ops being built (BuildContext).
   const Tensor& dense_constant(int32_t value_id);
+  bool is_constant(int32_t value_id) const;        // stored in the file, or computed from constants at load
+  const TensorDef& tensor_def(int32_t value_id) const;
   std::vector<std::string> kernel_names() const;
 
  private:
-  std::shared_ptr<Plan> make_plan(const std::vector<TensorInfo>& inputs) const;
+  std::shared_ptr<Plan> make_plan(const std::vector<TensorInfo>& inputs, int output_set) const;
+  void fold_constant_node(size_t n);
   AlignedPtr<uint8_t> take_arena(size_t bytes, size_t* cap) const;
   void give_arena(AlignedPtr<uint8_t> a, size_t cap) const;
 
   std::shared_ptr<const ModelDef> model_;
   ProgramOptions opt_;
-  std::vector<std::unique_ptr<Op>> ops_;
-  std::vector<int32_t> last_use_;                 // per value: last node index reading it
-  std::map<int32_t, Tensor> constants_;           // decoded constants by value id
+  std::vector<std::unique_ptr<Op>> ops_;          // null for nodes folded at load
+  std::map<int32_t, Tensor> constants_;           // decoded constants and values folded at load, by value id
+  std::map<int32_t, TensorDef> folded_defs_;      // TensorDef views of values folded at load
+  std::vector<std::vector<int32_t>> output_sets_;
   std::vector<std::unique_ptr<uint8_t[], AlignedFree>> owned_;  // storage of decoded constants
   mutable std::mutex mu_;
-  mutable std::map<std::vector<std::vector<int64_t>>, std::shared_ptr<Plan>> plans_;
+  mutable std::map<std::pair<int, std::vector<std::vector<int64_t>>>, std::shared_ptr<Plan>> plans_;
   mutable std::vector<std::pair<AlignedPtr<uint8_t>, size_t>> arenas_;  // free arenas
 };
 

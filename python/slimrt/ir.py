@@ -43,9 +43,9 @@ OPS: dict[str, tuple[int, int, dict[str, tuple[str, Any]]]] = {
     "dense": (2, 3, dict(_ACT_ATTRS)),
     # batched a @ b (numpy broadcasting over leading dims); trans_b: b is [..., N, K]
     "matmul": (2, 2, {"trans_b": (INT, 0), **_ACT_ATTRS}),
-    # x NHWC, w [O, KH, KW, C/groups], b [O]
+    # x NHWC, w [O, KH, KW, C/groups] (or 2-D [O, KH*KW*C/groups], e.g. CSR, with kernel=[KH, KW]), b [O]
     "conv2d": (2, 3, {"strides": (INTS, [1, 1]), "dilations": (INTS, [1, 1]),
-                      "pads": (INTS, [0, 0, 0, 0]), "groups": (INT, 1), **_ACT_ATTRS}),
+                      "pads": (INTS, [0, 0, 0, 0]), "groups": (INT, 1), "kernel": (INTS, []), **_ACT_ATTRS}),
     # y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis; inputs x, gamma, beta, mean, var
     "batch_norm": (5, 5, {"epsilon": (FLOAT, 1e-3)}),
     # y = act(x)
@@ -204,11 +204,17 @@ class Model:
 
         return run_reference(self, feeds)
 
-    def save(self, path):
-        """Writes the model to a ``.slim`` file, atomically."""
+    def optimize(self, disable=(), only=None) -> "Model":
+        """An optimized copy (BN folding, activation fusion, ...); see ``slimrt.optimize.PASSES``."""
+        from .optimize import optimize
+
+        return optimize(self, disable=disable, only=only)
+
+    def save(self, path, optimize: bool = True):
+        """Writes the model to a ``.slim`` file, atomically; runs the graph optimizer first unless told not to."""
         from .slimfile import save
 
-        save(self, path)
+        save(self.optimize() if optimize else self, path)
         return path
 
 

@@ -124,7 +124,11 @@ def run_node(node, args):
         b = np.swapaxes(args[1], -1, -2) if a("trans_b") else args[1]
         return activation(np.matmul(x, b), a("act"), a("alpha"))
     if op == "conv2d":
-        y = conv2d(x, args[1], args[2] if len(args) > 2 else None, a("strides"), a("dilations"),
+        w = args[1]
+        if w.ndim == 2:
+            kh, kw = a("kernel")
+            w = w.reshape(w.shape[0], kh, kw, -1)
+        y = conv2d(x, w, args[2] if len(args) > 2 else None, a("strides"), a("dilations"),
                    a("pads"), a("groups"))
         return activation(y, a("act"), a("alpha"))
     if op == "batch_norm":

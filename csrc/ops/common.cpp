@@ -1,0 +1,40 @@
+#include "ops/common.h"
+
+#include "kernels/gemm/sgemm.h"
+
+namespace slimrt::ops {
+
+std::pair<Act, float> parse_act(const BuildContext& c) {
+  Act a;
+  const std::string& name = c.node.attr_str("act");
+  if (!kernels::parse_act(name.c_str(), &a)) c.fail(Code::Format, "unknown activation '" + name + "'");
+  return {a, static_cast<float>(c.node.attr_float("alpha"))};
+}
+
+const float* vector_constant(const BuildContext& c, size_t input, int64_t n, const char* what) {
+  const Tensor& t = c.dense_constant(input);
+  if (t.info.dtype != DType::F32 || t.numel() != n)
+    c.fail(Code::Format, std::string(what) + " must be " + std::to_string(n) + " floats, got " +
+                             dtype_name(t.info.dtype) + " " + shape_str(t.shape()));
+  return t.as<float>();
+}
+
+std::array<int64_t, 4> conv_weight_dims(const BuildContext& c) {
+  const TensorDef& w = c.tensor_def(1);
+  auto k = c.node.attr_ints("kernel");
+  if (w.shape.size() == 4) {
+    if (!k.empty() && (k.size() != 2 || k[0] != w.shape[1] || k[1] != w.shape[2]))
+      c.fail(Code::Format, "kernel attribute disagrees with the 4-D weight");
+    return {w.shape[0], w.shape[1], w.shape[2], w.shape[3]};
+  }
+  if (w.shape.size() != 2 || k.size() != 2 || k[0] < 1 || k[1] < 1 || w.shape[1] % (k[0] * k[1]))
+    c.fail(Code::Format, "weight must be [O, KH, KW, C/groups], or 2-D [O, KH*KW*C/groups] with kernel=[KH, KW]");
+  return {w.shape[0], k[0], k[1], w.shape[1] / (k[0] * k[1])};
+}
+
+void expect_f32(const TensorInfo& t, const char* what) {
+  if (t.dtype != DType::F32)
+    shape_error(std::string(what) + " must be float32, got " + dtype_name(t.dtype));
+}
+
+}  // namespace slimrt::ops

@@ -1,0 +1,216 @@
+// dense, matmul and conv2d: the ops that run on the packed GEMM.
+// Weights are constants packed once per session for the session's ISA.
+#include <algorithm>
+#include <cstring>
+
+#include "core/threadpool.h"
+#include "kernels/gemm/conv2d.h"
+#include "kernels/gemm/sgemm.h"
+#include "ops/common.h"
+#include "runtime/op.h"
+
+namespace slimrt {
+namespace {
+
+using kernels::PackedSgemmB;
+
+// ---- dense: y[..., N] = act(x[..., K] W^T + b) ---------------------------------
+class DenseOp : public Op {
+ public:
+  DenseOp(BuildContext& c) : isa_(c.isa) {
+    const TensorDef& w = c.tensor_def(1);
+    if (w.shape.size() != 2) c.fail(Code::Format, "weight must be 2-D [out, in], got " + shape_str(w.shape));
+    n_ = w.shape[0];
+    k_ = w.shape[1];
+    const Tensor& wd = c.dense_constant(1);
+    if (wd.info.dtype != DType::F32) c.fail(Code::Format, "weight must be float");
+    packed_ = kernels::pack_sgemm_b(wd.as<float>(), n_, k_, isa_);
+    if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, n_, "bias");
+    ep_act_ = ops::parse_act(c);
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    ops::expect_f32(*in[0], "input");
+    const auto& s = in[0]->shape;
+    if (s.empty() || s.back() != k_)
+      shape_error("input " + shape_str(s) + " does not end in " + std::to_string(k_) + " features");
+    std::vector<int64_t> r = s;
+    r.back() = n_;
+    out[0] = {DType::F32, r};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    int64_t m = in[0]->numel() / k_;
+    Epilogue ep;
+    ep.bias = bias_;
+    ep.act = ep_act_.first;
+    ep.alpha = ep_act_.second;
+    kernels::sgemm(m, in[0]->as<float>(), k_, *packed_, out[0]->as<float>(), n_, ep, ctx.threads);
+  }
+  bool reads_at_run(size_t i) const override { return i == 0; }
+  std::string kernel_name() const override { return std::string("sgemm_") + isa_name(isa_); }
+
+ private:
+  Isa isa_;
+  int64_t n_ = 0, k_ = 0;
+  std::unique_ptr<PackedSgemmB> packed_;
+  const float* bias_ = nullptr;
+  std::pair<Act, float> ep_act_;
+};
+SLIMRT_REGISTER_OP("dense", [](BuildContext& c) { return std::make_unique<DenseOp>(c); });
+
+// ---- matmul: batched a @ b with numpy broadcasting over leading dims -----------------
+class MatmulOp : public Op {
+ public:
+  MatmulOp(BuildContext& c) : isa_(c.isa), trans_b_(c.node.attr_int("trans_b") != 0) {
+    act_ = ops::parse_act(c);
+    if (c.is_constant(1)) {
+      const Tensor& b = c.dense_constant(1);
+      if (b.shape().size() == 2 && b.info.dtype == DType::F32) {
+        bshape_ = b.shape();
+        if (trans_b_) packed_ = kernels::pack_sgemm_b(b.as<float>(), bshape_[0], bshape_[1], isa_);
+        else packed_ = kernels::pack_sgemm_b_kn(b.as<float>(), bshape_[0], bshape_[1], bshape_[1], isa_);
+      }
+    }
+  }
+  void dims(const std::vector<int64_t>& a, const std::vector<int64_t>& b, int64_t* m, int64_t* k, int64_t* n,
+            std::vector<int64_t>* batch) const {
+    if (a.size() < 2 || b.size() < 2) shape_error("matmul needs inputs of rank >= 2");
+    *m = a[a.size() - 2];
+    *k = a.back();
+    int64_t kb = trans_b_ ? b.back() : b[b.size() - 2];
+    *n = trans_b_ ? b[b.size() - 2] : b.back();
+    if (kb != *k) shape_error("matmul: " + shape_str(a) + " @ " + shape_str(b) + (trans_b_ ? "^T" : "") + " inner dims differ");
+    *batch = broadcast_shapes(std::vector<int64_t>(a.begin(), a.end() - 2), std::vector<int64_t>(b.begin(), b.end() - 2));
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    ops::expect_f32(*in[0], "a");
+    ops::expect_f32(*in[1], "b");
+    int64_t m, k, n;
+    std::vector<int64_t> batch;
+    dims(in[0]->shape, in[1]->shape, &m, &k, &n, &batch);
+    batch.push_back(m);
+    batch.push_back(n);
+    out[0] = {DType::F32, batch};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    const auto& as = in[0]->shape();
+    const auto& bs = in[1]->shape();
+    int64_t m, k, n;
+    std::vector<int64_t> batch;
+    dims(as, bs, &m, &k, &n, &batch);
+    Epilogue ep;
+    ep.act = act_.first;
+    ep.alpha = act_.second;
+    const float* a = in[0]->as<float>();
+    const float* b = in[1]->as<float>();
+    float* y = out[0]->as<float>();
+    if (packed_ && bs.size() == 2) {  // constant right operand: one GEMM over all leading rows
+      kernels::sgemm(in[0]->numel() / k, a, k, *packed_, y, n, ep, ctx.threads);
+      return;
+    }
+    int64_t nb = 1;
+    for (int64_t d : batch) nb *= d;
+    std::vector<int64_t> abatch(as.begin(), as.end() - 2), bbatch(bs.begin(), bs.end() - 2);
+    int64_t amat = m * k, bmat = k * n;
+    auto offset = [&](const std::vector<int64_t>& sub, int64_t idx) {
+      // index into a broadcast sub-batch
+      int64_t off = 0, stride = 1;
+      for (int64_t d = static_cast<int64_t>(batch.size()) - 1, sd = static_cast<int64_t>(sub.size()) - 1; d >= 0; --d, --sd) {
+        int64_t i = idx % batch[d];
+        idx /= batch[d];
+        if (sd >= 0) {
+          if (sub[sd] != 1) off += i * stride;
+          stride *= sub[sd];
+        }
+      }
+      return off;
+    };
+    // Parallel over batch entries when there are several, else inside the GEMM.
+    int inner_threads = nb >= ctx.threads ? 1 : ctx.threads;
+    ThreadPool::global().run(nb, nb >= ctx.threads ? ctx.threads : 1, [&](int64_t i) {
+      kernels::sgemm_nn(m, n, k, a + offset(abatch, i) * amat, k, b + offset(bbatch, i) * bmat,
+                        trans_b_ ? k : n, trans_b_, y + i * m * n, n, ep, isa_, inner_threads);
+    });
+  }
+  bool reads_at_run(size_t i) const override { return i == 0 || !packed_; }
+  std::string kernel_name() const override { return std::string(packed_ ? "sgemm_" : "sgemm_nn_") + isa_name(isa_); }
+
+ private:
+  Isa isa_;
+  bool trans_b_;
+  std::pair<Act, float> act_;
+  std::vector<int64_t> bshape_;
+  std::unique_ptr<PackedSgemmB> packed_;
+};
+SLIMRT_REGISTER_OP("matmul", [](BuildContext& c) { return std::make_unique<MatmulOp>(c); });
+
+// ---- conv2d (NHWC) on the packed GEMM ------------------------------------------------
+class Conv2dOp : public Op {
+ public:
+  Conv2dOp(BuildContext& c) : isa_(c.isa) {
+    auto dims = ops::conv_weight_dims(c);
+    o_ = dims[0];
+    kh_ = dims[1];
+    kw_ = dims[2];
+    cg_ = dims[3];
+    groups_ = c.node.attr_int("groups");
+    if (o_ % groups_) c.fail(Code::Format, "output channels " + std::to_string(o_) + " not divisible by groups");
+    auto st = c.node.attr_ints("strides"), dl = c.node.attr_ints("dilations"), pd = c.node.attr_ints("pads");
+    sh_ = st[0]; sw_ = st[1]; dh_ = dl[0]; dw_ = dl[1];
+    pt_ = pd[0]; pl_ = pd[1]; pb_ = pd[2]; pr_ = pd[3];
+    const Tensor& wd = c.dense_constant(1);
+    packed_ = kernels::pack_conv2d(wd.as<float>(), o_, kh_, kw_, cg_, groups_, isa_);
+    if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, o_, "bias");
+    act_ = ops::parse_act(c);
+  }
+  kernels::Conv2dShape shape_of(const std::vector<int64_t>& s) const {
+    kernels::Conv2dShape cs{};
+    cs.N = s[0]; cs.H = s[1]; cs.W = s[2]; cs.C = s[3]; cs.O = o_; cs.KH = kh_; cs.KW = kw_;
+    cs.stride_h = sh_; cs.stride_w = sw_; cs.dil_h = dh_; cs.dil_w = dw_;
+    cs.pad_t = pt_; cs.pad_l = pl_; cs.pad_b = pb_; cs.pad_r = pr_; cs.groups = groups_;
+    return cs;
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    ops::expect_f32(*in[0], "input");
+    const auto& s = in[0]->shape;
+    if (s.size() != 4) shape_error("input must be NHWC, got " + shape_str(s));
+    if (s[3] != cg_ * groups_)
+      shape_error("input has " + std::to_string(s[3]) + " channels, weights expect " + std::to_string(cg_ * groups_));
+    int64_t oh = ops::conv_out(s[1], kh_, sh_, dh_, pt_, pb_), ow = ops::conv_out(s[2], kw_, sw_, dw_, pl_, pr_);
+    if (oh <= 0 || ow <= 0) shape_error("input " + shape_str(s) + " is smaller than the kernel");
+    out[0] = {DType::F32, {s[0], oh, ow, o_}};
+  }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    return kernels::conv2d_workspace_bytes(shape_of(in[0]->shape), threads);
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
+    Epilogue ep;
+    ep.bias = bias_;
+    ep.act = act_.first;
+    ep.alpha = act_.second;
+    kernels::conv2d(shape_of(in[0]->shape()), in[0]->as<float>(), *packed_, out[0]->as<float>(), ep, ws, ctx.threads);
+  }
+  bool reads_at_run(size_t i) const override { return i == 0; }
+  std::string kernel_name() const override {
+    bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
+    return std::string(pointwise ? "conv1x1_sgemm_" : "conv_im2col_sgemm_") + isa_name(isa_);
+  }
+
+ private:
+  Isa isa_;
+  int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
+  std::unique_ptr<kernels::PackedConv2d> packed_;
+  const float* bias_ = nullptr;
+  std::pair<Act, float> act_;
+};
+
+// The factory picks the depthwise kernel for depthwise convolutions (ops/dwconv registers it).
+SLIMRT_REGISTER_OP("conv2d", [](BuildContext& c) -> std::unique_ptr<Op> {
+  if (auto dw = ops::make_depthwise_conv(c)) return dw;
+  return std::make_unique<Conv2dOp>(c);
+});
+
+}  // namespace
+}  // namespace slimrt

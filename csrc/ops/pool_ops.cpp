@@ -1,0 +1,74 @@
+// max_pool / avg_pool / global_avg_pool / global_max_pool (NHWC).
+#include "kernels/pool/pool.h"
+#include "ops/common.h"
+#include "runtime/op.h"
+
+namespace slimrt {
+namespace {
+
+class PoolOp : public Op {
+ public:
+  PoolOp(BuildContext& c, kernels::PoolKind kind) : isa_(c.isa), kind_(kind) {
+    auto k = c.node.attr_ints("kernel"), s = c.node.attr_ints("strides"), p = c.node.attr_ints("pads");
+    base_.kh = static_cast<int>(k[0]); base_.kw = static_cast<int>(k[1]);
+    base_.sh = static_cast<int>(s[0]); base_.sw = static_cast<int>(s[1]);
+    base_.pt = static_cast<int>(p[0]); base_.pl = static_cast<int>(p[1]);
+    base_.pb = static_cast<int>(p[2]); base_.pr = static_cast<int>(p[3]);
+    base_.ceil_mode = c.node.attr_int("ceil_mode") != 0;
+    base_.count_include_pad = kind == kernels::PoolKind::Max || c.node.attr_int("count_include_pad") != 0;
+  }
+  kernels::Pool2dShape shape_of(const std::vector<int64_t>& x) const {
+    if (x.size() != 4) shape_error("pooling input must be NHWC, got " + shape_str(x));
+    kernels::Pool2dShape s = base_;
+    s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
+    kernels::pool2d_output_size(s);
+    return s;
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    ops::expect_f32(*in[0], "input");
+    auto s = shape_of(in[0]->shape);
+    out[0] = {DType::F32, {s.n, s.oh, s.ow, s.c}};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*, const RunContext& ctx) const override {
+    kernels::pool2d(kind_, in[0]->as<float>(), out[0]->as<float>(), shape_of(in[0]->shape()), isa_, ctx.threads);
+  }
+  std::string kernel_name() const override {
+    return std::string(kind_ == kernels::PoolKind::Max ? "maxpool_" : "avgpool_") + isa_name(isa_);
+  }
+ private:
+  Isa isa_;
+  kernels::PoolKind kind_;
+  kernels::Pool2dShape base_;
+};
+
+class GlobalPoolOp : public Op {
+ public:
+  GlobalPoolOp(BuildContext& c, kernels::PoolKind kind)
+      : isa_(c.isa), kind_(kind), keep_(c.node.attr_int("keepdims") != 0) {}
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    ops::expect_f32(*in[0], "input");
+    const auto& x = in[0]->shape;
+    if (x.size() != 4) shape_error("global pooling input must be NHWC, got " + shape_str(x));
+    if (x[1] * x[2] == 0) shape_error("global pooling over an empty image");
+    out[0] = keep_ ? TensorInfo{DType::F32, {x[0], 1, 1, x[3]}} : TensorInfo{DType::F32, {x[0], x[3]}};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*, const RunContext& ctx) const override {
+    const auto& x = in[0]->shape();
+    kernels::global_pool(kind_, in[0]->as<float>(), out[0]->as<float>(), x[0], x[1] * x[2], x[3], isa_, ctx.threads);
+  }
+  std::string kernel_name() const override {
+    return std::string(kind_ == kernels::PoolKind::Max ? "global_max_" : "global_avg_") + isa_name(isa_);
+  }
+ private:
+  Isa isa_;
+  kernels::PoolKind kind_;
+  bool keep_;
+};
+
+SLIMRT_REGISTER_OP("max_pool", [](BuildContext& c) { return std::make_unique<PoolOp>(c, kernels::PoolKind::Max); });
+SLIMRT_REGISTER_OP("avg_pool", [](BuildContext& c) { return std::make_unique<PoolOp>(c, kernels::PoolKind::Avg); });
+SLIMRT_REGISTER_OP("global_max_pool", [](BuildContext& c) { return std::make_unique<GlobalPoolOp>(c, kernels::PoolKind::Max); });
+SLIMRT_REGISTER_OP("global_avg_pool", [](BuildContext& c) { return std::make_unique<GlobalPoolOp>(c, kernels::PoolKind::Avg); });
+
+}  // namespace
+}  // namespace slimrt

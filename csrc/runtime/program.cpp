@@ -1,0 +1,537 @@
+#include "runtime/program.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "core/threadpool.h"
+
+namespace slimrt {
+
+// ---------------------------------------------------------------- registry
+namespace {
+std::unordered_map<std::string, OpFactory>& op_registry() {
+  static std::unordered_map<std::string, OpFactory> r;
+  return r;
+}
+}  // namespace
+
+void register_op(const std::string& name, OpFactory f) { op_registry()[name] = std::move(f); }
+const OpFactory* find_op(const std::string& name) {
+  auto it = op_registry().find(name);
+  return it == op_registry().end() ? nullptr : &it->second;
+}
+
+void shape_error(const std::string& msg) { throw Error(Code::InvalidArgument, msg); }
+
+int64_t normalize_axis(int64_t axis, int64_t rank, const char* what) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank)
+    shape_error(std::string(what) + ": axis " + std::to_string(axis) + " out of range for rank " +
+                std::to_string(rank));
+  return a;
+}
+
+std::vector<int64_t> broadcast_shapes(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  size_t r = std::max(a.size(), b.size());
+  std::vector<int64_t> out(r);
+  for (size_t i = 0; i < r; ++i) {
+    int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    if (da != db && da != 1 && db != 1)
+      shape_error("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- decoding
+namespace {
+
+float half_to_float(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal
+      int e = -1;
+      do { man <<= 1; ++e; } while (!(man & 0x400));
+      bits = sign | ((127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint32_t unpack_code(const uint8_t* p, int64_t i, int bits) {
+  uint64_t bit = static_cast<uint64_t>(i) * bits;
+  uint32_t v = p[bit >> 3] >> (bit & 7);
+  if ((bit & 7) + bits > 8) v |= static_cast<uint32_t>(p[(bit >> 3) + 1]) << (8 - (bit & 7));
+  return v & ((1u << bits) - 1);
+}
+
+float dense_elem(const TensorDef& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::F32: return t.data.as<float>()[i];
+    case DType::F16: return half_to_float(t.data.as<uint16_t>()[i]);
+    case DType::I8: return t.data.as<int8_t>()[i];
+    case DType::U8: return t.data.as<uint8_t>()[i];
+    case DType::I16: return t.data.as<int16_t>()[i];
+    case DType::U16: return t.data.as<uint16_t>()[i];
+    case DType::I32: return static_cast<float>(t.data.as<int32_t>()[i]);
+    case DType::I64: return static_cast<float>(t.data.as<int64_t>()[i]);
+  }
+  return 0.f;
+}
+
+// Element i of a non-CSR tensor whose channel is `ch`.
+float elem(const TensorDef& t, int64_t i, int64_t ch) {
+  switch (t.format) {
+    case TFormat::Dense: return dense_elem(t, i);
+    case TFormat::Int8: return t.data.as<int8_t>()[i] * t.scale.as<float>()[ch];
+    case TFormat::Log2: {
+      uint32_t c = unpack_code(t.data.data, i, t.bits);
+      if (c == 0) return 0.f;
+      uint32_t mag = c & ((1u << (t.bits - 1)) - 1);
+      float v = std::ldexp(t.scale.as<float>()[ch], -static_cast<int>(mag - 1));
+      return (c >> (t.bits - 1)) ? -v : v;
+    }
+    case TFormat::Codebook: {
+      uint32_t idx = unpack_code(t.data.data, i, t.bits);
+      int64_t k = ch * t.lut_size + idx;
+      return t.lut_dtype == DType::I8 ? static_cast<float>(t.lut.as<int8_t>()[k]) : t.lut.as<float>()[k];
+    }
+    case TFormat::Csr: break;
+  }
+  return 0.f;
+}
+
+}  // namespace
+
+void decode_to_f32(const TensorDef& t, float* out) {
+  if (t.format == TFormat::Csr) {
+    int64_t rows = t.shape[0], cols = t.shape[1];
+    std::fill(out, out + rows * cols, 0.f);
+    const TensorDef& v = *t.values;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t b = t.indptr_dtype == DType::I64 ? t.indptr.as<int64_t>()[r] : t.indptr.as<int32_t>()[r];
+      int64_t e = t.indptr_dtype == DType::I64 ? t.indptr.as<int64_t>()[r + 1] : t.indptr.as<int32_t>()[r + 1];
+      for (int64_t j = b; j < e; ++j) {
+        int64_t c = t.indices_dtype == DType::U16 ? t.indices.as<uint16_t>()[j] : t.indices.as<int32_t>()[j];
+        out[r * cols + c] = elem(v, j, v.axis >= 0 ? r : 0);
+      }
+    }
+    return;
+  }
+  int64_t inner = 1, channels = 1;
+  if (t.axis >= 0) {
+    channels = t.shape[t.axis];
+    for (size_t d = t.axis + 1; d < t.shape.size(); ++d) inner *= t.shape[d];
+  }
+  for (int64_t i = 0; i < t.numel; ++i) out[i] = elem(t, i, t.axis >= 0 ? (i / inner) % channels : 0);
+}
+
+// ---------------------------------------------------------------- BuildContext
+bool BuildContext::is_constant(size_t i) const {
+  return i < node.inputs.size() && program.is_constant(node.inputs[i]);
+}
+const TensorDef& BuildContext::tensor_def(size_t i) const {
+  if (!is_constant(i)) fail(Code::Format, "input " + std::to_string(i) + " must be a constant");
+  return program.tensor_def(node.inputs[i]);
+}
+const Tensor& BuildContext::dense_constant(size_t i) const {
+  if (!is_constant(i)) fail(Code::Format, "input " + std::to_string(i) + " must be a constant");
+  return program.dense_constant(node.inputs[i]);
+}
+std::string BuildContext::where() const { return "node '" + node.name + "' (" + node.op + ")"; }
+void BuildContext::fail(Code c, const std::string& msg) const { throw Error(c, where() + ": " + msg); }
+
+// ---------------------------------------------------------------- Program
+Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& opt)
+    : model_(std::move(model)), opt_(opt) {
+  const ModelDef& m = *model_;
+  ops_.resize(m.nodes.size());
+  for (size_t n = 0; n < m.nodes.size(); ++n) {
+    const NodeDef& node = m.nodes[n];
+    const OpFactory* f = find_op(node.op);
+    if (!f) throw Error(Code::Unsupported, "node '" + node.name + "': op '" + node.op + "' is not implemented");
+    BuildContext ctx{m, node, *this, opt_.isa};
+    ops_[n] = (*f)(ctx);
+    bool all_const = !node.inputs.empty();
+    for (int32_t v : node.inputs) all_const = all_const && is_constant(v);
+    if (all_const) {
+      fold_constant_node(n);
+      continue;
+    }
+    for (size_t i = 0; i < node.inputs.size(); ++i)
+      if (is_constant(node.inputs[i]) && ops_[n]->reads_at_run(i)) dense_constant(node.inputs[i]);
+  }
+  for (int32_t v : m.outputs)
+    if (is_constant(v)) dense_constant(v);  // constant outputs are copied from here
+}
+
+// A node whose inputs are all constants runs once, here; its outputs become
+// constants (e.g. the weight slices of each width of a slimmable model).
+void Program::fold_constant_node(size_t n) {
+  const NodeDef& node = model_->nodes[n];
+  std::vector<TensorInfo> infos;
+  std::vector<Tensor> tin;
+  for (int32_t v : node.inputs) {
+    const Tensor& t = dense_constant(v);
+    infos.push_back(t.info);
+    tin.push_back(t);
+  }
+  std::vector<const TensorInfo*> pin;
+  for (auto& i : infos) pin.push_back(&i);
+  std::vector<TensorInfo> out(node.outputs.size());
+  try {
+    ops_[n]->infer(pin, out);
+  } catch (const Error& e) {
+    throw Error(Code::Format, "node '" + node.name + "' (" + node.op + ") on constants: " + e.what());
+  }
+  std::vector<Tensor> tout(out.size());
+  std::vector<const Tensor*> in;
+  std::vector<Tensor*> outp;
+  for (auto& t : tin) in.push_back(&t);
+  for (size_t o = 0; o < out.size(); ++o) {
+    tout[o].info = out[o];
+    if (ops_[n]->is_view()) {
+      tout[o].data = tin[0].data;
+    } else {
+      auto buf = aligned_array<uint8_t>(out[o].bytes());
+      tout[o].data = buf.get();
+      owned_.push_back(std::move(buf));
+    }
+    outp.push_back(&tout[o]);
+  }
+  if (!ops_[n]->is_view()) {
+    size_t ws_bytes = ops_[n]->workspace(pin, opt_.threads);
+    AlignedPtr<uint8_t> ws = ws_bytes ? aligned_array<uint8_t>(ws_bytes) : AlignedPtr<uint8_t>();
+    RunContext ctx;
+    ctx.threads = opt_.threads;
+    ctx.isa = opt_.isa;
+    ops_[n]->run(in, outp, ws.get(), ctx);
+  }
+  for (size_t o = 0; o < out.size(); ++o) {
+    int32_t v = node.outputs[o];
+    constants_[v] = tout[o];
+    TensorDef d;
+    d.name = model_->values[v].name;
+    d.format = TFormat::Dense;
+    d.dtype = out[o].dtype;
+    d.shape = out[o].shape;
+    d.numel = out[o].numel();
+    d.data.data = static_cast<const uint8_t*>(tout[o].data);
+    d.data.size = out[o].bytes();
+    folded_defs_[v] = d;
+  }
+  ops_[n].reset();
+}
+
+bool Program::is_constant(int32_t v) const {
+  return model_->values[v].tensor >= 0 || folded_defs_.count(v) != 0;
+}
+
+const TensorDef& Program::tensor_def(int32_t v) const {
+  auto it = folded_defs_.find(v);
+  if (it != folded_defs_.end()) return it->second;
+  return model_->tensors[model_->values[v].tensor];
+}
+
+int Program::add_output_set(const std::vector<int32_t>& ids) {
+  for (int32_t v : ids)
+    if (v < 0 || v >= static_cast<int32_t>(model_->values.size()))
+      throw Error(Code::InvalidArgument, "output value id out of range");
+  std::lock_guard<std::mutex> lk(mu_);
+  output_sets_.push_back(ids);
+  return static_cast<int>(output_sets_.size()) - 1;
+}
+
+const std::vector<int32_t>& Program::output_set(int i) const {
+  if (i < 0) return model_->outputs;
+  std::lock_guard<std::mutex> lk(mu_);
+  if (i >= static_cast<int>(output_sets_.size())) throw Error(Code::InvalidArgument, "no output set " + std::to_string(i));
+  return output_sets_[i];
+}
+
+Program::~Program() = default;
+
+const Tensor& Program::dense_constant(int32_t vid) {
+  auto it = constants_.find(vid);
+  if (it != constants_.end()) return it->second;
+  const ModelDef& m = *model_;
+  const TensorDef& t = m.tensors[m.values[vid].tensor];
+  Tensor out;
+  out.info.shape = t.shape;
+  bool keep = t.format == TFormat::Dense &&
+              (t.dtype == DType::F32 || t.dtype == DType::I32 || t.dtype == DType::I64);
+  if (keep) {  // zero copy from the mapped file
+    out.info.dtype = t.dtype;
+    out.data = const_cast<uint8_t*>(t.data.data);
+  } else {
+    out.info.dtype = DType::F32;
+    auto buf = aligned_array<uint8_t>(static_cast<size_t>(t.numel) * 4);
+    decode_to_f32(t, reinterpret_cast<float*>(buf.get()));
+    out.data = buf.get();
+    owned_.push_back(std::move(buf));
+  }
+  return constants_.emplace(vid, out).first->second;
+}
+
+std::vector<std::string> Program::kernel_names() const {
+  std::vector<std::string> r;
+  for (auto& op : ops_) r.push_back(op ? op->kernel_name() : "folded at load");
+  return r;
+}
+
+std::shared_ptr<const Plan> Program::plan(const std::vector<TensorInfo>& inputs, int output_set) const {
+  const ModelDef& m = *model_;
+  if (inputs.size() != m.inputs.size())
+    throw Error(Code::InvalidArgument, "model takes " + std::to_string(m.inputs.size()) + " inputs, got " +
+                                           std::to_string(inputs.size()));
+  std::vector<std::vector<int64_t>> key;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ValueDef& v = m.values[m.inputs[i]];
+    bool ok_dtype = inputs[i].dtype == v.dtype;
+    if (!ok_dtype)
+      throw Error(Code::InvalidArgument, "input '" + v.name + "': dtype " + dtype_name(inputs[i].dtype) +
+                                             ", expected " + dtype_name(v.dtype));
+    bool ok = inputs[i].shape.size() == v.shape.size();
+    for (size_t d = 0; ok && d < v.shape.size(); ++d)
+      ok = inputs[i].shape[d] >= 0 && (v.shape[d] < 0 || v.shape[d] == inputs[i].shape[d]);
+    if (!ok) {
+      std::string want = "(";
+      for (size_t d = 0; d < v.shape.size(); ++d)
+        want += (d ? ", " : "") + (v.shape[d] < 0 ? std::string("?") : std::to_string(v.shape[d]));
+      throw Error(Code::InvalidArgument, "input '" + v.name + "': shape " + shape_str(inputs[i].shape) +
+                                             " does not match " + want + ")");
+    }
+    key.push_back(inputs[i].shape);
+  }
+  (void)this->output_set(output_set);  // range check
+  std::lock_guard<std::mutex> lk(mu_);
+  auto full_key = std::make_pair(output_set, key);
+  auto it = plans_.find(full_key);
+  if (it != plans_.end()) return it->second;
+  auto p = make_plan(inputs, output_set);
+  if (plans_.size() > 64) plans_.clear();  // bound the cache under ever-changing shapes
+  plans_[full_key] = p;
+  return p;
+}
+
+std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, int output_set) const {
+  const ModelDef& m = *model_;
+  const size_t nv = m.values.size(), nn = m.nodes.size();
+  auto p = std::make_shared<Plan>();
+  p->outputs = output_set < 0 ? m.outputs : output_sets_[output_set];  // mu_ is held by plan()
+  // Nodes this output set needs (backwards from its outputs), minus those folded at load.
+  p->active.assign(nn, 0);
+  {
+    std::vector<char> needed(nv, 0);
+    for (int32_t v : p->outputs) needed[v] = 1;
+    for (size_t n = nn; n-- > 0;) {
+      if (!ops_[n]) continue;
+      bool need = false;
+      for (int32_t v : m.nodes[n].outputs) need = need || needed[v];
+      if (!need) continue;
+      p->active[n] = 1;
+      for (int32_t v : m.nodes[n].inputs) needed[v] = 1;
+    }
+  }
+  std::vector<int32_t> last_use(nv, -1);
+  for (size_t n = 0; n < nn; ++n)
+    if (p->active[n])
+      for (int32_t v : m.nodes[n].inputs) last_use[v] = static_cast<int32_t>(n);
+  for (int32_t v : p->outputs) last_use[v] = static_cast<int32_t>(nn);
+  p->infos.resize(nv);
+  p->root.resize(nv);
+  p->offset.assign(nv, -1);
+  p->ws_offset.assign(nn, -1);
+  p->ws_bytes.assign(nn, 0);
+  p->output_slot.assign(nv, -1);
+  for (size_t v = 0; v < nv; ++v) p->root[v] = static_cast<int32_t>(v);
+  std::vector<char> external(nv, 0);  // inputs and constants: not in the arena
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    p->infos[m.inputs[i]] = inputs[i];
+    external[m.inputs[i]] = 1;
+  }
+  for (auto& [v, t] : constants_) {
+    p->infos[v] = t.info;
+    external[v] = 1;
+  }
+  for (size_t v = 0; v < nv; ++v) {
+    if (m.values[v].tensor >= 0 && !external[v]) {  // constants no op asked for decoded
+      const TensorDef& t = m.tensors[m.values[v].tensor];
+      bool keep = t.format == TFormat::Dense &&
+                  (t.dtype == DType::F32 || t.dtype == DType::I32 || t.dtype == DType::I64);
+      p->infos[v].dtype = keep ? t.dtype : DType::F32;
+      p->infos[v].shape = t.shape;
+      external[v] = 1;
+    }
+  }
+  // Shapes, node by node.
+  int threads = opt_.threads;
+  for (size_t n = 0; n < nn; ++n) {
+    if (!p->active[n]) continue;
+    const NodeDef& node = m.nodes[n];
+    std::vector<const TensorInfo*> in;
+    for (int32_t v : node.inputs) in.push_back(&p->infos[v]);
+    std::vector<TensorInfo> out(node.outputs.size());
+    try {
+      ops_[n]->infer(in, out);
+      p->ws_bytes[n] = ops_[n]->workspace(in, threads);
+    } catch (const Error& e) {
+      throw Error(e.code(), "node '" + node.name + "' (" + node.op + "): " + e.what());
+    }
+    for (size_t o = 0; o < out.size(); ++o) {
+      for (int64_t d : out[o].shape)
+        if (d < 0) throw Error(Code::Internal, "node '" + node.name + "' inferred a negative dimension");
+      p->infos[node.outputs[o]] = out[o];
+    }
+    if (ops_[n]->is_view()) {
+      int32_t r = p->root[node.inputs[0]];
+      p->root[node.outputs[0]] = r;
+    }
+  }
+  // Graph outputs that own their bytes are written straight into the caller's buffers.
+  for (size_t i = 0; i < p->outputs.size(); ++i) {
+    int32_t v = p->outputs[i];
+    p->output_infos.push_back(p->infos[v]);
+    if (p->root[v] == v && !external[v] && p->output_slot[v] < 0) p->output_slot[v] = static_cast<int32_t>(i);
+  }
+  // Lifetimes of arena blocks (roots), extended by their views' uses.
+  struct Block { int64_t first, last; size_t bytes; int32_t value; int32_t node; };
+  std::vector<int64_t> first(nv, -1), last(nv, -1);
+  for (size_t n = 0; n < nn; ++n)
+    if (p->active[n])
+      for (int32_t v : m.nodes[n].outputs) first[v] = static_cast<int64_t>(n);
+  for (size_t v = 0; v < nv; ++v) {
+    if (first[v] < 0) continue;
+    int32_t r = p->root[v];
+    int64_t lu = last_use[v] < 0 ? first[v] : last_use[v];
+    last[r] = std::max(last[r], lu);
+  }
+  std::vector<Block> blocks;
+  for (size_t v = 0; v < nv; ++v) {
+    if (p->root[v] != static_cast<int32_t>(v) || external[v] || p->output_slot[v] >= 0 || first[v] < 0) continue;
+    blocks.push_back({first[v], std::max(last[v], first[v]), p->infos[v].bytes(), static_cast<int32_t>(v), -1});
+  }
+  for (size_t n = 0; n < nn; ++n)
+    if (p->active[n] && p->ws_bytes[n]) blocks.push_back({(int64_t)n, (int64_t)n, p->ws_bytes[n], -1, static_cast<int32_t>(n)});
+  // Greedy placement, largest first, lowest offset that overlaps no live block.
+  std::sort(blocks.begin(), blocks.end(), [](const Block& a, const Block& b) {
+    return a.bytes != b.bytes ? a.bytes > b.bytes : a.first < b.first;
+  });
+  struct Placed { int64_t first, last; size_t off, end; };
+  std::vector<Placed> placed;
+  size_t arena = 0;
+  for (const Block& b : blocks) {
+    size_t sz = (b.bytes + kAlign - 1) / kAlign * kAlign;
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (const Placed& q : placed)
+      if (q.first <= b.last && b.first <= q.last) busy.emplace_back(q.off, q.end);
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (auto& [s, e] : busy) {
+      if (off + sz <= s) break;
+      off = std::max(off, e);
+    }
+    placed.push_back({b.first, b.last, off, off + sz});
+    arena = std::max(arena, off + sz);
+    if (b.value >= 0) p->offset[b.value] = static_cast<int64_t>(off);
+    else p->ws_offset[b.node] = static_cast<int64_t>(off);
+  }
+  p->arena_bytes = arena;
+  return p;
+}
+
+AlignedPtr<uint8_t> Program::take_arena(size_t bytes, size_t* cap) const {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (size_t i = 0; i < arenas_.size(); ++i) {
+      if (arenas_[i].second >= bytes) {
+        auto a = std::move(arenas_[i].first);
+        *cap = arenas_[i].second;
+        arenas_.erase(arenas_.begin() + i);
+        return a;
+      }
+    }
+  }
+  *cap = bytes;
+  return aligned_array<uint8_t>(bytes);
+}
+
+void Program::give_arena(AlignedPtr<uint8_t> a, size_t cap) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (arenas_.size() < 8) arenas_.emplace_back(std::move(a), cap);
+}
+
+void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
+                      const std::vector<void*>& outputs, int threads) const {
+  const ModelDef& m = *model_;
+  if (inputs.size() != m.inputs.size() || outputs.size() != p.outputs.size())
+    throw Error(Code::InvalidArgument, "wrong number of input or output buffers");
+  size_t cap = 0;
+  AlignedPtr<uint8_t> arena = take_arena(p.arena_bytes, &cap);
+  const size_t nv = m.values.size();
+  std::vector<void*> ptr(nv, nullptr);
+  for (size_t i = 0; i < inputs.size(); ++i) ptr[m.inputs[i]] = const_cast<void*>(inputs[i]);
+  for (auto& [vid, t] : constants_) ptr[vid] = t.data;
+  for (size_t v = 0; v < nv; ++v) {
+    if (p.output_slot[v] >= 0) ptr[v] = outputs[p.output_slot[v]];
+    else if (p.offset[v] >= 0) ptr[v] = arena.get() + p.offset[v];
+  }
+  RunContext ctx;
+  ctx.threads = threads > 0 ? threads : opt_.threads;
+  ctx.isa = opt_.isa;
+  std::vector<Tensor> tin, tout;
+  std::vector<const Tensor*> in;
+  std::vector<Tensor*> out;
+  try {
+    for (size_t n = 0; n < m.nodes.size(); ++n) {
+      if (!p.active[n]) continue;
+      const NodeDef& node = m.nodes[n];
+      if (ops_[n]->is_view()) {
+        ptr[node.outputs[0]] = ptr[p.root[node.outputs[0]]];
+        continue;
+      }
+      tin.resize(node.inputs.size());
+      tout.resize(node.outputs.size());
+      in.clear();
+      out.clear();
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        int32_t v = node.inputs[i];
+        tin[i].info = p.infos[v];
+        tin[i].data = ptr[p.root[v]];
+        in.push_back(&tin[i]);
+      }
+      for (size_t o = 0; o < node.outputs.size(); ++o) {
+        int32_t v = node.outputs[o];
+        tout[o].info = p.infos[v];
+        tout[o].data = ptr[v];
+        out.push_back(&tout[o]);
+      }
+      void* ws = p.ws_offset[n] >= 0 ? arena.get() + p.ws_offset[n] : nullptr;
+      ops_[n]->run(in, out, ws, ctx);
+    }
+    for (size_t i = 0; i < p.outputs.size(); ++i) {
+      int32_t v = p.outputs[i];
+      if (p.output_slot[v] == static_cast<int32_t>(i)) continue;
+      void* src = ptr[p.root[v]];
+      if (!src) src = ptr[v];
+      std::memcpy(outputs[i], src, p.output_infos[i].bytes());
+    }
+  } catch (...) {
+    give_arena(std::move(arena), cap);
+    throw;
+  }
+  give_arena(std::move(arena), cap);
+}
+
+}  // namespace slimrt

@@ -1,0 +1,375 @@
+"""The offline graph optimizer: ``model.optimize()`` (run by ``Model.save`` unless ``optimize=False``).
+
+Every pass is a function ``Model -> bool`` (changed?) that rewrites the model in
+place; ``optimize`` runs them on a copy until nothing changes. Each pass keeps
+the outputs the same within float tolerance (tests check every pass on every
+test architecture). List them with ``slimrt.optimize.PASSES``; turn some off
+with ``model.optimize(disable=["fold_batch_norm"])``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .formats import CSR, Codebook, Dense, Log2, QInt8, Tensor
+from .ir import Model, Node
+from .reference import run_node
+from .shapes import infer_shapes
+
+WEIGHT_OPS = ("dense", "conv2d")
+
+
+# ---------------------------------------------------------------- helpers
+def _consumers(model):
+    uses = {}
+    for n in model.nodes:
+        for i in n.inputs:
+            uses.setdefault(i, []).append(n)
+    return uses
+
+
+def _producer(model):
+    return {o: n for n in model.nodes for o in n.outputs}
+
+
+def _sole_consumer(model, uses, value):
+    """The one node reading ``value``, if exactly one does and it is not a graph output."""
+    us = uses.get(value, [])
+    if len(us) != 1 or value in model.outputs:
+        return None
+    return us[0]
+
+
+def _const(model, name):
+    t = model.constants.get(name)
+    return None if t is None else t
+
+
+def _rename_uses(model, old, new):
+    for n in model.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+    model.outputs = [new if o == old else o for o in model.outputs]
+
+
+def scale_output_channels(t: Tensor, s: np.ndarray) -> Tensor:
+    """w'[o, ...] = w[o, ...] * s[o], keeping the storage format (and so weight sharing):
+    int8/log2 scales and codebook tables absorb the factor; only dense data is rewritten."""
+    s = np.asarray(s, dtype=np.float64)
+    rows = t.shape[0]
+    if isinstance(t, Dense):
+        d = t.data.astype(np.float64) * s.reshape((-1,) + (1,) * (t.data.ndim - 1))
+        return Dense(d.astype(np.float32))
+    if isinstance(t, QInt8):
+        sc = (t.scale[0] * s) if t.axis < 0 else t.scale * s
+        return QInt8(t.q, sc.astype(np.float32), axis=0, shape=t.shape, channels=t.channels)
+    if isinstance(t, Log2):
+        if np.any(s <= 0):
+            return Dense(scale_output_channels(Dense(t.to_dense()), s).data)
+        sc = (t.scale[0] * s) if t.axis < 0 else t.scale * s
+        return Log2(t.packed, sc.astype(np.float32), t.bits, axis=0, shape=t.shape, packed=True, channels=t.channels)
+    if isinstance(t, Codebook):
+        if t.lut.dtype != np.float32:
+            return Dense(scale_output_channels(Dense(t.to_dense()), s).data)
+        lut = t.lut if t.axis == 0 else np.repeat(t.lut, rows, axis=0)
+        lut = (lut.astype(np.float64) * s[:, None]).astype(np.float32)
+        return Codebook(t.packed, lut, t.bits, axis=0, shape=t.shape, packed=True, channels=t.channels)
+    if isinstance(t, CSR):
+        v = t.values
+        if isinstance(v, Dense):
+            r = np.repeat(np.arange(rows), np.diff(t.indptr.astype(np.int64)))
+            nv = Dense((v.data.astype(np.float64) * s[r]).astype(np.float32))
+        else:
+            nv = _scale_per_row(v, s, rows)
+        return CSR(t.shape, t.indptr, t.indices, nv)
+    raise TypeError(f"cannot scale a {type(t).__name__} tensor")
+
+
+def _scale_per_row(v, s, rows):
+    """Values of a CSR tensor (1-D, nnz) given one factor per CSR row."""
+    if isinstance(v, QInt8):
+        sc = (v.scale[0] * s) if v.axis < 0 else v.scale * s
+        return QInt8(v.q, sc.astype(np.float32), axis=0, shape=v.shape, channels=rows)
+    if isinstance(v, Log2) and np.all(s > 0):
+        sc = (v.scale[0] * s) if v.axis < 0 else v.scale * s
+        return Log2(v.packed, sc.astype(np.float32), v.bits, axis=0, shape=v.shape, packed=True, channels=rows)
+    if isinstance(v, Codebook) and v.lut.dtype == np.float32:
+        lut = v.lut if v.axis == 0 else np.repeat(v.lut, rows, axis=0)
+        return Codebook(v.packed, (lut * s[:, None]).astype(np.float32), v.bits, axis=0, shape=v.shape, packed=True,
+                        channels=rows)
+    raise TypeError(f"cannot scale CSR values stored as {type(v).__name__}")
+
+
+def _bn_affine(model, bn):
+    g, b, m, v = (model.constants[i].to_dense().astype(np.float64) for i in bn.inputs[1:5])
+    s = g / np.sqrt(v + bn.attr("epsilon"))
+    return s, b - m * s
+
+
+# ---------------------------------------------------------------- passes
+def fold_batch_norm(model: Model) -> bool:
+    """conv2d/dense -> batch_norm: scale the weight's output channels, fold the shift into the bias."""
+    uses = _consumers(model)
+    changed = False
+    for p in list(model.nodes):
+        if p.op not in WEIGHT_OPS or p.attr("act") != "none" or p.inputs[1] not in model.constants:
+            continue
+        bn = _sole_consumer(model, uses, p.outputs[0])
+        if bn is None or bn.op != "batch_norm" or not all(i in model.constants for i in bn.inputs[1:]):
+            continue
+        s, t = _bn_affine(model, bn)
+        w = model.constants[p.inputs[1]]
+        if w.shape[0] != s.size:
+            continue
+        try:
+            model.constants[p.inputs[1]] = scale_output_channels(w, s)
+        except TypeError:
+            continue
+        bias = model.constants[p.inputs[2]].to_dense().astype(np.float64) if len(p.inputs) > 2 else 0.0
+        nb = (bias * s + t).astype(np.float32)
+        if len(p.inputs) > 2:
+            model.constants[p.inputs[2]] = Dense(nb)
+        else:
+            p.inputs.append(model.add_constant(p.name + ".bias", nb))
+        p.outputs = list(bn.outputs)
+        model.nodes.remove(bn)
+        uses = _consumers(model)
+        changed = True
+    return changed
+
+
+def fold_batch_norm_forward(model: Model) -> bool:
+    """batch_norm -> dense (or an unpadded conv2d), e.g. after ReLU -> BN: scale the weight's input
+    channels and add W.t to the bias. Exact only without zero padding, so padded convs keep their BN."""
+    uses = _consumers(model)
+    changed = False
+    for bn in list(model.nodes):
+        if bn.op != "batch_norm" or not all(i in model.constants for i in bn.inputs[1:]):
+            continue
+        c = _sole_consumer(model, uses, bn.outputs[0])
+        if c is None or c.op not in WEIGHT_OPS or c.inputs[0] != bn.outputs[0]:
+            continue
+        w = model.constants.get(c.inputs[1])
+        if not isinstance(w, Dense):
+            continue
+        if c.op == "conv2d" and (any(c.attr("pads")) or c.attr("groups") != 1):
+            continue
+        s, t = _bn_affine(model, bn)
+        wd = w.data.astype(np.float64)
+        if wd.shape[-1] != s.size:
+            continue
+        shift = (wd * t).reshape(wd.shape[0], -1).sum(axis=1)
+        bias = model.constants[c.inputs[2]].to_dense().astype(np.float64) if len(c.inputs) > 2 else 0.0
+        model.constants[c.inputs[1]] = Dense((wd * s).astype(np.float32))
+        nb = (bias + shift).astype(np.float32)
+        if len(c.inputs) > 2:
+            model.constants[c.inputs[2]] = Dense(nb)
+        else:
+            c.inputs.append(model.add_constant(c.name + ".bias", nb))
+        c.inputs[0] = bn.inputs[0]
+        model.nodes.remove(bn)
+        uses = _consumers(model)
+        changed = True
+    return changed
+
+
+def fold_scale_into_weights(model: Model) -> bool:
+    """mul(x, scalar constant) -> dense/conv2d: scale the weights instead (exact with zero padding)."""
+    uses = _consumers(model)
+    changed = False
+    for m in list(model.nodes):
+        if m.op != "mul" or m.inputs[1] not in model.constants or m.inputs[0] in model.constants:
+            continue
+        k = model.constants[m.inputs[1]].to_dense()
+        if k.size != 1:
+            continue
+        c = _sole_consumer(model, uses, m.outputs[0])
+        if c is None or c.op not in WEIGHT_OPS or c.inputs[0] != m.outputs[0]:
+            continue
+        w = model.constants[c.inputs[1]]
+        try:
+            model.constants[c.inputs[1]] = scale_output_channels(w, np.full(w.shape[0], float(k.ravel()[0])))
+        except TypeError:
+            continue
+        c.inputs[0] = m.inputs[0]
+        model.nodes.remove(m)
+        uses = _consumers(model)
+        changed = True
+    return changed
+
+
+def fuse_activation(model: Model) -> bool:
+    """dense/conv2d/matmul (act none) -> activation: run the activation in the kernel epilogue."""
+    uses = _consumers(model)
+    changed = False
+    for p in list(model.nodes):
+        if p.op not in ("dense", "conv2d", "matmul") or p.attr("act") != "none":
+            continue
+        a = _sole_consumer(model, uses, p.outputs[0])
+        if a is None or a.op != "activation":
+            continue
+        p.attrs["act"] = a.attr("act")
+        if a.attr("alpha"):
+            p.attrs["alpha"] = a.attr("alpha")
+        p.outputs = list(a.outputs)
+        model.nodes.remove(a)
+        uses = _consumers(model)
+        changed = True
+    return changed
+
+
+def fold_pad_into_conv(model: Model) -> bool:
+    """pad (zeros, H/W only) -> conv2d: the convolution pads instead."""
+    uses = _consumers(model)
+    changed = False
+    for p in list(model.nodes):
+        if p.op != "pad" or p.attr("value") != 0.0:
+            continue
+        pads = list(p.attr("pads"))
+        if len(pads) != 8 or any(pads[i] for i in (0, 3, 4, 7)) or min(pads) < 0:
+            continue
+        c = _sole_consumer(model, uses, p.outputs[0])
+        if c is None or c.op != "conv2d" or c.inputs[0] != p.outputs[0]:
+            continue
+        cp = list(c.attr("pads"))
+        c.attrs["pads"] = [cp[0] + pads[1], cp[1] + pads[2], cp[2] + pads[5], cp[3] + pads[6]]
+        c.inputs[0] = p.inputs[0]
+        model.nodes.remove(p)
+        uses = _consumers(model)
+        changed = True
+    return changed
+
+
+def cancel_transposes(model: Model) -> bool:
+    """transpose -> transpose: compose; drop both when they cancel."""
+    uses = _consumers(model)
+    for t1 in list(model.nodes):
+        if t1.op != "transpose":
+            continue
+        t2 = _sole_consumer(model, uses, t1.outputs[0])
+        if t2 is None or t2.op != "transpose":
+            continue
+        p, q = list(t1.attr("perm")), list(t2.attr("perm"))
+        comp = [p[i] for i in q]
+        model.nodes.remove(t1)
+        if comp == list(range(len(comp))) and t2.outputs[0] not in model.outputs:
+            model.nodes.remove(t2)
+            _rename_uses(model, t2.outputs[0], t1.inputs[0])
+        else:
+            t2.inputs[0] = t1.inputs[0]
+            t2.attrs["perm"] = comp
+        return True
+    return False
+
+
+def remove_identities(model: Model) -> bool:
+    """activation 'none', transposes with the identity permutation, reshape -> reshape chains."""
+    uses = _consumers(model)
+    for n in list(model.nodes):
+        ident = ((n.op == "activation" and n.attr("act") == "none") or
+                 (n.op == "transpose" and list(n.attr("perm")) == list(range(len(n.attr("perm"))))))
+        if ident and n.outputs[0] not in model.outputs:
+            model.nodes.remove(n)
+            _rename_uses(model, n.outputs[0], n.inputs[0])
+            return True
+        if n.op in ("reshape", "flatten"):
+            c = _sole_consumer(model, uses, n.outputs[0])
+            if c is not None and c.op == "reshape" and 0 not in c.attr("shape"):
+                c.inputs[0] = n.inputs[0]
+                model.nodes.remove(n)
+                return True
+    return False
+
+
+def fold_transpose_into_dense(model: Model) -> bool:
+    """transpose(NHWC -> NCHW) -> flatten -> dense (PyTorch heads): permute the dense weight's columns
+    so that it reads the NHWC flatten order directly, and drop the transpose."""
+    uses = _consumers(model)
+    shapes = None
+    for t in list(model.nodes):
+        if t.op != "transpose" or list(t.attr("perm")) != [0, 3, 1, 2]:
+            continue
+        f = _sole_consumer(model, uses, t.outputs[0])
+        if f is None or f.op != "flatten" or f.attr("axis") != 1:
+            continue
+        d = _sole_consumer(model, uses, f.outputs[0])
+        if d is None or d.op != "dense" or not isinstance(model.constants.get(d.inputs[1]), Dense):
+            continue
+        shapes = shapes or infer_shapes(model)
+        s = shapes.get(t.inputs[0])
+        if s is None or len(s) != 4 or any(v is None for v in s[1:]):
+            continue
+        _, h, w, c = s
+        wd = model.constants[d.inputs[1]].data
+        if wd.shape[1] != h * w * c:
+            continue
+        model.constants[d.inputs[1]] = Dense(
+            np.ascontiguousarray(wd.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(wd.shape[0], -1)))
+        f.inputs[0] = t.inputs[0]
+        model.nodes.remove(t)
+        return True
+    return False
+
+
+def constant_fold(model: Model) -> bool:
+    """Nodes whose inputs are all constants become constants."""
+    changed = False
+    for n in list(model.nodes):
+        if not n.inputs or not all(i in model.constants for i in n.inputs) or n.outputs[0] in model.outputs:
+            continue
+        args = [model.constants[i].to_dense() for i in n.inputs]
+        args = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]
+        y = np.asarray(run_node(n, args))
+        model.constants[n.outputs[0]] = Dense(y.astype(np.float32) if y.dtype.kind == "f" else y)
+        model.nodes.remove(n)
+        changed = True
+    return changed
+
+
+def dead_code(model: Model) -> bool:
+    """Drops nodes nothing reads and constants no node reads."""
+    live = set(model.outputs)
+    keep = []
+    for n in reversed(model.nodes):
+        if any(o in live for o in n.outputs):
+            keep.append(n)
+            live.update(n.inputs)
+    keep.reverse()
+    changed = len(keep) != len(model.nodes)
+    model.nodes = keep
+    for k in [k for k in model.constants if k not in live]:
+        del model.constants[k]
+        changed = True
+    return changed
+
+
+PASSES = {
+    "remove_identities": remove_identities,
+    "cancel_transposes": cancel_transposes,
+    "constant_fold": constant_fold,
+    "fold_scale_into_weights": fold_scale_into_weights,
+    "fold_batch_norm": fold_batch_norm,
+    "fold_batch_norm_forward": fold_batch_norm_forward,
+    "fold_pad_into_conv": fold_pad_into_conv,
+    "fold_transpose_into_dense": fold_transpose_into_dense,
+    "fuse_activation": fuse_activation,
+    "dead_code": dead_code,
+}
+
+
+def optimize(model: Model, disable=(), only=None, max_rounds=50) -> Model:
+    """Returns an optimized copy of ``model``; ``disable``/``only`` name passes from ``PASSES``."""
+    unknown = (set(disable) | set(only or ())) - set(PASSES)
+    if unknown:
+        from .errors import InputError
+
+        raise InputError(f"unknown optimizer pass(es) {sorted(unknown)}; known: {list(PASSES)}")
+    m = model.copy()
+    names = [p for p in (only or PASSES) if p not in set(disable)]
+    for _ in range(max_rounds):
+        changed = False
+        for name in names:
+            while PASSES[name](m):
+                changed = True
+        if not changed:
+            break
+    m.validate()
+    return m

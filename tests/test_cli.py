@@ -1,0 +1,68 @@
+"""The command line, through subprocess, on the bundled model and a converted one."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import slimrt
+from slimrt import demo
+
+
+def cli(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "slimrt", *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError(f"slimrt {args} failed ({r.returncode}): {r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "fashion.slim"
+    cli("convert", demo.MODEL, "-o", path)
+    return path
+
+
+def test_convert_inspect_run(converted, tmp_path):
+    r = cli("inspect", converted)
+    assert "conv2d" in r.stdout and "total tensor bytes" in r.stdout
+    info = json.loads(cli("inspect", converted, "--json").stdout)
+    assert info["inputs"][0]["shape"] == [None, 28, 28, 1]
+    assert info["total_bytes"] > 100_000
+    x, y = demo.load_samples()
+    np.save(tmp_path / "x.npy", x[:32])
+    cli("run", converted, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    out = np.load(tmp_path / "y.npy")
+    want = slimrt.Session(str(converted)).run(x[:32])[0]
+    np.testing.assert_array_equal(out, want)
+    assert np.mean(np.argmax(out, 1) == y[:32]) > 0.8
+
+
+def test_bench_json(converted):
+    r = cli("bench", converted, "--batch", "4", "--seconds", "0.2", "--json")
+    st = json.loads(r.stdout)
+    assert st["batch"] == 4 and st["p50"] > 0 and st["p99"] >= st["p50"] and st["throughput"] > 0
+
+
+def test_demo_runs():
+    r = cli("demo", "--quick")
+    assert "accuracy" in r.stdout and "fp32" in r.stdout
+
+
+def test_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.slim"
+    bad.write_bytes(b"not a model")
+    r = cli("inspect", bad, check=False)
+    assert r.returncode == 2 and r.stderr.startswith("slimrt: error:") and r.stderr.count("\n") == 1
+    r = cli("run", tmp_path / "missing.slim", "--input", "x.npy", check=False)
+    assert r.returncode == 2 and "slimrt: error:" in r.stderr
+    r = cli("convert", tmp_path / "x.txt", "-o", tmp_path / "o.slim", check=False)
+    assert r.returncode == 2 and "don't know how to read" in r.stderr
+    assert not (tmp_path / "o.slim").exists()
+
+
+@pytest.mark.parametrize("cmd", ["convert", "inspect", "run", "bench", "demo"])
+def test_help(cmd):
+    assert "usage:" in cli(cmd, "--help").stdout

@@ -1,0 +1,117 @@
+"""Each optimizer pass fires on its pattern and keeps the outputs (reference executor, then the runtime)."""
+import numpy as np
+import pytest
+
+import slimrt
+from slimrt import Model
+from slimrt.formats import Codebook, QInt8
+from slimrt.optimize import PASSES, optimize
+
+
+def rnd(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def bn(m, rng, x, c):
+    return m.add_node("batch_norm", [x, m.add_constant("g", rnd(rng, c) + 1.0), m.add_constant("b", rnd(rng, c)),
+                                     m.add_constant("mu", rnd(rng, c)), m.add_constant("var", np.abs(rnd(rng, c)) + .3)])
+
+
+def same_outputs(m1, m2, feeds, tol=1e-5):
+    a, b = m1.run_reference(feeds), m2.run_reference(feeds)
+    for x, y in zip(a, b):
+        assert np.abs(x - y).max() <= tol * max(1.0, np.abs(x).max())
+    got = slimrt.Session(m2).run(feeds)
+    for x, y in zip(a, got):
+        assert np.abs(x - y).max() <= 1e-4 * max(1.0, np.abs(x).max())
+
+
+def ops(m):
+    return [n.op for n in m.nodes]
+
+
+def test_fold_bn_into_conv_and_fuse_relu(rng):
+    m = Model(inputs=[("x", (None, 8, 8, 3))])
+    y = m.add_node("conv2d", ["x", m.add_constant("w", rnd(rng, 6, 3, 3, 3))], dict(pads=[1, 1, 1, 1]))
+    y = m.add_node("activation", [bn(m, rng, y, 6)], dict(act="relu"))
+    m.outputs = [y]
+    o = optimize(m)
+    assert ops(o) == ["conv2d"] and o.nodes[0].attrs["act"] == "relu" and o.outputs == m.outputs
+    same_outputs(m, o, rnd(rng, 2, 8, 8, 3))
+
+
+@pytest.mark.parametrize("fmt", ["int8", "codebook"])
+def test_fold_bn_keeps_compressed_formats(rng, fmt):
+    m = Model(inputs=[("x", (None, 10))])
+    w = rnd(rng, 4, 10)
+    if fmt == "int8":
+        s = np.abs(w).max(1) / 127
+        t = QInt8(np.round(w / s[:, None]).astype(np.int8), s, axis=0)
+    else:
+        t = Codebook(rng.integers(0, 4, (4, 10)), rnd(rng, 4), bits=2)
+    y = m.add_node("dense", ["x", m.add_constant("w", t)])
+    m.outputs = [bn(m, rng, y, 4)]
+    o = optimize(m)
+    assert ops(o) == ["dense"]
+    assert type(o.constants[o.nodes[0].inputs[1]]) is type(t)
+    if fmt == "codebook":  # weight sharing survives: same indices, per-channel tables
+        assert np.array_equal(o.constants["w"].indices, t.indices)
+    same_outputs(m, o, rnd(rng, 3, 10))
+
+
+def test_fold_bn_forward_into_dense(rng):
+    m = Model(inputs=[("x", (None, 6))])
+    y = m.add_node("activation", ["x"], dict(act="relu"))
+    y = bn(m, rng, y, 6)
+    m.outputs = [m.add_node("dense", [y, m.add_constant("w", rnd(rng, 3, 6))])]
+    o = optimize(m)
+    assert "batch_norm" not in ops(o)
+    same_outputs(m, o, rnd(rng, 4, 6))
+
+
+def test_padded_conv_keeps_forward_bn(rng):
+    m = Model(inputs=[("x", (None, 5, 5, 2))])
+    y = bn(m, rng, m.add_node("activation", ["x"], dict(act="relu")), 2)
+    m.outputs = [m.add_node("conv2d", [y, m.add_constant("w", rnd(rng, 3, 3, 3, 2))], dict(pads=[1, 1, 1, 1]))]
+    o = optimize(m)
+    assert "batch_norm" in ops(o)  # folding would be wrong at the zero-padded border
+    same_outputs(m, o, rnd(rng, 2, 5, 5, 2))
+
+
+def test_transposes_pad_scale_constants(rng):
+    m = Model(inputs=[("x", (None, 6, 6, 2))])
+    y = m.add_node("transpose", ["x"], dict(perm=[0, 3, 1, 2]))
+    y = m.add_node("transpose", [y], dict(perm=[0, 2, 3, 1]))
+    y = m.add_node("mul", [y, m.add_constant("k", np.float32([1 / 255.0]))])
+    y = m.add_node("pad", [y], dict(pads=[0, 1, 2, 0, 0, 1, 0, 0]))
+    y = m.add_node("conv2d", [y, m.add_constant("w", rnd(rng, 4, 3, 3, 2))])
+    c1 = m.add_constant("c1", rnd(rng, 4))
+    c2 = m.add_node("mul", [c1, m.add_constant("c2", np.float32([2.0]))])
+    y = m.add_node("add", [y, c2])
+    m.outputs = [y]
+    o = optimize(m)
+    assert ops(o) == ["conv2d", "add"]
+    assert o.nodes[0].attrs["pads"] == [1, 2, 1, 0]
+    same_outputs(m, o, rnd(rng, 2, 6, 6, 2) * 255)
+
+
+def test_transpose_flatten_dense_head(rng):
+    """A PyTorch head (NHWC -> NCHW -> flatten -> linear) reads NHWC directly after the pass."""
+    m = Model(inputs=[("x", (None, 3, 4, 5))])
+    y = m.add_node("transpose", ["x"], dict(perm=[0, 3, 1, 2]))
+    y = m.add_node("flatten", [y])
+    m.outputs = [m.add_node("dense", [y, m.add_constant("w", rnd(rng, 7, 60))])]
+    o = optimize(m)
+    assert ops(o) == ["flatten", "dense"]
+    same_outputs(m, o, rnd(rng, 2, 3, 4, 5))
+
+
+def test_disable_and_unknown_pass(rng):
+    m = Model(inputs=[("x", (None, 4))])
+    y = m.add_node("dense", ["x", m.add_constant("w", rnd(rng, 4, 4))])
+    m.outputs = [m.add_node("activation", [y], dict(act="relu"))]
+    assert ops(optimize(m, disable=["fuse_activation"])) == ["dense", "activation"]
+    assert ops(m) == ["dense", "activation"]  # the input model is untouched
+    with pytest.raises(slimrt.InputError, match="unknown optimizer pass"):
+        optimize(m, disable=["nope"])
+    assert set(PASSES) >= {"fold_batch_norm", "fuse_activation", "constant_fold", "dead_code"}
