@@ -9,11 +9,8 @@ import slimrt
 
 
 def _run(model, x, **kwargs):
-    """Runs a model through the C++ runtime (save -> load -> Session) and returns its outputs."""
-    if hasattr(slimrt, "Session"):
-        sess = slimrt.Session(model, **kwargs)
-        return sess.run(x)
-    return model.run_reference(x)  # until the runtime lands
+    """Runs a model through the C++ runtime (serialise -> validating loader -> Session); returns its outputs."""
+    return slimrt.Session(model, **kwargs).run(x)
 
 
 @pytest.fixture

@@ -189,3 +189,58 @@ def test_unknown_isa_rejected():
     m.outputs = [m.add_node("activation", ["x"], dict(act="relu"))]
     with pytest.raises(slimrt.InputError, match="unknown ISA"):
         slimrt.Session(m, isa="sse9")
+
+
+def _formats(rng, w):
+    """The same weight matrix [N, K] in each storage format the runtime executes natively."""
+    from slimrt.formats import CSR, Codebook, Dense, Log2, QInt8
+
+    n, k = w.shape
+    sparse = np.where(np.abs(w) > 0.8, w, 0).astype(np.float32)
+    s = np.abs(w).max(1) / 127
+    idx = rng.integers(0, 16, (n, k))
+    codes = rng.integers(0, 16, (n, k))  # sign bit + 3-bit magnitude; 8 would be "-0", which files may not hold
+    return {
+        "csr_f32": (CSR.from_dense(sparse), "csr_f32"),
+        "csr_int8": (CSR.from_dense(sparse, lambda v, r: QInt8(np.round(v / s[r]).astype(np.int8), s, axis=0,
+                                                                 shape=(v.size,), channels=n)), "csr_int8"),
+        "csr_codebook": (CSR.from_dense(sparse, lambda v, r: Codebook(rng.integers(0, 4, v.size), rnd(rng, 4), 2)),
+                         "csr_f32"),
+        "codebook4": (Codebook(idx, rnd(rng, 16), 4), "codebook4"),
+        "codebook4_rows": (Codebook(idx, rnd(rng, n, 16), 4, axis=0), "codebook4"),
+        "codebook3": (Codebook(rng.integers(0, 8, (n, k)), rnd(rng, 8), 3), "codebook3"),
+        "log2": (Log2(np.where(codes == 8, 0, codes), np.abs(rnd(rng, n)) + 0.1, 4, axis=0), "log2"),
+        "dense": (Dense(w), "sgemm"),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["csr_f32", "csr_int8", "csr_codebook", "codebook4", "codebook4_rows", "codebook3",
+                                 "log2", "dense"])
+def test_compressed_weights_run_natively(rng, fmt):
+    """Dense and conv layers on every weight format, checked against the decoded reference."""
+    w = rnd(rng, 12, 36)
+    t, kernel = _formats(rng, w)[fmt]
+    m = Model(inputs=[("x", (None, 36))])
+    m.outputs = [m.add_node("dense", ["x", m.add_constant("w", t), m.add_constant("b", rnd(rng, 12))],
+                            dict(act="relu"))]
+    check(m, rnd(rng, 5, 36))
+    assert kernel in slimrt.Session(m).kernels()[0][2]
+    # conv: the same matrix as [O=12, KH=3, KW=3, Cg=4] (CSR keeps it 2-D with the kernel attribute)
+    c = Model(inputs=[("x", (None, 7, 6, 4))])
+    wt = t if fmt.startswith("csr") else _reshaped(t, (12, 3, 3, 4))
+    attrs = dict(pads=[1, 1, 1, 1], strides=[2, 1])
+    if fmt.startswith("csr"):
+        attrs["kernel"] = [3, 3]
+    c.outputs = [c.add_node("conv2d", ["x", c.add_constant("w", wt)], attrs)]
+    check(c, rnd(rng, 2, 7, 6, 4), threads=(2,))
+    assert kernel in slimrt.Session(c).kernels()[0][2]
+
+
+def _reshaped(t, shape):
+    from slimrt.formats import Codebook, Dense, Log2
+
+    if isinstance(t, Dense):
+        return Dense(t.data.reshape(shape))
+    if isinstance(t, Codebook):
+        return Codebook(t.packed, t.lut, t.bits, axis=t.axis, shape=shape, packed=True)
+    return Log2(t.packed, t.scale, t.bits, axis=t.axis, shape=shape, packed=True)

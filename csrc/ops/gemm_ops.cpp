@@ -7,6 +7,7 @@
 #include "kernels/gemm/conv2d.h"
 #include "kernels/gemm/sgemm.h"
 #include "ops/common.h"
+#include "ops/weights.h"
 #include "runtime/op.h"
 
 namespace slimrt {
@@ -17,14 +18,12 @@ using kernels::PackedSgemmB;
 // ---- dense: y[..., N] = act(x[..., K] W^T + b) ---------------------------------
 class DenseOp : public Op {
  public:
-  DenseOp(BuildContext& c) : isa_(c.isa) {
+  DenseOp(BuildContext& c) {
     const TensorDef& w = c.tensor_def(1);
     if (w.shape.size() != 2) c.fail(Code::Format, "weight must be 2-D [out, in], got " + shape_str(w.shape));
     n_ = w.shape[0];
     k_ = w.shape[1];
-    const Tensor& wd = c.dense_constant(1);
-    if (wd.info.dtype != DType::F32) c.fail(Code::Format, "weight must be float");
-    packed_ = kernels::pack_sgemm_b(wd.as<float>(), n_, k_, isa_);
+    w_ = ops::make_weight_matrix(c, 1, {n_, 1, 1, k_}, 1, false);
     if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, n_, "bias");
     ep_act_ = ops::parse_act(c);
   }
@@ -37,22 +36,24 @@ class DenseOp : public Op {
     r.back() = n_;
     out[0] = {DType::F32, r};
   }
-  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    return w_->dense_workspace(in[0]->numel() / k_, threads);
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
     int64_t m = in[0]->numel() / k_;
     Epilogue ep;
     ep.bias = bias_;
     ep.act = ep_act_.first;
     ep.alpha = ep_act_.second;
-    kernels::sgemm(m, in[0]->as<float>(), k_, *packed_, out[0]->as<float>(), n_, ep, ctx.threads);
+    w_->dense(m, in[0]->as<float>(), k_, out[0]->as<float>(), n_, ep, ws, ctx.threads);
   }
   bool reads_at_run(size_t i) const override { return i == 0; }
-  std::string kernel_name() const override { return std::string("sgemm_") + isa_name(isa_); }
+  std::string kernel_name() const override { return w_->name(); }
 
  private:
-  Isa isa_;
   int64_t n_ = 0, k_ = 0;
-  std::unique_ptr<PackedSgemmB> packed_;
+  std::unique_ptr<ops::WeightMatrix> w_;
   const float* bias_ = nullptr;
   std::pair<Act, float> ep_act_;
 };
@@ -63,12 +64,14 @@ class MatmulOp : public Op {
  public:
   MatmulOp(BuildContext& c) : isa_(c.isa), trans_b_(c.node.attr_int("trans_b") != 0) {
     act_ = ops::parse_act(c);
-    if (c.is_constant(1)) {
-      const Tensor& b = c.dense_constant(1);
-      if (b.shape().size() == 2 && b.info.dtype == DType::F32) {
-        bshape_ = b.shape();
-        if (trans_b_) packed_ = kernels::pack_sgemm_b(b.as<float>(), bshape_[0], bshape_[1], isa_);
-        else packed_ = kernels::pack_sgemm_b_kn(b.as<float>(), bshape_[0], bshape_[1], bshape_[1], isa_);
+    if (c.is_constant(1) && c.tensor_def(1).shape.size() == 2) {
+      bshape_ = c.tensor_def(1).shape;
+      if (trans_b_) {  // [N, K]: any storage format
+        wm_ = ops::make_weight_matrix(c, 1, {bshape_[0], 1, 1, bshape_[1]}, 1, false);
+      } else {
+        const Tensor& b = c.dense_constant(1);
+        if (b.info.dtype == DType::F32)
+          packed_ = kernels::pack_sgemm_b_kn(b.as<float>(), bshape_[0], bshape_[1], bshape_[1], isa_);
       }
     }
   }
@@ -92,7 +95,7 @@ class MatmulOp : public Op {
     batch.push_back(n);
     out[0] = {DType::F32, batch};
   }
-  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
     const auto& as = in[0]->shape();
     const auto& bs = in[1]->shape();
@@ -105,7 +108,11 @@ class MatmulOp : public Op {
     const float* a = in[0]->as<float>();
     const float* b = in[1]->as<float>();
     float* y = out[0]->as<float>();
-    if (packed_ && bs.size() == 2) {  // constant right operand: one GEMM over all leading rows
+    if (wm_) {  // constant right operand: one GEMM over all leading rows
+      wm_->dense(in[0]->numel() / k, a, k, y, n, ep, ws, ctx.threads);
+      return;
+    }
+    if (packed_) {
       kernels::sgemm(in[0]->numel() / k, a, k, *packed_, y, n, ep, ctx.threads);
       return;
     }
@@ -133,8 +140,13 @@ class MatmulOp : public Op {
                         trans_b_ ? k : n, trans_b_, y + i * m * n, n, ep, isa_, inner_threads);
     });
   }
-  bool reads_at_run(size_t i) const override { return i == 0 || !packed_; }
-  std::string kernel_name() const override { return std::string(packed_ ? "sgemm_" : "sgemm_nn_") + isa_name(isa_); }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    return wm_ ? wm_->dense_workspace(in[0]->numel() / std::max<int64_t>(1, in[0]->shape.back()), threads) : 0;
+  }
+  bool reads_at_run(size_t i) const override { return i == 0 || !(packed_ || wm_); }
+  std::string kernel_name() const override {
+    return wm_ ? wm_->name() : std::string(packed_ ? "sgemm_" : "sgemm_nn_") + isa_name(isa_);
+  }
 
  private:
   Isa isa_;
@@ -142,6 +154,7 @@ class MatmulOp : public Op {
   std::pair<Act, float> act_;
   std::vector<int64_t> bshape_;
   std::unique_ptr<PackedSgemmB> packed_;
+  std::unique_ptr<ops::WeightMatrix> wm_;
 };
 SLIMRT_REGISTER_OP("matmul", [](BuildContext& c) { return std::make_unique<MatmulOp>(c); });
 
@@ -159,8 +172,7 @@ class Conv2dOp : public Op {
     auto st = c.node.attr_ints("strides"), dl = c.node.attr_ints("dilations"), pd = c.node.attr_ints("pads");
     sh_ = st[0]; sw_ = st[1]; dh_ = dl[0]; dw_ = dl[1];
     pt_ = pd[0]; pl_ = pd[1]; pb_ = pd[2]; pr_ = pd[3];
-    const Tensor& wd = c.dense_constant(1);
-    packed_ = kernels::pack_conv2d(wd.as<float>(), o_, kh_, kw_, cg_, groups_, isa_);
+    w_ = ops::make_weight_matrix(c, 1, dims, groups_, true);
     if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, o_, "bias");
     act_ = ops::parse_act(c);
   }
@@ -182,7 +194,7 @@ class Conv2dOp : public Op {
     out[0] = {DType::F32, {s[0], oh, ow, o_}};
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
-    return kernels::conv2d_workspace_bytes(shape_of(in[0]->shape), threads);
+    return w_->conv_workspace(shape_of(in[0]->shape), threads);
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
@@ -190,18 +202,18 @@ class Conv2dOp : public Op {
     ep.bias = bias_;
     ep.act = act_.first;
     ep.alpha = act_.second;
-    kernels::conv2d(shape_of(in[0]->shape()), in[0]->as<float>(), *packed_, out[0]->as<float>(), ep, ws, ctx.threads);
+    w_->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), ep, ws, ctx.threads);
   }
   bool reads_at_run(size_t i) const override { return i == 0; }
   std::string kernel_name() const override {
     bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
-    return std::string(pointwise ? "conv1x1_sgemm_" : "conv_im2col_sgemm_") + isa_name(isa_);
+    return std::string(pointwise ? "conv1x1_" : "conv_im2col_") + w_->name();
   }
 
  private:
   Isa isa_;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
-  std::unique_ptr<kernels::PackedConv2d> packed_;
+  std::unique_ptr<ops::WeightMatrix> w_;
   const float* bias_ = nullptr;
   std::pair<Act, float> act_;
 };

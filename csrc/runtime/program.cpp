@@ -114,6 +114,15 @@ float elem(const TensorDef& t, int64_t i, int64_t ch) {
 
 }  // namespace
 
+void decode_csr_values(const TensorDef& t, float* out) {
+  const TensorDef& v = *t.values;
+  for (int64_t r = 0; r < t.shape[0]; ++r) {
+    int64_t b = t.indptr_dtype == DType::I64 ? t.indptr.as<int64_t>()[r] : t.indptr.as<int32_t>()[r];
+    int64_t e = t.indptr_dtype == DType::I64 ? t.indptr.as<int64_t>()[r + 1] : t.indptr.as<int32_t>()[r + 1];
+    for (int64_t j = b; j < e; ++j) out[j] = elem(v, j, v.axis >= 0 ? r : 0);
+  }
+}
+
 void decode_to_f32(const TensorDef& t, float* out) {
   if (t.format == TFormat::Csr) {
     int64_t rows = t.shape[0], cols = t.shape[1];

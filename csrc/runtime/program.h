@@ -80,5 +80,7 @@ class Program {
 // Decodes any stored tensor (every TFormat) to float32, element by element — the
 // scalar reference of the formats, used for small constants and by tests.
 void decode_to_f32(const TensorDef& t, float* out);
+// The nnz values of a CSR tensor, decoded to float32 (per-row channels resolved).
+void decode_csr_values(const TensorDef& csr, float* out);
 
 }  // namespace slimrt

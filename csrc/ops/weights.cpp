@@ -1,0 +1,143 @@
+#include "ops/weights.h"
+
+#include <array>
+#include <vector>
+
+#include "kernels/gemm/sgemm.h"
+#include "kernels/lutgemm/lutgemm.h"
+#include "kernels/spmm/spmm.h"
+#include "runtime/program.h"
+
+namespace slimrt::ops {
+namespace {
+
+using kernels::Conv2dShape;
+
+class Fp32Weights : public WeightMatrix {
+ public:
+  Fp32Weights(const float* w, const std::array<int64_t, 4>& d, int64_t groups, bool conv, Isa isa) : isa_(isa) {
+    if (conv) conv_ = kernels::pack_conv2d(w, d[0], d[1], d[2], d[3], groups, isa);
+    else gemm_ = kernels::pack_sgemm_b(w, d[0], d[3], isa);
+  }
+  void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void*,
+             int threads) const override {
+    kernels::sgemm(M, x, ldx, *gemm_, y, ldy, ep, threads);
+  }
+  size_t conv_workspace(const Conv2dShape& s, int threads) const override {
+    return kernels::conv2d_workspace_bytes(s, threads);
+  }
+  void conv(const Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws, int threads) const override {
+    kernels::conv2d(s, x, *conv_, y, ep, ws, threads);
+  }
+  std::string name() const override { return std::string("sgemm_") + isa_name(isa_); }
+ private:
+  Isa isa_;
+  std::unique_ptr<kernels::PackedSgemmB> gemm_;
+  std::unique_ptr<kernels::PackedConv2d> conv_;
+};
+
+class CsrWeights : public WeightMatrix {
+ public:
+  explicit CsrWeights(std::unique_ptr<kernels::PackedCsr> w) : w_(std::move(w)) {}
+  size_t dense_workspace(int64_t M, int threads) const override { return kernels::csr_dense_workspace(M, *w_, threads); }
+  void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void* ws,
+             int threads) const override {
+    kernels::csr_dense(M, x, ldx, *w_, y, ldy, ep, ws, threads);
+  }
+  size_t conv_workspace(const Conv2dShape& s, int threads) const override {
+    return kernels::csr_conv2d_workspace(s, *w_, threads);
+  }
+  void conv(const Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws, int threads) const override {
+    kernels::csr_conv2d(s, x, *w_, y, ep, ws, threads);
+  }
+  std::string name() const override {
+    return std::string(w_->int8 ? "csr_int8_" : "csr_f32_") + isa_name(w_->isa);
+  }
+ private:
+  std::unique_ptr<kernels::PackedCsr> w_;
+};
+
+class LutWeights : public WeightMatrix {
+ public:
+  LutWeights(std::unique_ptr<kernels::PackedLut> w, int bits) : w_(std::move(w)), bits_(bits) {}
+  size_t dense_workspace(int64_t M, int threads) const override { return kernels::lut_dense_workspace(M, *w_, threads); }
+  void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void* ws,
+             int threads) const override {
+    kernels::lut_dense(M, x, ldx, *w_, y, ldy, ep, ws, threads);
+  }
+  size_t conv_workspace(const Conv2dShape& s, int threads) const override {
+    return kernels::lut_conv2d_workspace(s, *w_, threads);
+  }
+  void conv(const Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws, int threads) const override {
+    kernels::lut_conv2d(s, x, *w_, y, ep, ws, threads);
+  }
+  std::string name() const override {
+    return std::string(w_->log2 ? "log2" : "codebook") + std::to_string(bits_) + "_" + isa_name(w_->isa);
+  }
+ private:
+  std::unique_ptr<kernels::PackedLut> w_;
+  int bits_;
+};
+
+kernels::CsrType csr_type(DType t) {
+  switch (t) {
+    case DType::F32: return kernels::CsrType::F32;
+    case DType::I8: return kernels::CsrType::I8;
+    case DType::U16: return kernels::CsrType::U16;
+    case DType::I32: return kernels::CsrType::I32;
+    default: return kernels::CsrType::I64;
+  }
+}
+
+// Codebook tables as floats ([groups][lut_size]).
+std::vector<float> lut_floats(const TensorDef& t) {
+  std::vector<float> lut(static_cast<size_t>(t.lut_groups * t.lut_size));
+  for (size_t i = 0; i < lut.size(); ++i)
+    lut[i] = t.lut_dtype == DType::I8 ? static_cast<float>(t.lut.as<int8_t>()[i]) : t.lut.as<float>()[i];
+  return lut;
+}
+
+}  // namespace
+
+std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, const std::array<int64_t, 4>& d,
+                                                 int64_t groups, bool conv) {
+  const TensorDef& t = c.tensor_def(input);
+  const int64_t n = d[0], kk = d[1] * d[2] * d[3];
+  bool grouped = conv && groups > 1;
+  try {
+    if (t.format == TFormat::Csr && !grouped) {
+      const TensorDef& v = *t.values;
+      bool native_vals = v.format == TFormat::Dense && v.dtype == DType::F32;
+      bool int8_vals = v.format == TFormat::Int8;
+      if (native_vals || int8_vals) {
+        return std::make_unique<CsrWeights>(kernels::pack_csr(
+            n, kk, t.indptr.data, csr_type(t.indptr_dtype), t.indices.data, csr_type(t.indices_dtype), t.nnz,
+            v.data.data, int8_vals ? kernels::CsrType::I8 : kernels::CsrType::F32,
+            int8_vals ? v.scale.as<float>() : nullptr, int8_vals ? (v.axis < 0 ? 1 : n) : 0, c.isa));
+      }
+      // Values stored as codebook/log2 codes: decode the nnz values once, stay sparse.
+      std::vector<float> vals(static_cast<size_t>(t.nnz));
+      decode_csr_values(t, vals.data());
+      return std::make_unique<CsrWeights>(kernels::pack_csr(n, kk, t.indptr.data, csr_type(t.indptr_dtype),
+                                                            t.indices.data, csr_type(t.indices_dtype), t.nnz,
+                                                            vals.data(), kernels::CsrType::F32, nullptr, 0, c.isa));
+    }
+    bool lut_ok = !grouped || (n / groups) % 4 == 0;
+    if (t.format == TFormat::Codebook && lut_ok && (t.axis < 0 || t.axis == 0)) {
+      auto lut = lut_floats(t);
+      return std::make_unique<LutWeights>(
+          kernels::pack_codebook(t.data.data, n, kk, t.bits, lut.data(), t.lut_size, t.axis == 0, c.isa), t.bits);
+    }
+    if (t.format == TFormat::Log2 && lut_ok && (t.axis < 0 || t.axis == 0)) {
+      return std::make_unique<LutWeights>(
+          kernels::pack_log2(t.data.data, n, kk, t.bits, t.scale.as<float>(), t.axis < 0 ? 1 : n, c.isa), t.bits);
+    }
+  } catch (const Error& e) {
+    c.fail(Code::Format, std::string("weight '") + t.name + "': " + e.what());
+  }
+  const Tensor& w = c.dense_constant(input);  // dense (or a format without a native kernel here)
+  if (w.info.dtype != DType::F32) c.fail(Code::Format, "weight must be float");
+  return std::make_unique<Fp32Weights>(w.as<float>(), d, groups, conv, c.isa);
+}
+
+}  // namespace slimrt::ops

@@ -1,0 +1,38 @@
+// A constant weight matrix W [N][K] (dense rows N = output channels; a conv
+// weight [O][KH][KW][Cg] is the same rows with K = KH*KW*Cg) packed for one ISA
+// in the kernel family that executes its storage format directly:
+//   dense f32/f16       -> fp32 GEMM (kernels/gemm)
+//   csr (f32/int8 vals) -> CSR SpMM (kernels/spmm)
+//   codebook (f32 lut)  -> LUT GEMM (kernels/lutgemm)
+//   log2                -> LUT GEMM with a derived sign/exponent table
+//   int8 (per channel)  -> int8 GEMM (kernels/qgemm), dynamic activation quantization
+// Formats without a native kernel yet (csr whose values are codebook/log2
+// codes) keep their sparsity: their values are decoded to f32 once, at load.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "kernels/act.h"
+#include "kernels/gemm/conv2d.h"
+#include "runtime/op.h"
+
+namespace slimrt::ops {
+
+class WeightMatrix {
+ public:
+  virtual ~WeightMatrix() = default;
+  virtual size_t dense_workspace(int64_t M, int threads) const { return 0; }
+  virtual void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void* ws,
+                     int threads) const = 0;
+  virtual size_t conv_workspace(const kernels::Conv2dShape& s, int threads) const { return 0; }
+  virtual void conv(const kernels::Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws,
+                    int threads) const = 0;
+  virtual std::string name() const = 0;
+};
+
+// Packs input `input` of the node (a constant) as an [N][K] matrix; for conv weights pass the
+// 4-D dims (O, KH, KW, Cg) and groups, else dims = {N, 1, 1, K}, groups = 1.
+std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, const std::array<int64_t, 4>& dims,
+                                                 int64_t groups, bool conv);
+
+}  // namespace slimrt::ops
