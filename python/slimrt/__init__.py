@@ -19,6 +19,13 @@ def load(path) -> Model:
 __version__ = "0.1.0"
 
 
+def report(model, compressed=None, eval_data=None, **kwargs):
+    """Per-layer format, bytes, ratio to fp32 and (given ``eval_data=(x, y)``) accuracy before/after."""
+    from .compress import report as _report
+
+    return _report(model, compressed=compressed, eval_data=eval_data, **kwargs)
+
+
 def cpu_info() -> dict:
     """What the CPU offers, what the OS enables and which kernel ISA slimrt runs."""
     return _core.cpu_info()
@@ -65,5 +72,5 @@ def get_cmake_dir() -> str:
     return os.path.join(_install_dir(), "cmake")
 
 
-__all__ = ["Session", "load", "get_include", "get_library", "get_cmake_dir", "Model", "Node", "ValueInfo", "formats", "cpu_info", "from_keras", "from_torch",
+__all__ = ["Session", "load", "report", "get_include", "get_library", "get_cmake_dir", "Model", "Node", "ValueInfo", "formats", "cpu_info", "from_keras", "from_torch",
            "Error", "FormatError", "InputError", "UnsupportedError", "CompressionError"]

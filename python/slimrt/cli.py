@@ -214,6 +214,32 @@ def cmd_bench(a):
     print(f"throughput: {st['throughput']:.1f} samples/s")
 
 
+def _load_calib(path):
+    if path is None:
+        return None
+    if str(path).endswith(".npz"):
+        with np.load(path, allow_pickle=False) as d:
+            return {k: d[k] for k in d.files}
+    return np.load(path, allow_pickle=False)
+
+
+def cmd_compress(a):
+    from .compress import Recipe, compress, format_table, report
+
+    model = load_any(a.model)
+    calib = _load_calib(a.calib)
+    if a.recipe:
+        recipe = Recipe.from_json(a.recipe)
+        out = compress(model, recipe=recipe, calib=calib, progress=not a.quiet)
+    else:
+        out = compress(model, prune=a.prune, share=a.share, quant=a.quant, calib=calib, seed=a.seed,
+                       progress=not a.quiet, **({"calib_method": a.calib_method} if a.calib_method else {}))
+    out.save(a.output, optimize=False)
+    rows = report(model, out)
+    print(format_table(rows))
+    print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")
+
+
 def cmd_demo(a):
     from . import demo
 
@@ -252,6 +278,19 @@ def build_parser():
     c.add_argument("--seconds", type=float, default=3.0)
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_bench)
+
+    c = sub.add_parser("compress", help="prune / share / quantize a model and write .slim with a per-layer report")
+    c.add_argument("model", help=".slim, .keras or .h5")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--prune", type=float, help="target sparsity in [0, 1), stored as CSR")
+    c.add_argument("--share", type=int, help="k-means codebook entries (2..256)")
+    c.add_argument("--quant", choices=["int8", "log2"])
+    c.add_argument("--calib", help="calibration inputs (.npy, or .npz by input name)")
+    c.add_argument("--calib-method", choices=["minmax", "percentile", "entropy"])
+    c.add_argument("--recipe", help="a JSON recipe file (overrides the flags)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(fn=cmd_compress)
 
     c = sub.add_parser("demo", help="the main job on the bundled Fashion-MNIST model")
     c.add_argument("--threads", type=int, default=None)

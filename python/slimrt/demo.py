@@ -41,29 +41,53 @@ def measure(sess, x, seconds):
     return b1, b64
 
 
-def run(threads=None, quick=False, out=print):
+# (label, compress() keyword arguments); None = the fp32 model as converted.
+RECIPES = [
+    ("fp32", None),
+    ("int8 (per-channel weights)", dict(quant="int8")),
+    ("log2 4-bit", dict(quant="log2")),
+    ("codebook 4-bit (k-means)", dict(share=16, share_mode="per_channel")),
+    ("prune 92% dense + codebook 4-bit", dict(share=16, share_mode="per_channel", per_layer={"dense": {"prune": 0.92}})),
+]
+
+
+def weight_bytes(model):
+    return sum(t.nbytes for t in model.constants.values())
+
+
+def run(threads=None, quick=False, out=print, recipes=RECIPES):
     import slimrt
 
-    seconds = 0.5 if quick else 2.0
+    seconds = 0.3 if quick else 1.5
     x, y = load_samples()
-    out(f"slimrt {slimrt.__version__} on {slimrt.cpu_info()['brand'] or 'x86-64'} "
-        f"(kernels: {slimrt.cpu_info()['isa']})")
-    out(f"model: {MODEL.name} (Keras 3, Fashion-MNIST), {len(x)} real test images")
+    info = slimrt.cpu_info()
+    out(f"slimrt {slimrt.__version__} on {info['brand'] or 'x86-64'} (kernels: {info['isa']})")
+    out(f"model: {MODEL.name} (Keras 3, trained on Fashion-MNIST), {len(x)} real test images")
     model = slimrt.from_keras(MODEL)
-    out(f"converted: {len(model.nodes)} nodes, {len(model.constants)} weight tensors")
+    out(f"converted: {len(model.nodes)} nodes, {len(model.constants)} tensors -> optimized: "
+        f"{len(model.optimize().nodes)} nodes")
+    fp32_bytes = None
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "fashion_cnn.slim")
-        model.save(path)
-        size = os.path.getsize(path)
-        sess = slimrt.Session(path, threads=threads)
-        acc = accuracy(sess, x, y)
-        b1, b64 = measure(sess, x, seconds)
-    out(f"saved {size} bytes, loaded with {sess.threads} threads")
+        for label, recipe in recipes:
+            m = model.optimize() if recipe is None else model.compress(seed=0, **recipe)
+            path = os.path.join(tmp, "model.slim")
+            m.save(path, optimize=False)  # convert -> save -> load -> run
+            sess = slimrt.Session(path, threads=threads)
+            wb = weight_bytes(m)
+            fp32_bytes = fp32_bytes or wb
+            acc = accuracy(sess, x, y)
+            b1, b64 = measure(sess, x, seconds)
+            rows.append(dict(recipe=label, bytes=wb, file_bytes=os.path.getsize(path), ratio=fp32_bytes / wb,
+                             accuracy=acc, b1=b1["p50"], b64=b64["p50"],
+                             kernels=sorted({k for _, op, k in sess.kernels() if op in ("dense", "conv2d")})))
     out("")
-    out(f"| {'model':24s} | {'bytes':>9s} | {'accuracy':>8s} | {'batch 1 p50 ms':>14s} | {'batch 64 p50 ms':>15s} |")
-    out(f"|{'-' * 26}|{'-' * 11}|{'-' * 10}|{'-' * 16}|{'-' * 17}|")
-    out(f"| {'fp32':24s} | {size:>9d} | {acc * 100:>7.1f}% | {b1['p50']:>14.3f} | {b64['p50']:>15.3f} |")
-    pred = np.argmax(sess.run(x[:5])[0], axis=1)
+    out(f"| {'recipe':34s} | {'weight bytes':>12s} | {'ratio':>6s} | {'accuracy':>8s} | {'b=1 p50 ms':>10s} | "
+        f"{'b=64 p50 ms':>11s} | kernels")
+    out(f"|{'-' * 36}|{'-' * 14}|{'-' * 8}|{'-' * 10}|{'-' * 12}|{'-' * 13}|---------")
+    for r in rows:
+        out(f"| {r['recipe']:34s} | {r['bytes']:>12d} | {r['ratio']:>5.1f}x | {r['accuracy'] * 100:>7.1f}% | "
+            f"{r['b1']:>10.3f} | {r['b64']:>11.3f} | {', '.join(r['kernels'])}")
     out("")
-    out("first five test images: " + ", ".join(f"{CLASSES[p]} (true: {CLASSES[t]})" for p, t in zip(pred, y[:5])))
-    return dict(accuracy=acc, bytes=size, b1=b1, b64=b64)
+    out(f"threads: {sess.threads}; accuracy on the {len(x)} bundled test images; latency = median of repeated runs")
+    return rows

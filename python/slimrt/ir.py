@@ -204,6 +204,13 @@ class Model:
 
         return run_reference(self, feeds)
 
+    def compress(self, prune=None, share=None, quant=None, calib=None, per_layer=None, seed=None, **options) -> "Model":
+        """A compressed copy: CSR pruning, k-means codebooks, int8 or log2 weights (``slimrt.compress``)."""
+        from .compress import compress
+
+        return compress(self, prune=prune, share=share, quant=quant, calib=calib, per_layer=per_layer, seed=seed,
+                        **options)
+
     def optimize(self, disable=(), only=None) -> "Model":
         """An optimized copy (BN folding, activation fusion, ...); see ``slimrt.optimize.PASSES``."""
         from .optimize import optimize
