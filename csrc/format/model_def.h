@@ -42,6 +42,8 @@ struct TensorDef {
   int64_t numel = 0;                 // product of shape
   int32_t axis = -1;                 // Int8/Log2/Codebook per-channel axis, -1 = per tensor
   int32_t bits = 0;                  // Log2/Codebook code width (1..8)
+  int64_t channels = 1;              // Int8/Log2: scale count; Codebook: lut_groups (1 when axis == -1;
+                                     // shape[axis], or the CSR's rows for per-row CSR values)
   Bytes data;                        // Dense data | Int8 q | Log2 packed codes | Codebook packed indices
   Bytes scale;                       // Int8/Log2: f32 [channels]
   Bytes lut;                         // Codebook: [groups][lut_size] of lut_dtype (F32 or I8)
