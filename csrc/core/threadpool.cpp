@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -80,17 +81,31 @@ struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   bool stop = false;
 
+  std::atomic<int> queued{0};  // jobs in the queue (read without the lock while spinning)
+
   void loop() {
+    bool just_worked = false;
     for (;;) {
+      // After a job, spin briefly for the next one (an inference runs many short parallel
+      // ops back to back) instead of paying a futex wake-up per op; then sleep.
+      if (just_worked) {
+        auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+        while (queued.load(std::memory_order_relaxed) == 0 && std::chrono::steady_clock::now() < until)
+          __builtin_ia32_pause();
+      }
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lk(m);
         cv.wait(lk, [&] { return stop || !queue.empty(); });
         if (stop) return;
         job = queue.front();
-        if (job->helpers_wanted.fetch_sub(1) <= 1) queue.pop_front();
+        if (job->helpers_wanted.fetch_sub(1) <= 1) {
+          queue.pop_front();
+          queued.fetch_sub(1, std::memory_order_relaxed);
+        }
       }
       job->work();
+      just_worked = true;
     }
   }
 };
@@ -130,6 +145,7 @@ void ThreadPool::run(int64_t ntasks, int threads, const std::function<void(int64
   {
     std::lock_guard<std::mutex> lk(impl_->m);
     impl_->queue.push_back(job);
+    impl_->queued.fetch_add(1, std::memory_order_relaxed);
   }
   if (threads - 1 == 1) impl_->cv.notify_one(); else impl_->cv.notify_all();
   job->work();
@@ -141,7 +157,11 @@ void ThreadPool::run(int64_t ntasks, int threads, const std::function<void(int64
     // Helpers that never came must not find the job later.
     std::lock_guard<std::mutex> lk(impl_->m);
     for (auto it = impl_->queue.begin(); it != impl_->queue.end(); ++it) {
-      if (*it == job) { impl_->queue.erase(it); break; }
+      if (*it == job) {
+        impl_->queue.erase(it);
+        impl_->queued.fetch_sub(1, std::memory_order_relaxed);
+        break;
+      }
     }
   }
   if (job->error) std::rethrow_exception(job->error);
