@@ -244,3 +244,24 @@ def _reshaped(t, shape):
     if isinstance(t, Codebook):
         return Codebook(t.packed, t.lut, t.bits, axis=t.axis, shape=shape, packed=True)
     return Log2(t.packed, t.scale, t.bits, axis=t.axis, shape=shape, packed=True)
+
+
+def test_int8_weights_run_on_the_int8_kernel(rng):
+    """int8 weights run the int8 GEMM with activations quantized at run time: results are within the
+    activation quantization error (u8, per row / per image) of the decoded reference."""
+    from slimrt.formats import QInt8
+
+    w = rnd(rng, 24, 40, scale=0.3)
+    s = np.abs(w).max(1) / 127
+    q = QInt8(np.round(w / s[:, None]).astype(np.int8), s, axis=0)
+    m = Model(inputs=[("x", (None, 40))])
+    m.outputs = [m.add_node("dense", ["x", m.add_constant("w", q)])]
+    check(m, rnd(rng, 9, 40), tol=2e-2)
+    assert "q8_dynamic" in slimrt.Session(m).kernels()[0][2]
+    wc = rnd(rng, 8, 3, 3, 5, scale=0.3)
+    sc = np.abs(wc).reshape(8, -1).max(1) / 127
+    qc = QInt8(np.round(wc / sc[:, None, None, None]).astype(np.int8), sc, axis=0)
+    c = Model(inputs=[("x", (None, 6, 7, 5))])
+    c.outputs = [c.add_node("conv2d", ["x", c.add_constant("w", qc)], dict(pads=[1, 1, 1, 1]))]
+    check(c, rnd(rng, 2, 6, 7, 5), tol=2e-2)
+    assert "q8_dynamic" in slimrt.Session(c).kernels()[0][2]

@@ -5,6 +5,7 @@
 
 #include "kernels/gemm/sgemm.h"
 #include "kernels/lutgemm/lutgemm.h"
+#include "kernels/qgemm/qgemm.h"
 #include "kernels/spmm/spmm.h"
 #include "runtime/program.h"
 
@@ -79,6 +80,37 @@ class LutWeights : public WeightMatrix {
   int bits_;
 };
 
+// int8 weights (w = scale[n] * q), activations quantized per row (dense) or per image (conv) at run time.
+class Q8Weights : public WeightMatrix {
+ public:
+  Q8Weights(const TensorDef& t, const std::array<int64_t, 4>& d, int64_t groups, bool conv, Isa isa)
+      : isa_(isa), k_(d[1] * d[2] * d[3]) {
+    scale_ = aligned_array<float>(d[0]);
+    for (int64_t n = 0; n < d[0]; ++n) scale_[n] = t.scale.as<float>()[t.axis < 0 ? 0 : n];
+    const int8_t* q = t.data.as<int8_t>();
+    if (conv) conv_ = kernels::pack_q8_conv2d(q, d[0], d[1], d[2], d[3], groups, isa);
+    else gemm_ = kernels::pack_q8_b(q, d[0], k_, isa);
+  }
+  size_t dense_workspace(int64_t M, int threads) const override { return kernels::q8_dense_workspace(M, k_, threads); }
+  void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void* ws,
+             int threads) const override {
+    kernels::q8_dense_dynamic(M, x, ldx, *gemm_, scale_.get(), y, ldy, ep, ws, threads);
+  }
+  size_t conv_workspace(const Conv2dShape& s, int threads) const override {
+    return kernels::q8_conv2d_workspace(s, threads);
+  }
+  void conv(const Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws, int threads) const override {
+    kernels::q8_conv2d_dynamic(s, x, *conv_, scale_.get(), y, ep, ws, threads);
+  }
+  std::string name() const override { return std::string("q8_dynamic_") + isa_name(isa_); }
+ private:
+  Isa isa_;
+  int64_t k_;
+  AlignedPtr<float> scale_;
+  std::unique_ptr<kernels::PackedQ8B> gemm_;
+  std::unique_ptr<kernels::PackedQ8Conv2d> conv_;
+};
+
 kernels::CsrType csr_type(DType t) {
   switch (t) {
     case DType::F32: return kernels::CsrType::F32;
@@ -122,6 +154,8 @@ std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, 
                                                             t.indices.data, csr_type(t.indices_dtype), t.nnz,
                                                             vals.data(), kernels::CsrType::F32, nullptr, 0, c.isa));
     }
+    if (t.format == TFormat::Int8 && (t.axis < 0 || t.axis == 0) && kk <= kernels::kQ8MaxK)
+      return std::make_unique<Q8Weights>(t, d, groups, conv, c.isa);
     bool lut_ok = !grouped || (n / groups) % 4 == 0;
     if (t.format == TFormat::Codebook && lut_ok && (t.axis < 0 || t.axis == 0)) {
       auto lut = lut_floats(t);

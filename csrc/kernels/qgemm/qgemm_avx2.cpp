@@ -1,0 +1,209 @@
+// AVX2 int8 GEMM (no VNNI), epilogue and quantization loops.
+//
+// Microkernel 6x16c2: B panel [Kp/2][16][2] s8. Per K pair: two 16-byte loads of B, each
+// sign-extended to 16 int16 (vpmovsxbw), one 32-bit broadcast per row of A (A held as
+// int16 0..255, two K values per lane), vpmaddwd + vpaddd into 6x2 ymm accumulators
+// (12 + 2 B + broadcast + product = 16 registers).
+// Why vpmaddwd and not vpmaddubsw: vpmaddubsw adds two u8*s8 products into a SATURATING
+// int16, and 2*255*127 = 64770 > 32767, so ordinary activations/weights would be clipped.
+// vpmaddwd multiplies int16 pairs and adds them into an int32 exactly (|pair| <= 2*255*128).
+// Rows <= 2 (GEMV) use two accumulator sets over even/odd K pairs to hide the add latency.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/qgemm/qgemm_internal.h"
+
+namespace slimrt::kernels::detail::avx2 {
+namespace {
+
+inline int32_t load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+template <int R>
+void kernel_6x16c2(int64_t kg, const int16_t* a, int64_t lda, const int8_t* b, int32_t* acc) {
+  constexpr int S = R <= 2 ? 2 : 1;
+  __m256i c[S][R][2];
+#pragma GCC unroll 16
+  for (int s = 0; s < S; ++s)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) c[s][r][0] = c[s][r][1] = _mm256_setzero_si256();
+  int64_t g = 0;
+  for (; g + S <= kg; g += S) {
+#pragma GCC unroll 2
+    for (int s = 0; s < S; ++s) {
+      const int8_t* bp = b + (g + s) * 32;
+      const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp)));
+      const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp + 16)));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m256i av = _mm256_set1_epi32(load32(a + r * lda + 2 * (g + s)));
+        c[s][r][0] = _mm256_add_epi32(c[s][r][0], _mm256_madd_epi16(av, b0));
+        c[s][r][1] = _mm256_add_epi32(c[s][r][1], _mm256_madd_epi16(av, b1));
+      }
+    }
+  }
+  for (; g < kg; ++g) {
+    const int8_t* bp = b + g * 32;
+    const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp)));
+    const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp + 16)));
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m256i av = _mm256_set1_epi32(load32(a + r * lda + 2 * g));
+      c[0][r][0] = _mm256_add_epi32(c[0][r][0], _mm256_madd_epi16(av, b0));
+      c[0][r][1] = _mm256_add_epi32(c[0][r][1], _mm256_madd_epi16(av, b1));
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j) {
+      __m256i v = c[0][r][j];
+      if (S == 2) v = _mm256_add_epi32(v, c[S - 1][r][j]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + j * 8), v);
+    }
+}
+
+inline __m256i lane_mask(int64_t left) {  // lanes < left all-ones
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(left < 8 ? left : 8)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+inline __m256 quant8(__m256 y, __m256 inv, __m256 zero) {
+  __m256 t = _mm256_round_ps(_mm256_mul_ps(y, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  t = _mm256_add_ps(t, zero);
+  t = _mm256_max_ps(t, _mm256_setzero_ps());  // NaN -> 0 (max returns the second operand)
+  return _mm256_min_ps(t, _mm256_set1_ps(255.f));
+}
+
+// 8 int32 values in 0..255 -> 8 bytes / 8 int16 (in order).
+inline __m128i to_u8x8(__m256i v) {
+  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_packus_epi16(w, w);
+}
+inline __m128i to_i16x8(__m256i v) {
+  return _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+}  // namespace
+
+void q8_gemm_6x16c2(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc) {
+  const int16_t* a16 = static_cast<const int16_t*>(a);
+  switch (rows) {
+    case 1: kernel_6x16c2<1>(kgroups, a16, lda, b, acc); break;
+    case 2: kernel_6x16c2<2>(kgroups, a16, lda, b, acc); break;
+    case 3: kernel_6x16c2<3>(kgroups, a16, lda, b, acc); break;
+    case 4: kernel_6x16c2<4>(kgroups, a16, lda, b, acc); break;
+    case 5: kernel_6x16c2<5>(kgroups, a16, lda, b, acc); break;
+    default: kernel_6x16c2<6>(kgroups, a16, lda, b, acc); break;
+  }
+}
+
+void q8_epilogue(const Q8Tile& t) {
+  const __m256 zero_v = _mm256_setzero_ps(), six = _mm256_set1_ps(6.f), alpha = _mm256_set1_ps(t.alpha);
+  const __m256 inv_os = _mm256_set1_ps(t.inv_out_scale), oz = _mm256_set1_ps(t.out_zero);
+  for (int r = 0; r < t.rows; ++r) {
+    const __m256i za = _mm256_set1_epi32(t.a_zero[r * t.a_step]);
+    const __m256 as = _mm256_set1_ps(t.a_scale ? t.a_scale[r * t.a_step] : 1.f);
+    const int32_t* acc = t.acc + r * t.ldacc;
+    for (int j = 0; j < t.nv; j += 8) {
+      const int left = t.nv - j;
+      const __m256i m = lane_mask(left);
+      const __m256i corr = _mm256_sub_epi32(_mm256_maskload_epi32(acc + j, m),
+                                            _mm256_mullo_epi32(za, _mm256_maskload_epi32(t.colsum + j, m)));
+      if (t.kind == Q8Out::Acc32) {
+        _mm256_maskstore_epi32(static_cast<int32_t*>(t.out) + r * t.ldo + j, m, corr);
+        continue;
+      }
+      const __m256 s = _mm256_mul_ps(as, _mm256_maskload_ps(t.w_scale + j, m));
+      const __m256 bias = t.bias ? _mm256_maskload_ps(t.bias + j, m) : zero_v;
+      __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(corr), s, bias);
+      if (t.residual) y = _mm256_add_ps(y, _mm256_maskload_ps(t.residual + r * t.ldr + j, m));
+      switch (t.act) {
+        case Act::Relu: y = _mm256_max_ps(zero_v, y); break;
+        case Act::Relu6: y = _mm256_min_ps(six, _mm256_max_ps(zero_v, y)); break;
+        case Act::LeakyRelu:
+          y = _mm256_blendv_ps(y, _mm256_mul_ps(y, alpha), _mm256_cmp_ps(y, zero_v, _CMP_LT_OQ));
+          break;
+        default: break;
+      }
+      if (t.kind == Q8Out::F32) {
+        _mm256_maskstore_ps(static_cast<float*>(t.out) + r * t.ldo + j, m, y);
+      } else {
+        const __m128i q = to_u8x8(_mm256_cvtps_epi32(quant8(y, inv_os, oz)));
+        uint8_t* dst = static_cast<uint8_t*>(t.out) + r * t.ldo + j;
+        if (left >= 8) {
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), q);
+        } else {
+          alignas(16) uint8_t tmp[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(tmp), q);
+          std::memcpy(dst, tmp, left);
+        }
+      }
+    }
+  }
+}
+
+void q8_quantize_u8(const float* x, int64_t n, float inv_scale, float zero, void* out) {
+  uint8_t* q = static_cast<uint8_t*>(out);
+  const __m256 inv = _mm256_set1_ps(inv_scale), z = _mm256_set1_ps(zero);
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t left = n - i;
+    const __m256i m = lane_mask(left);
+    const __m128i v = to_u8x8(_mm256_cvtps_epi32(quant8(_mm256_maskload_ps(x + i, m), inv, z)));
+    if (left >= 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), v);
+    } else {
+      alignas(16) uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), v);
+      std::memcpy(q + i, tmp, left);
+    }
+  }
+}
+
+void q8_quantize_i16(const float* x, int64_t n, float inv_scale, float zero, void* out) {
+  int16_t* q = static_cast<int16_t*>(out);
+  const __m256 inv = _mm256_set1_ps(inv_scale), z = _mm256_set1_ps(zero);
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t left = n - i;
+    const __m256i m = lane_mask(left);
+    const __m128i v = to_i16x8(_mm256_cvtps_epi32(quant8(_mm256_maskload_ps(x + i, m), inv, z)));
+    if (left >= 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), v);
+    } else {
+      alignas(16) int16_t tmp[8];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), v);
+      std::memcpy(q + i, tmp, left * sizeof(int16_t));
+    }
+  }
+}
+
+void q8_minmax(const float* x, int64_t n, float* mn, float* mx) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // the range always includes 0
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    lo = _mm256_min_ps(v, lo);  // NaN in x is skipped (min/max return the second operand)
+    hi = _mm256_max_ps(v, hi);
+  }
+  alignas(32) float l[8], h[8];
+  _mm256_store_ps(l, lo);
+  _mm256_store_ps(h, hi);
+  float a = l[0], b = h[0];
+  for (int j = 1; j < 8; ++j) {
+    a = l[j] < a ? l[j] : a;
+    b = h[j] > b ? h[j] : b;
+  }
+  for (; i < n; ++i) {
+    a = x[i] < a ? x[i] : a;
+    b = x[i] > b ? x[i] : b;
+  }
+  *mn = a;
+  *mx = b;
+}
+
+}  // namespace slimrt::kernels::detail::avx2

@@ -1,0 +1,179 @@
+// AVX-512 (F/BW) int8 GEMM without VNNI, plus the AVX-512 epilogue / quantization loops
+// (shared with the VNNI kernel, which runs on AVX-512 machines only).
+//
+// Microkernel 8x48c2: B panel [Kp/2][48][2] s8. Per K pair: three 32-byte loads of B, each
+// sign-extended to 32 int16 (vpmovsxbw), one 32-bit broadcast per row of A (A held as int16
+// 0..255, two K values per lane), vpmaddwd (exact int16*int16 pair sums into int32: at most
+// 2*255*128) and vpaddd into 8x3 zmm accumulators (24 + 3 + 2 registers). Rows <= 2 use two
+// independent accumulator sets over even/odd K pairs to hide the add latency (GEMV).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/qgemm/qgemm_internal.h"
+
+namespace slimrt::kernels::detail::avx512 {
+namespace {
+
+inline int32_t load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+template <int R>
+void kernel_8x48c2(int64_t kg, const int16_t* a, int64_t lda, const int8_t* b, int32_t* acc) {
+  constexpr int S = R <= 2 ? 2 : 1;
+  __m512i c[S][R][3];
+#pragma GCC unroll 16
+  for (int s = 0; s < S; ++s)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+      for (int j = 0; j < 3; ++j) c[s][r][j] = _mm512_setzero_si512();
+  int64_t g = 0;
+  for (; g + S <= kg; g += S) {
+#pragma GCC unroll 2
+    for (int s = 0; s < S; ++s) {
+      const int8_t* bp = b + (g + s) * 96;
+      const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp)));
+      const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32)));
+      const __m512i b2 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 64)));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m512i av = _mm512_set1_epi32(load32(a + r * lda + 2 * (g + s)));
+        c[s][r][0] = _mm512_add_epi32(c[s][r][0], _mm512_madd_epi16(av, b0));
+        c[s][r][1] = _mm512_add_epi32(c[s][r][1], _mm512_madd_epi16(av, b1));
+        c[s][r][2] = _mm512_add_epi32(c[s][r][2], _mm512_madd_epi16(av, b2));
+      }
+    }
+  }
+  for (; g < kg; ++g) {
+    const int8_t* bp = b + g * 96;
+    const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp)));
+    const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32)));
+    const __m512i b2 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 64)));
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512i av = _mm512_set1_epi32(load32(a + r * lda + 2 * g));
+      c[0][r][0] = _mm512_add_epi32(c[0][r][0], _mm512_madd_epi16(av, b0));
+      c[0][r][1] = _mm512_add_epi32(c[0][r][1], _mm512_madd_epi16(av, b1));
+      c[0][r][2] = _mm512_add_epi32(c[0][r][2], _mm512_madd_epi16(av, b2));
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; ++j) {
+      __m512i v = c[0][r][j];
+      if (S == 2) v = _mm512_add_epi32(v, c[S - 1][r][j]);
+      _mm512_storeu_si512(acc + r * 48 + j * 16, v);
+    }
+}
+
+inline __m512 quant16(__m512 y, __m512 inv, __m512 zero) {
+  __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(y, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  t = _mm512_add_ps(t, zero);
+  t = _mm512_max_ps(t, _mm512_setzero_ps());  // NaN -> 0 (max returns the second operand)
+  return _mm512_min_ps(t, _mm512_set1_ps(255.f));
+}
+
+inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+}  // namespace
+
+void q8_gemm_8x48c2(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc) {
+  const int16_t* a16 = static_cast<const int16_t*>(a);
+  switch (rows) {
+    case 1: kernel_8x48c2<1>(kgroups, a16, lda, b, acc); break;
+    case 2: kernel_8x48c2<2>(kgroups, a16, lda, b, acc); break;
+    case 3: kernel_8x48c2<3>(kgroups, a16, lda, b, acc); break;
+    case 4: kernel_8x48c2<4>(kgroups, a16, lda, b, acc); break;
+    case 5: kernel_8x48c2<5>(kgroups, a16, lda, b, acc); break;
+    case 6: kernel_8x48c2<6>(kgroups, a16, lda, b, acc); break;
+    case 7: kernel_8x48c2<7>(kgroups, a16, lda, b, acc); break;
+    default: kernel_8x48c2<8>(kgroups, a16, lda, b, acc); break;
+  }
+}
+
+void q8_epilogue(const Q8Tile& t) {
+  const __m512 zero_v = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f), alpha = _mm512_set1_ps(t.alpha);
+  const __m512 inv_os = _mm512_set1_ps(t.inv_out_scale), oz = _mm512_set1_ps(t.out_zero);
+  for (int r = 0; r < t.rows; ++r) {
+    const __m512i za = _mm512_set1_epi32(t.a_zero[r * t.a_step]);
+    const __m512 as = _mm512_set1_ps(t.a_scale ? t.a_scale[r * t.a_step] : 1.f);
+    const int32_t* acc = t.acc + r * t.ldacc;
+    for (int j = 0; j < t.nv; j += 16) {
+      const __mmask16 m = tail_mask(t.nv - j);
+      const __m512i corr = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, acc + j),
+                                            _mm512_mullo_epi32(za, _mm512_maskz_loadu_epi32(m, t.colsum + j)));
+      if (t.kind == Q8Out::Acc32) {
+        _mm512_mask_storeu_epi32(static_cast<int32_t*>(t.out) + r * t.ldo + j, m, corr);
+        continue;
+      }
+      const __m512 s = _mm512_mul_ps(as, _mm512_maskz_loadu_ps(m, t.w_scale + j));
+      const __m512 bias = t.bias ? _mm512_maskz_loadu_ps(m, t.bias + j) : zero_v;
+      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr), s, bias);
+      if (t.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, t.residual + r * t.ldr + j));
+      switch (t.act) {
+        case Act::Relu: y = _mm512_max_ps(zero_v, y); break;
+        case Act::Relu6: y = _mm512_min_ps(six, _mm512_max_ps(zero_v, y)); break;
+        case Act::LeakyRelu:
+          y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, zero_v, _CMP_LT_OQ), y, alpha);
+          break;
+        default: break;
+      }
+      if (t.kind == Q8Out::F32) {
+        _mm512_mask_storeu_ps(static_cast<float*>(t.out) + r * t.ldo + j, m, y);
+      } else {
+        const __m512i q = _mm512_cvtps_epi32(quant16(y, inv_os, oz));
+        _mm512_mask_cvtusepi32_storeu_epi8(static_cast<uint8_t*>(t.out) + r * t.ldo + j, m, q);
+      }
+    }
+  }
+}
+
+void q8_quantize_u8(const float* x, int64_t n, float inv_scale, float zero, void* out) {
+  uint8_t* q = static_cast<uint8_t*>(out);
+  const __m512 inv = _mm512_set1_ps(inv_scale), z = _mm512_set1_ps(zero);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i v = _mm512_cvtps_epi32(quant16(_mm512_maskz_loadu_ps(m, x + i), inv, z));
+    _mm512_mask_cvtusepi32_storeu_epi8(q + i, m, v);
+  }
+}
+
+void q8_quantize_i16(const float* x, int64_t n, float inv_scale, float zero, void* out) {
+  int16_t* q = static_cast<int16_t*>(out);
+  const __m512 inv = _mm512_set1_ps(inv_scale), z = _mm512_set1_ps(zero);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i v = _mm512_cvtps_epi32(quant16(_mm512_maskz_loadu_ps(m, x + i), inv, z));
+    _mm512_mask_cvtepi32_storeu_epi16(q + i, m, v);
+  }
+}
+
+void q8_minmax(const float* x, int64_t n, float* mn, float* mx) {
+  __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();  // the range always includes 0
+  __m512 lo2 = lo, hi2 = hi;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+    lo = _mm512_min_ps(v0, lo);  // NaN in x is skipped (min/max return the second operand)
+    hi = _mm512_max_ps(v0, hi);
+    lo2 = _mm512_min_ps(v1, lo2);
+    hi2 = _mm512_max_ps(v1, hi2);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);  // masked lanes read 0: in range already
+    lo = _mm512_min_ps(v, lo);
+    hi = _mm512_max_ps(v, hi);
+  }
+  *mn = _mm512_reduce_min_ps(_mm512_min_ps(lo, lo2));
+  *mx = _mm512_reduce_max_ps(_mm512_max_ps(hi, hi2));
+}
+
+}  // namespace slimrt::kernels::detail::avx512

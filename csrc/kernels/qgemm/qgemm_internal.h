@@ -1,0 +1,74 @@
+// Per-ISA pieces of the int8 GEMM (declarations only: included by the baseline driver
+// and by the ISA-suffixed kernel files, so it holds no inline code).
+//
+// Microkernel family "q8 gemm MRxNR": computes rows x NR int32 accumulators (rows <= MR)
+//   acc[r*NR + j] = sum_{g < kgroups} sum_{i < kg} a[r][g*kg + i] * b[g][j][i]
+// with a the activation rows (u8 for kg 1 and 4, int16 0..255 for kg 2), lda elements apart,
+// and b one packed panel [kgroups][NR][kg] (s8). No zero-point correction here.
+// Epilogue family: turns a tile of accumulators into the output (see Q8Tile).
+#pragma once
+#include <cstdint>
+
+#include "kernels/act.h"
+
+namespace slimrt::kernels::detail {
+
+using Q8Ukernel = void (*)(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b,
+                           int32_t* acc);
+
+enum class Q8Out : int { Acc32 = 0, F32 = 1, U8 = 2 };
+
+// One output tile: rows x nv accumulators at acc (row stride ldacc).
+struct Q8Tile {
+  const int32_t* acc = nullptr;
+  int64_t ldacc = 0;
+  int rows = 0, nv = 0;
+  const int32_t* colsum = nullptr;  // at the tile's first column
+  const int32_t* a_zero = nullptr;  // at the tile's first row; row r uses a_zero[r * a_step]
+  const float* a_scale = nullptr;   // idem
+  int64_t a_step = 0;               // 1 per-row parameters, 0 per-tensor
+  const float* w_scale = nullptr;   // at the first column (F32/U8)
+  const float* bias = nullptr;      // at the first column, or null
+  const float* residual = nullptr;  // tile origin, or null (F32 only)
+  int64_t ldr = 0;
+  Q8Out kind = Q8Out::Acc32;
+  void* out = nullptr;              // tile origin: int32 / float / uint8
+  int64_t ldo = 0;                  // elements
+  Act act = Act::None;              // only None, Relu, Relu6, LeakyRelu here
+  float alpha = 0.f;
+  float inv_out_scale = 1.f;        // U8
+  float out_zero = 0.f;             // U8
+};
+using Q8EpiFn = void (*)(const Q8Tile& t);
+using Q8QuantFn = void (*)(const float* x, int64_t n, float inv_scale, float zero, void* out);  // u8 or i16
+using Q8MinMaxFn = void (*)(const float* x, int64_t n, float* mn, float* mx);
+
+namespace scalar {
+void q8_gemm_4x4(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_epilogue(const Q8Tile& t);
+void q8_quantize_u8(const float* x, int64_t n, float inv_scale, float zero, void* out);
+void q8_quantize_i16(const float* x, int64_t n, float inv_scale, float zero, void* out);
+void q8_minmax(const float* x, int64_t n, float* mn, float* mx);
+}  // namespace scalar
+
+namespace avx2 {
+void q8_gemm_6x16c2(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_epilogue(const Q8Tile& t);
+void q8_quantize_u8(const float* x, int64_t n, float inv_scale, float zero, void* out);
+void q8_quantize_i16(const float* x, int64_t n, float inv_scale, float zero, void* out);
+void q8_minmax(const float* x, int64_t n, float* mn, float* mx);
+}  // namespace avx2
+
+namespace avx512 {
+void q8_gemm_8x48c2(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_epilogue(const Q8Tile& t);
+void q8_quantize_u8(const float* x, int64_t n, float inv_scale, float zero, void* out);
+void q8_quantize_i16(const float* x, int64_t n, float inv_scale, float zero, void* out);
+void q8_minmax(const float* x, int64_t n, float* mn, float* mx);
+}  // namespace avx512
+
+namespace vnni {
+void q8_gemm_8x48c4(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+}  // namespace vnni
+
+}  // namespace slimrt::kernels::detail
