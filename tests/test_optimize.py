@@ -17,13 +17,13 @@ def bn(m, rng, x, c):
                                      m.add_constant("mu", rnd(rng, c)), m.add_constant("var", np.abs(rnd(rng, c)) + .3)])
 
 
-def same_outputs(m1, m2, feeds, tol=1e-5):
+def same_outputs(m1, m2, feeds, tol=1e-5, run_tol=1e-4):
     a, b = m1.run_reference(feeds), m2.run_reference(feeds)
     for x, y in zip(a, b):
         assert np.abs(x - y).max() <= tol * max(1.0, np.abs(x).max())
     got = slimrt.Session(m2).run(feeds)
     for x, y in zip(a, got):
-        assert np.abs(x - y).max() <= 1e-4 * max(1.0, np.abs(x).max())
+        assert np.abs(x - y).max() <= run_tol * max(1.0, np.abs(x).max())
 
 
 def ops(m):
@@ -56,7 +56,8 @@ def test_fold_bn_keeps_compressed_formats(rng, fmt):
     assert type(o.constants[o.nodes[0].inputs[1]]) is type(t)
     if fmt == "codebook":  # weight sharing survives: same indices, per-channel tables
         assert np.array_equal(o.constants["w"].indices, t.indices)
-    same_outputs(m, o, rnd(rng, 3, 10))
+    # int8 weights run the int8 kernel, whose activations are quantized at run time
+    same_outputs(m, o, rnd(rng, 3, 10), run_tol=2e-2 if fmt == "int8" else 1e-4)
 
 
 def test_fold_bn_forward_into_dense(rng):

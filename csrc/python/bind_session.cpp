@@ -5,6 +5,7 @@
 #include "core/threadpool.h"
 #include "python/bind.h"
 #include "runtime/program.h"
+#include "runtime/session.h"
 
 namespace slimrt::py {
 namespace {
@@ -36,15 +37,16 @@ pyb::list value_infos(const ModelDef& m, const std::vector<int32_t>& ids) {
 
 class PySession {
  public:
-  PySession(std::shared_ptr<const ModelDef> m, int threads, const pyb::object& isa) {
+  PySession(std::shared_ptr<const ModelDef> m, int threads, const pyb::object& isa, const WidthOptions& w) {
     ProgramOptions o;
     o.isa = isa_arg(isa);
     o.threads = threads > 0 ? threads : default_threads();
     pyb::gil_scoped_release nogil;
-    prog_ = std::make_shared<Program>(std::move(m), o);
+    sess_ = std::make_shared<Session>(std::move(m), o, w);
+    prog_ = &sess_->program();
   }
 
-  pyb::list run(const pyb::list& arrays, int threads) {
+  pyb::list run(const pyb::list& arrays, int threads, double width) {
     const ModelDef& m = prog_->model();
     if (arrays.size() != m.inputs.size())
       throw Error(Code::InvalidArgument, "model takes " + std::to_string(m.inputs.size()) + " inputs, got " +
@@ -73,7 +75,9 @@ class PySession {
       in_ptrs.push_back(a.data());
       keep.push_back(a);
     }
-    auto plan = prog_->plan(infos);
+    int w = sess_->pick(width);
+    last_width_ = w;
+    auto plan = sess_->plan(infos, w);
     std::vector<pyb::array> outs;
     std::vector<void*> out_ptrs;
     for (const TensorInfo& t : plan->output_infos) {
@@ -84,40 +88,85 @@ class PySession {
     }
     {
       pyb::gil_scoped_release nogil;
-      prog_->execute(*plan, in_ptrs, out_ptrs, threads);
+      sess_->execute(*plan, w, in_ptrs, out_ptrs, threads);
     }
     pyb::list r;
     for (auto& a : outs) r.append(a);
     return r;
   }
 
-  std::shared_ptr<Program> prog_;
+  std::shared_ptr<Session> sess_;
+  Program* prog_ = nullptr;
+  int last_width_ = -1;
 };
+
+pyb::dict scheduler_stats(PySession& s) {
+  pyb::dict d;
+  WidthScheduler* sc = s.sess_->scheduler();
+  if (!sc) return d;
+  SchedulerStats st = sc->stats();
+  d["current_width"] = s.sess_->widths()[st.current];
+  d["target_ms"] = st.target_ms;
+  d["percentile"] = st.percentile;
+  d["runs"] = st.runs;
+  d["switches"] = st.switches;
+  d["steps_down"] = st.steps_down;
+  d["steps_up"] = st.steps_up;
+  d["probes"] = st.probes;
+  pyb::list ws;
+  for (const WidthStats& w : st.widths) {
+    pyb::dict e;
+    e["width"] = w.width; e["runs"] = w.runs; e["misses"] = w.misses; e["p50"] = w.p50; e["p95"] = w.p95;
+    e["ewma"] = w.ewma; e["last"] = w.last;
+    ws.append(e);
+  }
+  d["widths"] = ws;
+  return d;
+}
 
 }  // namespace
 
 SLIMRT_PY_BIND(session) {
   pyb::class_<PySession>(m, "Session")
-      .def(pyb::init([](const std::string& path, int threads, const pyb::object& isa) {
+      .def(pyb::init([](const std::string& path, int threads, const pyb::object& isa, double target, double pct,
+                        double min_width) {
              std::shared_ptr<const ModelDef> md;
              {
                pyb::gil_scoped_release nogil;
                md = load_model_file(path);
              }
-             return std::make_unique<PySession>(md, threads, isa);
+             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width});
            }),
-           pyb::arg("path"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none())
-      .def_static("from_bytes", [](const pyb::bytes& data, int threads, const pyb::object& isa) {
+           pyb::arg("path"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none(),
+           pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0)
+      .def_static("from_bytes", [](const pyb::bytes& data, int threads, const pyb::object& isa, double target,
+                                   double pct, double min_width) {
              std::string_view v = data;
              std::shared_ptr<const ModelDef> md;
              {
                pyb::gil_scoped_release nogil;
                md = load_model_memory(v.data(), v.size());
              }
-             return std::make_unique<PySession>(md, threads, isa);
+             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width});
            },
-           pyb::arg("data"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none())
-      .def("run", &PySession::run, pyb::arg("inputs"), pyb::arg("threads") = 0)
+           pyb::arg("data"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none(),
+           pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0)
+      .def("run", &PySession::run, pyb::arg("inputs"), pyb::arg("threads") = 0, pyb::arg("width") = 0.0)
+      .def_property_readonly("widths", [](PySession& s) { return s.sess_->widths(); })
+      .def_property_readonly("last_width", [](PySession& s) -> pyb::object {
+        if (s.last_width_ < 0) return pyb::none();
+        return pyb::float_(s.sess_->widths()[s.last_width_]);
+      })
+      .def_property_readonly("current_width", [](PySession& s) -> pyb::object {
+        int w = s.sess_->current_width_index();
+        if (w < 0) return pyb::none();
+        return pyb::float_(s.sess_->widths()[w]);
+      })
+      .def("width_outputs", [](PySession& s, double width) {
+        int w = s.sess_->widths().empty() ? -1 : (width > 0 ? s.sess_->pick(width) : 0);
+        return value_infos(s.prog_->model(), s.sess_->outputs(w));
+      })
+      .def("scheduler_stats", &scheduler_stats)
       .def_property_readonly("inputs", [](PySession& s) { return value_infos(s.prog_->model(), s.prog_->model().inputs); })
       .def_property_readonly("outputs", [](PySession& s) { return value_infos(s.prog_->model(), s.prog_->model().outputs); })
       .def_property_readonly("isa", [](PySession& s) { return std::string(isa_name(s.prog_->isa())); })

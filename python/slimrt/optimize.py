@@ -39,6 +39,12 @@ def _sole_consumer(model, uses, value):
     return us[0]
 
 
+def _owned(uses, *names):
+    """True when each constant is read by at most one node, so a pass may rewrite it in place
+    (a slimmable model's widths read prefixes of the same weights)."""
+    return all(len(uses.get(n, [])) <= 1 for n in names)
+
+
 def _const(model, name):
     t = model.constants.get(name)
     return None if t is None else t
@@ -115,6 +121,8 @@ def fold_batch_norm(model: Model) -> bool:
         bn = _sole_consumer(model, uses, p.outputs[0])
         if bn is None or bn.op != "batch_norm" or not all(i in model.constants for i in bn.inputs[1:]):
             continue
+        if not _owned(uses, *p.inputs[1:]):
+            continue
         s, t = _bn_affine(model, bn)
         w = model.constants[p.inputs[1]]
         if w.shape[0] != s.size:
@@ -148,7 +156,7 @@ def fold_batch_norm_forward(model: Model) -> bool:
         if c is None or c.op not in WEIGHT_OPS or c.inputs[0] != bn.outputs[0]:
             continue
         w = model.constants.get(c.inputs[1])
-        if not isinstance(w, Dense):
+        if not isinstance(w, Dense) or not _owned(uses, *c.inputs[1:]):
             continue
         if c.op == "conv2d" and (any(c.attr("pads")) or c.attr("groups") != 1):
             continue
@@ -182,7 +190,9 @@ def fold_scale_into_weights(model: Model) -> bool:
         if k.size != 1:
             continue
         c = _sole_consumer(model, uses, m.outputs[0])
-        if c is None or c.op not in WEIGHT_OPS or c.inputs[0] != m.outputs[0]:
+        if c is None or c.op not in WEIGHT_OPS or c.inputs[0] != m.outputs[0] or c.inputs[1] not in model.constants:
+            continue
+        if not _owned(uses, c.inputs[1]):
             continue
         w = model.constants[c.inputs[1]]
         try:
@@ -293,6 +303,8 @@ def fold_transpose_into_dense(model: Model) -> bool:
         d = _sole_consumer(model, uses, f.outputs[0])
         if d is None or d.op != "dense" or not isinstance(model.constants.get(d.inputs[1]), Dense):
             continue
+        if not _owned(uses, d.inputs[1]):
+            continue
         shapes = shapes or infer_shapes(model)
         s = shapes.get(t.inputs[0])
         if s is None or len(s) != 4 or any(v is None for v in s[1:]):
@@ -310,10 +322,15 @@ def fold_transpose_into_dense(model: Model) -> bool:
 
 
 def constant_fold(model: Model) -> bool:
-    """Nodes whose inputs are all constants become constants."""
+    """Nodes whose inputs are all constants become constants. In a slimmable model the
+    slices/reshapes/concats of shared weights stay nodes (the runtime evaluates them once at load),
+    so the file keeps one copy of the weights."""
     changed = False
+    views = ("slice", "reshape", "flatten", "concat", "transpose") if "widths" in model.metadata else ()
     for n in list(model.nodes):
         if not n.inputs or not all(i in model.constants for i in n.inputs) or n.outputs[0] in model.outputs:
+            continue
+        if n.op in views:
             continue
         args = [model.constants[i].to_dense() for i in n.inputs]
         args = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]

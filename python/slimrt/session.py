@@ -21,20 +21,24 @@ class Session:
     ``run`` releases the GIL; one session may be used from several threads at once.
     """
 
-    def __init__(self, model, threads: int | None = None, isa: str | None = None):
+    def __init__(self, model, threads: int | None = None, isa: str | None = None,
+                 latency_target_ms: float | None = None, percentile: float = 95.0, min_width: float | None = None):
         t = 0 if threads is None else int(threads)
         if t < 0:
             raise InputError("threads must be >= 0")
+        kw = dict(latency_target_ms=float(latency_target_ms or 0.0), percentile=float(percentile),
+                  min_width=float(min_width or 0.0))
         if isinstance(model, Model):
             from .slimfile import dumps
 
-            self._s = _core.Session.from_bytes(dumps(model), t, isa)
+            self._s = _core.Session.from_bytes(dumps(model), t, isa, **kw)
         elif isinstance(model, (bytes, bytearray, memoryview)):
-            self._s = _core.Session.from_bytes(bytes(model), t, isa)
+            self._s = _core.Session.from_bytes(bytes(model), t, isa, **kw)
         else:
-            self._s = _core.Session(os.fspath(model), t, isa)
+            self._s = _core.Session(os.fspath(model), t, isa, **kw)
         self.inputs = [dict(name=n, shape=s, dtype=d) for n, s, d in self._s.inputs]
-        self.outputs = [dict(name=n, dtype=d) for n, _, d in self._s.outputs]
+        # The outputs a run returns (for a slimmable model: the widest width's; see run(width=)).
+        self.outputs = [dict(name=n, dtype=d) for n, _, d in self._s.width_outputs(0.0)]
 
     @property
     def input_names(self):
@@ -70,17 +74,36 @@ class Session:
             raise InputError(f"the model takes {len(names)} inputs {names}; pass a dict or a list")
         return [feeds]
 
-    def run(self, feeds, threads: int | None = None) -> list:
+    def run(self, feeds, threads: int | None = None, width: float | None = None) -> list:
         """Runs the model. ``feeds``: one array, a list in input order, or ``{name: array}``.
 
-        Returns the list of output arrays (numpy), in the model's output order.
+        Returns the list of output arrays (numpy), in the model's output order. For a slimmable
+        model (``slimrt.slimmable.slim``) ``width`` forces a width; otherwise the latency-target
+        scheduler picks one (``latency_target_ms``), or the widest runs. ``session.width`` tells
+        which width the last run used.
         """
         arrays = []
         for a in self._feeds(feeds):
             if not isinstance(a, np.ndarray):
                 a = np.asarray(a)
             arrays.append(a)
-        return self._s.run(arrays, 0 if threads is None else int(threads))
+        if width is not None and not 0 < width <= 1:
+            raise InputError(f"width must be in (0, 1], got {width}")
+        return self._s.run(arrays, 0 if threads is None else int(threads), float(width or 0.0))
+
+    @property
+    def widths(self) -> list:
+        """Width multipliers of a slimmable model, widest first ([] otherwise)."""
+        return list(self._s.widths)
+
+    @property
+    def width(self):
+        """The width the last run used (None before the first run or for a plain model)."""
+        return self._s.last_width
+
+    def stats(self) -> dict:
+        """Scheduler statistics: per width runs, misses, latency p50/p95 and EWMA; switches ({} without one)."""
+        return self._s.scheduler_stats()
 
     def kernels(self):
         """(node name, op, kernel) for every node: what the dispatcher picked."""
