@@ -8,12 +8,13 @@
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "runtime/program.h"
+#include "runtime/session.h"
 
 struct slimrt_model {
   std::shared_ptr<const slimrt::ModelDef> def;
 };
 struct slimrt_session {
-  std::shared_ptr<slimrt::Program> prog;
+  std::unique_ptr<slimrt::Session> sess;
 };
 
 namespace {
@@ -163,8 +164,17 @@ slimrt_status_t slimrt_session_create(const slimrt_model_t* model, const slimrt_
         o.isa = isa;
       }
     }
+    slimrt::WidthOptions w;
+    if (options) {
+      need(options->latency_target_ms >= 0 && options->percentile >= 0 && options->percentile <= 100 &&
+               options->min_width >= 0 && options->min_width <= 1,
+           "latency_target_ms, percentile or min_width out of range");
+      w.latency_target_ms = options->latency_target_ms;
+      if (options->percentile > 0) w.percentile = options->percentile;
+      w.min_width = options->min_width;
+    }
     auto s = std::make_unique<slimrt_session>();
-    s->prog = std::make_shared<slimrt::Program>(model->def, o);
+    s->sess = std::make_unique<slimrt::Session>(model->def, o, w);
     *out = s.release();
   });
 }
@@ -175,16 +185,37 @@ slimrt_status_t slimrt_session_output_shapes(slimrt_session_t* session, const sl
                                              int32_t n_inputs, slimrt_output_t* outputs, int32_t n_outputs) {
   return guarded([&] {
     need(session != nullptr, "session is NULL");
-    auto plan = session->prog->plan(input_infos(inputs, n_inputs));
+    int w = session->sess->widths().empty() ? -1 : 0;
+    auto plan = session->sess->plan(input_infos(inputs, n_inputs), w);
     fill_outputs(*plan, outputs, n_outputs);
+  });
+}
+
+slimrt_status_t slimrt_session_widths(slimrt_session_t* session, double* widths, int32_t* n) {
+  return guarded([&] {
+    need(session && n, "session or n is NULL");
+    const auto& ws = session->sess->widths();
+    if (widths) {
+      need(*n >= static_cast<int32_t>(ws.size()), "widths array too small");
+      for (size_t i = 0; i < ws.size(); ++i) widths[i] = ws[i];
+    }
+    *n = static_cast<int32_t>(ws.size());
   });
 }
 
 slimrt_status_t slimrt_session_run(slimrt_session_t* session, const slimrt_tensor_t* inputs, int32_t n_inputs,
                                    slimrt_output_t* outputs, int32_t n_outputs) {
+  return slimrt_session_run_width(session, 0.0, inputs, n_inputs, outputs, n_outputs, nullptr);
+}
+
+slimrt_status_t slimrt_session_run_width(slimrt_session_t* session, double width, const slimrt_tensor_t* inputs,
+                                         int32_t n_inputs, slimrt_output_t* outputs, int32_t n_outputs,
+                                         double* used_width) {
   return guarded([&] {
     need(session != nullptr, "session is NULL");
-    auto plan = session->prog->plan(input_infos(inputs, n_inputs));
+    need(width >= 0 && width <= 1, "width must be in [0, 1]");
+    int w = session->sess->pick(width);
+    auto plan = session->sess->plan(input_infos(inputs, n_inputs), w);
     fill_outputs(*plan, outputs, n_outputs);
     std::vector<const void*> in;
     std::vector<void*> out;
@@ -197,7 +228,8 @@ slimrt_status_t slimrt_session_run(slimrt_session_t* session, const slimrt_tenso
                                 " bytes, capacity is " + std::to_string(outputs[i].capacity));
       out.push_back(outputs[i].data);
     }
-    session->prog->execute(*plan, in, out);
+    session->sess->execute(*plan, w, in, out);
+    if (used_width) *used_width = w < 0 ? 1.0 : session->sess->widths()[w];
   });
 }
 

@@ -45,7 +45,11 @@ typedef struct slimrt_session slimrt_session_t;
 typedef struct slimrt_session_options {
   int32_t threads;     /* 0 = SLIMRT_NUM_THREADS or the CPUs available */
   const char* isa;     /* NULL = best available; "scalar", "avx2", "avx512", "avx512vnni", "amx" */
-  int32_t reserved[8]; /* zero */
+  /* Slimmable models (outputs named <out>@w<percent>): */
+  double latency_target_ms; /* > 0: the width scheduler picks each run's width to hold this target */
+  double percentile;        /* of the latency the target applies to (0 = 95) */
+  double min_width;         /* never run a narrower width (0 = no floor) */
+  int32_t reserved[8];      /* zero */
 } slimrt_session_options_t;
 
 /* An input: caller-owned, C-contiguous. */
@@ -89,6 +93,14 @@ SLIMRT_API void slimrt_session_free(slimrt_session_t* session);
 /* Fills each output's dtype/ndim/dims for these inputs without running (to size buffers). */
 SLIMRT_API slimrt_status_t slimrt_session_output_shapes(slimrt_session_t* session, const slimrt_tensor_t* inputs,
                                                         int32_t n_inputs, slimrt_output_t* outputs, int32_t n_outputs);
+/* Width multipliers of a slimmable model, widest first; *n = 0 for a plain model. widths may be NULL
+   to query n; otherwise it must hold *n values on input (capacity) and gets them on output. */
+SLIMRT_API slimrt_status_t slimrt_session_widths(slimrt_session_t* session, double* widths, int32_t* n);
+/* Like slimrt_session_run, with the width forced (0 = let the scheduler pick, or the widest);
+   *used_width (may be NULL) gets the width that ran (1 for a plain model). */
+SLIMRT_API slimrt_status_t slimrt_session_run_width(slimrt_session_t* session, double width,
+                                                    const slimrt_tensor_t* inputs, int32_t n_inputs,
+                                                    slimrt_output_t* outputs, int32_t n_outputs, double* used_width);
 /* Runs the model. Fails with SLIMRT_ERR_INVALID_ARGUMENT when an output's capacity is too small. */
 SLIMRT_API slimrt_status_t slimrt_session_run(slimrt_session_t* session, const slimrt_tensor_t* inputs,
                                               int32_t n_inputs, slimrt_output_t* outputs, int32_t n_outputs);
