@@ -63,6 +63,25 @@ def test_errors_are_one_line(tmp_path):
     assert not (tmp_path / "o.slim").exists()
 
 
-@pytest.mark.parametrize("cmd", ["convert", "inspect", "run", "bench", "demo"])
+def test_compress_and_slim(converted, tmp_path):
+    x, y = demo.load_samples()
+    np.save(tmp_path / "calib.npy", x[:64])
+    r = cli("compress", converted, "-o", tmp_path / "q.slim", "--quant", "int8", "--calib", tmp_path / "calib.npy",
+            "--quiet")
+    assert "int8" in r.stdout and (tmp_path / "q.slim").exists()
+    q = slimrt.Session(str(tmp_path / "q.slim"))
+    assert any("q8" in k for _, _, k in q.kernels())
+    assert np.mean(np.argmax(q.run(x[:200])[0], 1) == y[:200]) > 0.8
+    np.savez(tmp_path / "eval.npz", x=x[:100], y=y[:100])
+    r = cli("slim", converted, "-o", tmp_path / "w.slim", "--widths", "1,0.5", "--calib", tmp_path / "calib.npy",
+            "--eval", tmp_path / "eval.npz", "--quiet")
+    assert "| 1.00 |" in r.stdout and "| 0.50 |" in r.stdout
+    s = slimrt.Session(str(tmp_path / "w.slim"))
+    assert s.widths == [1.0, 0.5]
+    s.run(x[:4], width=0.5)
+    assert s.width == 0.5
+
+
+@pytest.mark.parametrize("cmd", ["convert", "inspect", "run", "bench", "demo", "compress", "slim"])
 def test_help(cmd):
     assert "usage:" in cli(cmd, "--help").stdout

@@ -240,6 +240,46 @@ def cmd_compress(a):
     print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")
 
 
+def width_table(path, eval_data=None, threads=None, seconds=1.0, batch=1):
+    """Per width of a slimmable .slim file: MACs, weight bytes, accuracy (from the metadata), latency p50/p95."""
+    import slimrt
+
+    from .slimmable import widths_of
+
+    import types
+
+    sess = slimrt.Session(path, threads=threads)
+    feeds = _random_feeds(sess, batch, np.random.default_rng(0))
+    rows = []
+    for e in widths_of(slimrt.load(path)):
+        fixed = types.SimpleNamespace(run=lambda f, w=e["width"]: sess.run(f, width=w))  # time one width
+        st = latency_stats(time_session(fixed, feeds, seconds=seconds))
+        rows.append(dict(width=e["width"], macs=e.get("macs"), bytes=e.get("bytes"), accuracy=e.get("accuracy"),
+                         p50=st["p50"], p95=st["p95"]))
+    return rows
+
+
+def cmd_slim(a):
+    from .slimmable import slim
+
+    model = load_any(a.model)
+    widths = [float(w) for w in a.widths.split(",")]
+    calib = _load_calib(a.calib)
+    eval_data = None
+    if a.eval:
+        with np.load(a.eval, allow_pickle=False) as d:
+            eval_data = (d["x"], d["y"])
+    out = slim(model, widths=widths, calib=calib, eval_data=eval_data, progress=not a.quiet)
+    out.save(a.output, optimize=True)
+    rows = width_table(a.output, threads=a.threads, seconds=0.5)
+    print(f"| width | MACs | weight bytes | accuracy | b=1 p50 ms | b=1 p95 ms |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+        print(f"| {r['width']:.2f} | {r['macs']} | {r['bytes']} | {acc} | {r['p50']:.3f} | {r['p95']:.3f} |")
+    print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")
+
+
 def cmd_demo(a):
     from . import demo
 
@@ -291,6 +331,16 @@ def build_parser():
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(fn=cmd_compress)
+
+    c = sub.add_parser("slim", help="make a slimmable model (nested widths in one file) and report each width")
+    c.add_argument("model", help=".slim, .keras or .h5")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--widths", default="1,0.75,0.5,0.25")
+    c.add_argument("--calib", help="calibration inputs (.npy) to recalibrate batch norm per width")
+    c.add_argument("--eval", help=".npz with x and y: accuracy per width")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(fn=cmd_slim)
 
     c = sub.add_parser("demo", help="the main job on the bundled Fashion-MNIST model")
     c.add_argument("--threads", type=int, default=None)
