@@ -265,3 +265,22 @@ def test_int8_weights_run_on_the_int8_kernel(rng):
     c.outputs = [c.add_node("conv2d", ["x", c.add_constant("w", qc)], dict(pads=[1, 1, 1, 1]))]
     check(c, rnd(rng, 2, 6, 7, 5), tol=2e-2)
     assert "q8_dynamic" in slimrt.Session(c).kernels()[0][2]
+
+
+def test_tuned_plan_picks_a_variant_and_keeps_results(rng):
+    """tune=True times the codebook kernel against its fp32 decoding per shape; either way the
+    outputs are the same model's (within float tolerance)."""
+    from slimrt.formats import Codebook
+
+    m = Model(inputs=[("x", (None, 6, 6, 8))])
+    w = Codebook(rng.integers(0, 16, (16, 3, 3, 8)), rnd(rng, 16), 4)
+    y = m.add_node("conv2d", ["x", m.add_constant("w", w)], dict(pads=[1, 1, 1, 1], act="relu"))
+    y = m.add_node("flatten", [y])
+    m.outputs = [m.add_node("dense", [y, m.add_constant("d", Codebook(rng.integers(0, 16, (10, 576)), rnd(rng, 16), 4))])]
+    x = rnd(rng, 3, 6, 6, 8)
+    tuned = slimrt.Session(m, tune=True)
+    close(tuned.run(x)[0], m.run_reference(x)[0])
+    names = [k for _, op, k in tuned.kernels((3, 6, 6, 8)) if op in ("conv2d", "dense")]
+    assert len(names) == 2 and all(("codebook4" in k) or ("sgemm" in k) for k in names)
+    plain = slimrt.Session(m)
+    assert all("codebook4" in k for _, op, k in plain.kernels((3, 6, 6, 8)) if op in ("conv2d", "dense"))

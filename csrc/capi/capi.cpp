@@ -156,6 +156,7 @@ slimrt_status_t slimrt_session_create(const slimrt_model_t* model, const slimrt_
     if (options) {
       need(options->threads >= 0, "threads must be >= 0");
       if (options->threads > 0) o.threads = options->threads;
+      o.tune = options->tune != 0;
       if (options->isa) {
         slimrt::Isa isa;
         need(slimrt::parse_isa(options->isa, &isa), "unknown isa");

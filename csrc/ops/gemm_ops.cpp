@@ -23,10 +23,14 @@ class DenseOp : public Op {
     if (w.shape.size() != 2) c.fail(Code::Format, "weight must be 2-D [out, in], got " + shape_str(w.shape));
     n_ = w.shape[0];
     k_ = w.shape[1];
-    w_ = ops::make_weight_matrix(c, 1, {n_, 1, 1, k_}, 1, false);
+    w_.push_back(ops::make_weight_matrix(c, 1, {n_, 1, 1, k_}, 1, false));
+    if (c.tune && !ops::weight_is_dense_f32(c, 1))
+      w_.push_back(ops::make_weight_matrix(c, 1, {n_, 1, 1, k_}, 1, false, true));
     if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, n_, "bias");
     ep_act_ = ops::parse_act(c);
   }
+  int num_variants() const override { return static_cast<int>(w_.size()); }
+  std::string variant_name(int v) const override { return w_[v]->name(); }
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
     ops::expect_f32(*in[0], "input");
     const auto& s = in[0]->shape;
@@ -37,7 +41,9 @@ class DenseOp : public Op {
     out[0] = {DType::F32, r};
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
-    return w_->dense_workspace(in[0]->numel() / k_, threads);
+    size_t ws = 0;
+    for (auto& w : w_) ws = std::max(ws, w->dense_workspace(in[0]->numel() / k_, threads));
+    return ws;
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
@@ -46,14 +52,14 @@ class DenseOp : public Op {
     ep.bias = bias_;
     ep.act = ep_act_.first;
     ep.alpha = ep_act_.second;
-    w_->dense(m, in[0]->as<float>(), k_, out[0]->as<float>(), n_, ep, ws, ctx.threads);
+    w_[ctx.variant]->dense(m, in[0]->as<float>(), k_, out[0]->as<float>(), n_, ep, ws, ctx.threads);
   }
   bool reads_at_run(size_t i) const override { return i == 0; }
-  std::string kernel_name() const override { return w_->name(); }
+  std::string kernel_name() const override { return w_[0]->name(); }
 
  private:
   int64_t n_ = 0, k_ = 0;
-  std::unique_ptr<ops::WeightMatrix> w_;
+  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
   const float* bias_ = nullptr;
   std::pair<Act, float> ep_act_;
 };
@@ -172,7 +178,8 @@ class Conv2dOp : public Op {
     auto st = c.node.attr_ints("strides"), dl = c.node.attr_ints("dilations"), pd = c.node.attr_ints("pads");
     sh_ = st[0]; sw_ = st[1]; dh_ = dl[0]; dw_ = dl[1];
     pt_ = pd[0]; pl_ = pd[1]; pb_ = pd[2]; pr_ = pd[3];
-    w_ = ops::make_weight_matrix(c, 1, dims, groups_, true);
+    w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true));
+    if (c.tune && !ops::weight_is_dense_f32(c, 1)) w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true, true));
     if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, o_, "bias");
     act_ = ops::parse_act(c);
   }
@@ -194,7 +201,9 @@ class Conv2dOp : public Op {
     out[0] = {DType::F32, {s[0], oh, ow, o_}};
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
-    return w_->conv_workspace(shape_of(in[0]->shape), threads);
+    size_t ws = 0;
+    for (auto& w : w_) ws = std::max(ws, w->conv_workspace(shape_of(in[0]->shape), threads));
+    return ws;
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
@@ -202,18 +211,20 @@ class Conv2dOp : public Op {
     ep.bias = bias_;
     ep.act = act_.first;
     ep.alpha = act_.second;
-    w_->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), ep, ws, ctx.threads);
+    w_[ctx.variant]->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), ep, ws, ctx.threads);
   }
   bool reads_at_run(size_t i) const override { return i == 0; }
-  std::string kernel_name() const override {
+  int num_variants() const override { return static_cast<int>(w_.size()); }
+  std::string variant_name(int v) const override {
     bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
-    return std::string(pointwise ? "conv1x1_" : "conv_im2col_") + w_->name();
+    return std::string(pointwise ? "conv1x1_" : "conv_im2col_") + w_[v]->name();
   }
+  std::string kernel_name() const override { return variant_name(0); }
 
  private:
   Isa isa_;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
-  std::unique_ptr<ops::WeightMatrix> w_;
+  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
   const float* bias_ = nullptr;
   std::pair<Act, float> act_;
 };

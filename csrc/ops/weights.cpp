@@ -131,13 +131,20 @@ std::vector<float> lut_floats(const TensorDef& t) {
 
 }  // namespace
 
+bool weight_is_dense_f32(const BuildContext& c, size_t input) {
+  const TensorDef& t = c.tensor_def(input);
+  return t.format == TFormat::Dense && t.dtype == DType::F32;
+}
+
 std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, const std::array<int64_t, 4>& d,
-                                                 int64_t groups, bool conv) {
+                                                 int64_t groups, bool conv, bool fp32_only) {
   const TensorDef& t = c.tensor_def(input);
   const int64_t n = d[0], kk = d[1] * d[2] * d[3];
   bool grouped = conv && groups > 1;
   try {
-    if (t.format == TFormat::Csr && !grouped) {
+    if (fp32_only) {
+      // fall through to the fp32 kernels below
+    } else if (t.format == TFormat::Csr && !grouped) {
       const TensorDef& v = *t.values;
       bool native_vals = v.format == TFormat::Dense && v.dtype == DType::F32;
       bool int8_vals = v.format == TFormat::Int8;
@@ -154,15 +161,15 @@ std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, 
                                                             t.indices.data, csr_type(t.indices_dtype), t.nnz,
                                                             vals.data(), kernels::CsrType::F32, nullptr, 0, c.isa));
     }
-    if (t.format == TFormat::Int8 && (t.axis < 0 || t.axis == 0) && kk <= kernels::kQ8MaxK)
+    if (!fp32_only && t.format == TFormat::Int8 && (t.axis < 0 || t.axis == 0) && kk <= kernels::kQ8MaxK)
       return std::make_unique<Q8Weights>(t, d, groups, conv, c.isa);
     bool lut_ok = !grouped || (n / groups) % 4 == 0;
-    if (t.format == TFormat::Codebook && lut_ok && (t.axis < 0 || t.axis == 0)) {
+    if (!fp32_only && t.format == TFormat::Codebook && lut_ok && (t.axis < 0 || t.axis == 0)) {
       auto lut = lut_floats(t);
       return std::make_unique<LutWeights>(
           kernels::pack_codebook(t.data.data, n, kk, t.bits, lut.data(), t.lut_size, t.axis == 0, c.isa), t.bits);
     }
-    if (t.format == TFormat::Log2 && lut_ok && (t.axis < 0 || t.axis == 0)) {
+    if (!fp32_only && t.format == TFormat::Log2 && lut_ok && (t.axis < 0 || t.axis == 0)) {
       return std::make_unique<LutWeights>(
           kernels::pack_log2(t.data.data, n, kk, t.bits, t.scale.as<float>(), t.axis < 0 ? 1 : n, c.isa), t.bits);
     }

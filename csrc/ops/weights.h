@@ -32,7 +32,10 @@ class WeightMatrix {
 
 // Packs input `input` of the node (a constant) as an [N][K] matrix; for conv weights pass the
 // 4-D dims (O, KH, KW, Cg) and groups, else dims = {N, 1, 1, K}, groups = 1.
+// fp32_only: decode the weight and use the fp32 kernels (the tuner's baseline).
 std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, const std::array<int64_t, 4>& dims,
-                                                 int64_t groups, bool conv);
+                                                 int64_t groups, bool conv, bool fp32_only = false);
+// True when the stored weight is plain dense float (no other kernel to try).
+bool weight_is_dense_f32(const BuildContext& c, size_t input);
 
 }  // namespace slimrt::ops

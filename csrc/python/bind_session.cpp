@@ -37,8 +37,10 @@ pyb::list value_infos(const ModelDef& m, const std::vector<int32_t>& ids) {
 
 class PySession {
  public:
-  PySession(std::shared_ptr<const ModelDef> m, int threads, const pyb::object& isa, const WidthOptions& w) {
+  PySession(std::shared_ptr<const ModelDef> m, int threads, const pyb::object& isa, const WidthOptions& w,
+            bool tune) {
     ProgramOptions o;
+    o.tune = tune;
     o.isa = isa_arg(isa);
     o.threads = threads > 0 ? threads : default_threads();
     pyb::gil_scoped_release nogil;
@@ -129,28 +131,30 @@ pyb::dict scheduler_stats(PySession& s) {
 SLIMRT_PY_BIND(session) {
   pyb::class_<PySession>(m, "Session")
       .def(pyb::init([](const std::string& path, int threads, const pyb::object& isa, double target, double pct,
-                        double min_width) {
+                        double min_width, bool tune) {
              std::shared_ptr<const ModelDef> md;
              {
                pyb::gil_scoped_release nogil;
                md = load_model_file(path);
              }
-             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width});
+             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width}, tune);
            }),
            pyb::arg("path"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none(),
-           pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0)
+           pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0,
+           pyb::arg("tune") = false)
       .def_static("from_bytes", [](const pyb::bytes& data, int threads, const pyb::object& isa, double target,
-                                   double pct, double min_width) {
+                                   double pct, double min_width, bool tune) {
              std::string_view v = data;
              std::shared_ptr<const ModelDef> md;
              {
                pyb::gil_scoped_release nogil;
                md = load_model_memory(v.data(), v.size());
              }
-             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width});
+             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width}, tune);
            },
            pyb::arg("data"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none(),
-           pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0)
+           pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0,
+           pyb::arg("tune") = false)
       .def("run", &PySession::run, pyb::arg("inputs"), pyb::arg("threads") = 0, pyb::arg("width") = 0.0)
       .def_property_readonly("widths", [](PySession& s) { return s.sess_->widths(); })
       .def_property_readonly("last_width", [](PySession& s) -> pyb::object {
@@ -176,6 +180,18 @@ SLIMRT_PY_BIND(session) {
         const ModelDef& m = s.prog_->model();
         auto names = s.prog_->kernel_names();
         for (size_t i = 0; i < names.size(); ++i) r.append(pyb::make_tuple(m.nodes[i].name, m.nodes[i].op, names[i]));
+        return r;
+      })
+      .def("plan_kernels", [](PySession& s, const std::vector<std::vector<int64_t>>& shapes) {
+        const ModelDef& m = s.prog_->model();
+        std::vector<TensorInfo> infos;
+        for (size_t i = 0; i < shapes.size() && i < m.inputs.size(); ++i)
+          infos.push_back({m.values[m.inputs[i]].dtype, shapes[i]});
+        auto p = s.prog_->plan(infos);
+        auto names = s.prog_->kernel_names(*p);
+        pyb::list r;
+        for (size_t i = 0; i < names.size(); ++i)
+          if (p->active[i]) r.append(pyb::make_tuple(m.nodes[i].name, m.nodes[i].op, names[i]));
         return r;
       })
       .def("plan_info", [](PySession& s, const std::vector<std::vector<int64_t>>& shapes) {

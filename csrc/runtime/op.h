@@ -37,6 +37,7 @@ struct Tensor {
 struct RunContext {
   int threads = 1;
   Isa isa = Isa::Scalar;
+  int variant = 0;  // which of the op's kernel variants the plan chose (see Op::num_variants)
 };
 
 class Program;
@@ -49,6 +50,7 @@ struct BuildContext {
   const NodeDef& node;
   Program& program;
   Isa isa;
+  bool tune = false;  // build every kernel variant so the planner can time them
   bool is_constant(size_t input) const;
   const TensorDef& tensor_def(size_t input) const;          // requires is_constant
   const Tensor& dense_constant(size_t input) const;         // decoded f32 (or int as stored)
@@ -70,6 +72,10 @@ class Op {
   // False for constant inputs the op took in when it was built (packed weights,
   // biases, norm parameters): the runtime then need not decode them.
   virtual bool reads_at_run(size_t input) const { return true; }
+  // Alternative kernels for the same result (e.g. a compressed weight's native kernel, 0, and
+  // its fp32 decoding, 1). The planner times them on the real shapes when tuning.
+  virtual int num_variants() const { return 1; }
+  virtual std::string variant_name(int v) const { return kernel_name(); }
   // Human-readable kernel choice, for inspect/profiling ("sgemm_avx512", ...).
   virtual std::string kernel_name() const { return ""; }
 };

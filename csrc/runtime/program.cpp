@@ -1,6 +1,7 @@
 #include "runtime/program.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -170,7 +171,7 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
     const NodeDef& node = m.nodes[n];
     const OpFactory* f = find_op(node.op);
     if (!f) throw Error(Code::Unsupported, "node '" + node.name + "': op '" + node.op + "' is not implemented");
-    BuildContext ctx{m, node, *this, opt_.isa};
+    BuildContext ctx{m, node, *this, opt_.isa, opt_.tune};
     ops_[n] = (*f)(ctx);
     bool all_const = !node.inputs.empty();
     for (int32_t v : node.inputs) all_const = all_const && is_constant(v);
@@ -293,6 +294,68 @@ const Tensor& Program::dense_constant(int32_t vid) {
   return constants_.emplace(vid, out).first->second;
 }
 
+std::vector<std::string> Program::kernel_names(const Plan& p) const {
+  std::vector<std::string> r;
+  for (size_t n = 0; n < ops_.size(); ++n)
+    r.push_back(ops_[n] ? ops_[n]->variant_name(p.variant[n]) : "folded at load");
+  return r;
+}
+
+// Runs each variant of node n on scratch data of the plan's shapes (constants as they are)
+// and returns the fastest (best of three runs each).
+int Program::tune_node(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
+                       size_t ws_bytes) const {
+  const NodeDef& node = model_->nodes[n];
+  std::vector<AlignedPtr<uint8_t>> bufs;
+  std::vector<Tensor> tin(in.size()), tout(out.size());
+  std::vector<const Tensor*> pin;
+  std::vector<Tensor*> pout;
+  for (size_t i = 0; i < in.size(); ++i) {
+    tin[i].info = *in[i];
+    auto c = constants_.find(node.inputs[i]);
+    if (c != constants_.end()) {
+      tin[i].data = c->second.data;
+    } else {
+      bufs.push_back(aligned_array<uint8_t>(in[i]->bytes()));
+      if (in[i]->dtype == DType::F32) {
+        float* f = reinterpret_cast<float*>(bufs.back().get());
+        for (int64_t j = 0; j < in[i]->numel(); ++j) f[j] = static_cast<float>((j * 7919) % 13) * 0.1f - 0.6f;
+      } else {
+        std::memset(bufs.back().get(), 0, in[i]->bytes());
+      }
+      tin[i].data = bufs.back().get();
+    }
+    pin.push_back(&tin[i]);
+  }
+  for (size_t o = 0; o < out.size(); ++o) {
+    tout[o].info = out[o];
+    bufs.push_back(aligned_array<uint8_t>(out[o].bytes()));
+    tout[o].data = bufs.back().get();
+    pout.push_back(&tout[o]);
+  }
+  AlignedPtr<uint8_t> ws = ws_bytes ? aligned_array<uint8_t>(ws_bytes) : AlignedPtr<uint8_t>();
+  RunContext ctx;
+  ctx.threads = opt_.threads;
+  ctx.isa = opt_.isa;
+  int best = 0;
+  double best_t = 1e300;
+  for (int v = 0; v < ops_[n]->num_variants(); ++v) {
+    ctx.variant = v;
+    ops_[n]->run(pin, pout, ws.get(), ctx);  // warm-up
+    double t = 1e300;
+    for (int r = 0; r < 3; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      ops_[n]->run(pin, pout, ws.get(), ctx);
+      t = std::min(t, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (v == 0 || t < best_t * 0.97) {  // another variant must win clearly to replace the first
+      best = v;
+      best_t = t;
+    }
+  }
+  return best;
+}
+
 std::vector<std::string> Program::kernel_names() const {
   std::vector<std::string> r;
   for (auto& op : ops_) r.push_back(op ? op->kernel_name() : "folded at load");
@@ -364,6 +427,7 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
   p->ws_offset.assign(nn, -1);
   p->ws_bytes.assign(nn, 0);
   p->output_slot.assign(nv, -1);
+  p->variant.assign(nn, 0);
   for (size_t v = 0; v < nv; ++v) p->root[v] = static_cast<int32_t>(v);
   std::vector<char> external(nv, 0);  // inputs and constants: not in the arena
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -395,6 +459,7 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
     try {
       ops_[n]->infer(in, out);
       p->ws_bytes[n] = ops_[n]->workspace(in, threads);
+      if (opt_.tune && ops_[n]->num_variants() > 1) p->variant[n] = tune_node(n, in, out, p->ws_bytes[n]);
     } catch (const Error& e) {
       throw Error(e.code(), "node '" + node.name + "' (" + node.op + "): " + e.what());
     }
@@ -527,6 +592,7 @@ void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
         out.push_back(&tout[o]);
       }
       void* ws = p.ws_offset[n] >= 0 ? arena.get() + p.ws_offset[n] : nullptr;
+      ctx.variant = p.variant[n];
       ops_[n]->run(in, out, ws, ctx);
     }
     for (size_t i = 0; i < p.outputs.size(); ++i) {

@@ -22,6 +22,7 @@ struct Plan {
   std::vector<size_t> ws_bytes;       // per node
   std::vector<int32_t> output_slot;   // per value: index in outputs written in place, -1 otherwise
   std::vector<char> active;           // per node: needed for these outputs and not folded at load
+  std::vector<int> variant;           // per node: the kernel variant to run (tuning)
   size_t arena_bytes = 0;
   std::vector<int32_t> outputs;       // value ids of the outputs this plan produces
   std::vector<TensorInfo> output_infos;
@@ -30,6 +31,9 @@ struct Plan {
 struct ProgramOptions {
   Isa isa = Isa::Scalar;
   int threads = 1;
+  // Time each op's kernel variants on the real shapes when a plan is made and keep the
+  // fastest: a compressed weight never runs slower than its fp32 decoding.
+  bool tune = false;
 };
 
 class Program {
@@ -58,10 +62,14 @@ class Program {
   bool is_constant(int32_t value_id) const;        // stored in the file, or computed from constants at load
   const TensorDef& tensor_def(int32_t value_id) const;
   std::vector<std::string> kernel_names() const;
+  // Kernel names as a plan runs them (tuned variants).
+  std::vector<std::string> kernel_names(const Plan& p) const;
 
  private:
   std::shared_ptr<Plan> make_plan(const std::vector<TensorInfo>& inputs, int output_set) const;
   void fold_constant_node(size_t n);
+  int tune_node(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
+                size_t ws_bytes) const;
   AlignedPtr<uint8_t> take_arena(size_t bytes, size_t* cap) const;
   void give_arena(AlignedPtr<uint8_t> a, size_t cap) const;
 

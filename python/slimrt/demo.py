@@ -55,7 +55,7 @@ def weight_bytes(model):
     return sum(t.nbytes for t in model.constants.values())
 
 
-def run(threads=None, quick=False, out=print, recipes=RECIPES):
+def run(threads=None, quick=False, out=print, recipes=RECIPES, tune=True):
     import slimrt
 
     seconds = 0.3 if quick else 1.5
@@ -73,14 +73,15 @@ def run(threads=None, quick=False, out=print, recipes=RECIPES):
             m = model.optimize() if recipe is None else model.compress(seed=0, **recipe)
             path = os.path.join(tmp, "model.slim")
             m.save(path, optimize=False)  # convert -> save -> load -> run
-            sess = slimrt.Session(path, threads=threads)
+            sess = slimrt.Session(path, threads=threads, tune=tune)
             wb = weight_bytes(m)
             fp32_bytes = fp32_bytes or wb
             acc = accuracy(sess, x, y)
             b1, b64 = measure(sess, x, seconds)
             rows.append(dict(recipe=label, bytes=wb, file_bytes=os.path.getsize(path), ratio=fp32_bytes / wb,
                              accuracy=acc, b1=b1["p50"], b64=b64["p50"],
-                             kernels=sorted({k for _, op, k in sess.kernels() if op in ("dense", "conv2d")})))
+                             kernels=sorted({k for _, op, k in sess.kernels(x[:64].shape)
+                                             if op in ("dense", "conv2d")})))
     out("")
     out(f"| {'recipe':34s} | {'weight bytes':>12s} | {'ratio':>6s} | {'accuracy':>8s} | {'b=1 p50 ms':>10s} | "
         f"{'b=64 p50 ms':>11s} | kernels")
@@ -89,5 +90,6 @@ def run(threads=None, quick=False, out=print, recipes=RECIPES):
         out(f"| {r['recipe']:34s} | {r['bytes']:>12d} | {r['ratio']:>5.1f}x | {r['accuracy'] * 100:>7.1f}% | "
             f"{r['b1']:>10.3f} | {r['b64']:>11.3f} | {', '.join(r['kernels'])}")
     out("")
-    out(f"threads: {sess.threads}; accuracy on the {len(x)} bundled test images; latency = median of repeated runs")
+    out(f"threads: {sess.threads}; accuracy on the {len(x)} bundled test images; latency = median of repeated runs; "
+        f"{'tuned plans (each compressed layer keeps its native kernel unless fp32 measured faster; kernels listed for batch 64)' if tune else 'native kernels'}")
     return rows

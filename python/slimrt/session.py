@@ -18,16 +18,21 @@ class Session:
     (``"scalar"``, ``"avx2"``, ``"avx512"``, ``"avx512vnni"``); default the best
     this CPU supports (itself capped by the ``SLIMRT_ISA`` environment variable).
 
+    ``tune=True``: when a plan is made for new input shapes, time each compressed layer's native
+    kernel against its fp32 decoding on those shapes and keep the faster one, so compression never
+    makes a layer slower (the fp32 variant is packed only when tuning).
+
     ``run`` releases the GIL; one session may be used from several threads at once.
     """
 
     def __init__(self, model, threads: int | None = None, isa: str | None = None,
-                 latency_target_ms: float | None = None, percentile: float = 95.0, min_width: float | None = None):
+                 latency_target_ms: float | None = None, percentile: float = 95.0, min_width: float | None = None,
+                 tune: bool = False):
         t = 0 if threads is None else int(threads)
         if t < 0:
             raise InputError("threads must be >= 0")
         kw = dict(latency_target_ms=float(latency_target_ms or 0.0), percentile=float(percentile),
-                  min_width=float(min_width or 0.0))
+                  min_width=float(min_width or 0.0), tune=bool(tune))
         if isinstance(model, Model):
             from .slimfile import dumps
 
@@ -105,8 +110,11 @@ class Session:
         """Scheduler statistics: per width runs, misses, latency p50/p95 and EWMA; switches ({} without one)."""
         return self._s.scheduler_stats()
 
-    def kernels(self):
-        """(node name, op, kernel) for every node: what the dispatcher picked."""
+    def kernels(self, *shapes):
+        """(node name, op, kernel) per node: what the dispatcher picked. With input shapes, the
+        kernels the plan for those shapes runs (with ``tune=True``: the variants the tuner chose)."""
+        if shapes:
+            return self._s.plan_kernels([list(s) for s in shapes])
         return self._s.kernel_names()
 
     def memory_plan(self, *shapes):

@@ -49,6 +49,7 @@ typedef struct slimrt_session_options {
   double latency_target_ms; /* > 0: the width scheduler picks each run's width to hold this target */
   double percentile;        /* of the latency the target applies to (0 = 95) */
   double min_width;         /* never run a narrower width (0 = no floor) */
+  int32_t tune;             /* 1: time each compressed layer against its fp32 decoding per input shape, keep the faster */
   int32_t reserved[8];      /* zero */
 } slimrt_session_options_t;
 

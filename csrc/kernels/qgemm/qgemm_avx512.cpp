@@ -6,6 +6,10 @@
 // 0..255, two K values per lane), vpmaddwd (exact int16*int16 pair sums into int32: at most
 // 2*255*128) and vpaddd into 8x3 zmm accumulators (24 + 3 + 2 registers). Rows <= 2 use two
 // independent accumulator sets over even/odd K pairs to hide the add latency (GEMV).
+// gcc 12's AVX-512 headers self-initialise their "undefined" vectors (__Y = __Y), which
+// -Wall reports at -O3 (GCC bug 105593): silence that false positive for this file only.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cstring>
@@ -172,8 +176,16 @@ void q8_minmax(const float* x, int64_t n, float* mn, float* mx) {
     lo = _mm512_min_ps(v, lo);
     hi = _mm512_max_ps(v, hi);
   }
-  *mn = _mm512_reduce_min_ps(_mm512_min_ps(lo, lo2));
-  *mx = _mm512_reduce_max_ps(_mm512_max_ps(hi, hi2));
+  alignas(64) float l[16], h[16];
+  _mm512_store_ps(l, _mm512_min_ps(lo, lo2));
+  _mm512_store_ps(h, _mm512_max_ps(hi, hi2));
+  float a = l[0], b = h[0];
+  for (int j = 1; j < 16; ++j) {
+    a = l[j] < a ? l[j] : a;
+    b = h[j] > b ? h[j] : b;
+  }
+  *mn = a;
+  *mx = b;
 }
 
 }  // namespace slimrt::kernels::detail::avx512
