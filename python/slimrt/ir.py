@@ -211,6 +211,12 @@ class Model:
         return compress(self, prune=prune, share=share, quant=quant, calib=calib, per_layer=per_layer, seed=seed,
                         **options)
 
+    def slim(self, widths=(1.0, 0.75, 0.5, 0.25), calib=None, eval_data=None, **kwargs) -> "Model":
+        """A slimmable copy holding nested widths in one set of weights (``slimrt.slimmable.slim``)."""
+        from .slimmable import slim
+
+        return slim(self, widths=widths, calib=calib, eval_data=eval_data, **kwargs)
+
     def optimize(self, disable=(), only=None) -> "Model":
         """An optimized copy (BN folding, activation fusion, ...); see ``slimrt.optimize.PASSES``."""
         from .optimize import optimize
