@@ -38,6 +38,27 @@ change that only moves size-1 axes is emitted as a ``reshape``. A conv stack, re
 global-pool + linear head cost one transpose (the input); a ``x.permute(0, 2, 3, 1).flatten(1)`` head
 costs none beyond it.
 
+Transformer encoders
+--------------------
+``torch.nn.TransformerEncoder(Layer)`` (``batch_first=True``, eval) traces to ``aten.scaled_dot_product_attention``,
+which the converter decomposes into ``matmul`` (q @ k^T) -> ``mul`` (scale) -> ``add`` (mask) -> ``softmax`` ->
+``matmul`` (@ v). A ``src_key_padding_mask`` must be passed as an **additive float** mask (0 for tokens,
+``-inf`` or a large negative number for padding): slimrt graph inputs are float32 or int ids, never bool.
+
+A Hugging Face ``transformers.BertModel`` is imported through ``BertForExport`` (applied automatically by
+``from_torch``): it calls the model's own embedding, encoder and pooler modules, but builds the additive
+attention mask itself as ``embedding(attention_mask, [[finfo.min], [0]])`` -- a table lookup that turns the
+int64 0/1 mask into the float mask HF's eager attention adds, with ops the IR has (the transformers 5 mask
+builder traces to ``index``/``where``/bool ops slimrt does not run). Inputs ``input_ids``, ``attention_mask``
+(int64, values 0/1; anything else is refused at run time as an out-of-range id), optional ``token_type_ids``;
+outputs ``last_hidden_state``, ``pooler_output`` (when the model has a pooler) and ``mean_pooled`` (the masked
+mean over tokens, computed in the graph).
+
+**Sequence length is static**: only the batch dimension is dynamic (the position-embedding slice and the
+attention head reshapes are specialised to the example's length by the tracer). Convert once per sequence
+length you serve (e.g. pad to 128). ``cls_pool`` / ``masked_mean_pool`` are numpy helpers for the same
+poolings on any output.
+
 Refusals
 --------
 An op slimrt cannot run raises ``UnsupportedError`` naming the ATen op and the module path and class
@@ -52,7 +73,7 @@ import numpy as np
 
 from ..errors import FormatError, InputError, UnsupportedError
 
-__all__ = ["from_torch", "load_state_dict", "export"]
+__all__ = ["from_torch", "load_state_dict", "export", "BertForExport", "cls_pool", "masked_mean_pool"]
 
 
 def _torch():
@@ -184,6 +205,15 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, input_name
     """
     from .torch_convert import Converter
 
+    if _is_hf_bert(module):
+        module = BertForExport(module)
+        if output_names is None:
+            output_names = list(BertForExport.OUTPUT_NAMES[:3 if module.bert.pooler is not None else 2])
+            if module.bert.pooler is None:
+                output_names = ["last_hidden_state", "mean_pooled"]
+        if input_names is None:
+            n = len(example_inputs) if isinstance(example_inputs, (tuple, list)) else 1
+            input_names = ["input_ids", "attention_mask", "token_type_ids"][:n]
     ep = export(module, example_inputs, dynamic_batch=dynamic_batch)
     model = Converter(ep, root_class=type(module).__qualname__).convert(input_names=input_names,
                                                                         output_names=output_names)
@@ -228,3 +258,68 @@ def load_state_dict(path) -> dict:
             raise FormatError(f"state dict entry '{k}' is a {type(v).__name__}, not a tensor{hint}")
         out[k] = v
     return out
+
+
+# ---------------------------------------------------------------- Hugging Face BERT
+def _is_hf_bert(module):
+    cls = type(module)
+    return cls.__name__ == "BertModel" and cls.__module__.startswith("transformers.")
+
+
+def _bert_wrapper_class():
+    torch = _torch()
+
+    class _BertForExport(torch.nn.Module):
+        OUTPUT_NAMES = ("last_hidden_state", "pooler_output", "mean_pooled")
+
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+            big_neg = torch.finfo(torch.float32).min
+            # mask id (0 = padding, 1 = token) -> additive attention bias / token weight
+            self.register_buffer("mask_bias", torch.tensor([[big_neg], [0.0]]), persistent=False)
+            self.register_buffer("mask_weight", torch.tensor([[0.0], [1.0]]), persistent=False)
+            self.train(bert.training)  # export restores the wrapper's mode: it must be the model's own
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            F = torch.nn.functional
+            emb = self.bert.embeddings
+            seq = input_ids.shape[1]
+            h = emb.word_embeddings(input_ids) + emb.position_embeddings.weight[:seq]
+            if token_type_ids is not None:
+                h = h + emb.token_type_embeddings(token_type_ids)
+            else:
+                h = h + emb.token_type_embeddings.weight[0]
+            h = emb.dropout(emb.LayerNorm(h))
+            bias = F.embedding(attention_mask, self.mask_bias).squeeze(-1)[:, None, None, :]
+            out = self.bert.encoder(h, attention_mask=bias)
+            hs = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state
+            w = F.embedding(attention_mask, self.mask_weight)
+            mean = (hs * w).mean(dim=1) / w.mean(dim=1)
+            if self.bert.pooler is not None:
+                return hs, self.bert.pooler(hs), mean
+            return hs, mean
+
+    return _BertForExport
+
+
+def BertForExport(bert):  # noqa: N802 - a class factory (torch is imported lazily)
+    """Wraps a ``transformers.BertModel`` for import: ``forward(input_ids, attention_mask, token_type_ids=None)``
+    returns ``(last_hidden_state, pooler_output, mean_pooled)`` (no pooler: the middle one is left out).
+    See the module docstring."""
+    return _bert_wrapper_class()(bert)
+
+
+BertForExport.OUTPUT_NAMES = ("last_hidden_state", "pooler_output", "mean_pooled")
+
+
+def cls_pool(last_hidden_state):
+    """[B, S, D] -> [B, D]: the first ([CLS]) token's vector."""
+    return np.asarray(last_hidden_state)[:, 0, :]
+
+
+def masked_mean_pool(last_hidden_state, attention_mask):
+    """[B, S, D], [B, S] (0/1) -> [B, D]: the mean over the tokens whose mask is 1."""
+    h = np.asarray(last_hidden_state, dtype=np.float64)
+    m = np.asarray(attention_mask, dtype=np.float64)[..., None]
+    return ((h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)).astype(np.float32)

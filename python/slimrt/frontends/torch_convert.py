@@ -1454,7 +1454,62 @@ def _h_expand(c, a):
     shape, _ = c.out_shape()
     if tuple(shape) == x.shape:
         return x
-    raise c.unsupported("expand (broadcast materialisation)")
+    r = len(shape)
+    if x.rank != r or x.dtype != "float32":
+        raise c.unsupported("expand of a lower-rank or integer tensor")
+    grow = [i for i in range(r) if shape[i] != x.shape[i]]
+    if any(x.shape[i] != 1 or not isinstance(shape[i], int) for i in grow):
+        raise c.unsupported(f"expand from {x.shape} to {shape} (only size-1 axes to static sizes)")
+    # materialise the broadcast: x + zeros of the grown axes (add broadcasts numpy-style; exact for every value)
+    p = x.primary
+    zshape = [shape[q] if q in grow else 1 for q in p]
+    z = c.const(np.zeros(zshape, np.float32), hint=f"{c.base_name()}/expand_zeros")
+    return c.new(c.emit("add", [x.layouts[p], z], suffix="expand"), p)
+
+
+@handles("scaled_dot_product_attention")
+def _h_sdpa(c, a):
+    """softmax(q @ k^T * scale + mask) @ v, decomposed into matmul / mul / add / softmax / matmul."""
+    q, k, v = (_need_float(c, _need_dyn(c, a[n])) for n in ("query", "key", "value"))
+    if float(a.get("dropout_p") or 0.0) != 0.0:
+        raise c.unsupported("attention dropout")
+    if a.get("enable_gqa"):
+        raise c.unsupported("grouped-query attention")
+    if q.rank < 2 or k.rank != q.rank or v.rank != q.rank:
+        raise c.unsupported("attention operands of different ranks")
+    r = q.rank
+    L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = a.get("scale")
+    scale = 1.0 / float(np.sqrt(E)) if scale is None else float(scale)
+    qn = c.ir(q, ident(r))
+    swapped = ident(r - 2) + (r - 1, r - 2)
+    if ident(r) not in k.layouts and swapped in k.layouts:
+        kn, attrs = k.layouts[swapped], {}
+    else:
+        kn, attrs = c.ir(k, ident(r)), {"trans_b": 1}
+    scores = c.emit("matmul", [qn, kn], attrs, "scores")
+    scores = c.emit("mul", [scores, c.const(np.float32([scale]))], suffix="scale")
+    mask = a.get("attn_mask")
+    if a.get("is_causal"):
+        if not (isinstance(L, int) and isinstance(S, int)):
+            raise c.unsupported("causal attention over a dynamic sequence length")
+        tri = np.where(np.tril(np.ones((L, S), bool)), 0.0, -np.inf).astype(np.float32)
+        scores = c.emit("add", [scores, c.const(tri)], suffix="causal")
+    if mask is not None:
+        if isinstance(mask, Dyn):
+            if mask.dtype != "float32":
+                raise c.unsupported("a boolean/integer attention mask computed in the graph (pass an additive "
+                                    "float mask)")
+            mn = c.ir(mask, ident(mask.rank))
+        else:
+            m = mask.detach()
+            if m.dtype == torch.bool:
+                m = torch.zeros(m.shape).masked_fill(~m, float("-inf"))
+            mn = c.const(m.to(torch.float32))
+        scores = c.emit("add", [scores, mn], suffix="mask")
+    probs = c.emit("softmax", [scores], {"axis": -1}, "softmax")
+    out = c.emit("matmul", [probs, c.ir(v, ident(r))], suffix="context")
+    return c.new(out, ident(r))
 
 
 @handles("zeros_like", "ones_like", "full_like")
