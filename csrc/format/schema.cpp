@@ -1,6 +1,8 @@
 // Op schema table (mirror of ir.OPS) and attribute legality rules.
 #include "format/schema.h"
 
+#include "kernels/gemm/sgemm.h"
+
 #include <cmath>
 #include <unordered_map>
 
@@ -108,23 +110,17 @@ const OpSchema* find_op_schema(const std::string& op) {
   return it == index().end() ? nullptr : it->second;
 }
 
+// One table of activation names: kernels::act_name / parse_act (kernels/gemm/act.cpp).
 const std::vector<std::string>& activation_names() {
-  static const std::vector<std::string> n = {"none", "relu",      "relu6",      "leaky_relu",
-                                             "sigmoid", "tanh",   "gelu",       "gelu_tanh",
-                                             "silu", "hard_swish", "elu",       "hard_sigmoid"};
-  static_assert(kNumActs == 12, "activation_names() must list every Act");
+  static const std::vector<std::string> n = [] {
+    std::vector<std::string> v;
+    for (int i = 0; i < kNumActs; ++i) v.push_back(kernels::act_name(static_cast<Act>(i)));
+    return v;
+  }();
   return n;
 }
 
-bool parse_activation(const std::string& name, Act* out) {
-  const auto& n = activation_names();
-  for (size_t i = 0; i < n.size(); ++i)
-    if (n[i] == name) {
-      *out = static_cast<Act>(i);
-      return true;
-    }
-  return false;
-}
+bool parse_activation(const std::string& name, Act* out) { return kernels::parse_act(name.c_str(), out); }
 
 const char* attr_kind_name(AttrValue::Kind k) {
   switch (k) {

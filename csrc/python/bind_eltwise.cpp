@@ -14,6 +14,7 @@
 #include "kernels/dwconv/dwconv.h"
 #include "kernels/eltwise/eltwise.h"
 #include "kernels/pool/pool.h"
+#include "kernels/gemm/sgemm.h"
 #include "python/bind.h"
 
 namespace slimrt::py {
@@ -87,11 +88,9 @@ pyb::array out_f32(const pyb::object& out, const Shape& shape) {
 float* mptr(pyb::array& a) { return static_cast<float*>(a.mutable_data()); }
 
 Act act_arg(const std::string& s) {
-  static const char* names[kNumActs] = {"none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "gelu",
-                                        "gelu_tanh", "silu", "hard_swish", "elu", "hard_sigmoid"};
-  for (int i = 0; i < kNumActs; ++i)
-    if (s == names[i]) return static_cast<Act>(i);
-  bad("unknown activation '" + s + "'");
+  Act a;
+  if (!kernels::parse_act(s.c_str(), &a)) bad("unknown activation '" + s + "'");
+  return a;
 }
 
 std::vector<int64_t> ints_arg(const pyb::object& o, size_t n, const char* name) {
