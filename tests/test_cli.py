@@ -85,3 +85,34 @@ def test_compress_and_slim(converted, tmp_path):
 @pytest.mark.parametrize("cmd", ["convert", "inspect", "run", "bench", "demo", "compress", "slim"])
 def test_help(cmd):
     assert "usage:" in cli(cmd, "--help").stdout
+
+
+def test_convert_torch_factory_with_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    (tmp_path / "mynet.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),\n"
+        "                               torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 5))\n")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mynet", tmp_path / "mynet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    net = mod.make().eval()
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    r = subprocess.run([sys.executable, "-m", "slimrt", "convert", "mynet:make", "--state-dict", "w.pt",
+                        "--input-shape", "1,3,8,8", "-o", "m.slim"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    got = slimrt.Session(str(tmp_path / "m.slim")).run(x)[0]
+    want = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # a state dict that is not one is refused with one line
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    r = subprocess.run([sys.executable, "-m", "slimrt", "convert", "mynet:make", "--state-dict", "bad.pt",
+                        "--input-shape", "1,3,8,8", "-o", "b.slim"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("slimrt: error:")
