@@ -552,7 +552,7 @@ def test_forged_graph(rng):
     rejects(forge(m, {"node[1].output[0]": ids["x"]}), r"output value 'x' is defined twice")
     rejects(forge(m, {"input[0]": ids["w"]}), r"graph input 0: value 'w' is a constant")
     rejects(forge(m, {"node[0].op": b"dunce"}), r"node 0 'h1' \(dunce\): unknown op 'dunce'")
-    rejects(forge(m, {"node[0].inputs.count": 1, "node[0].input[0]": 0}), r"node 0 'h1' \(dense\): 1 inputs, expected 2\.\.3")
+    rejects(forge(m, {"node[0].inputs.count": 1, "node[0].input[0]": 0}), r"node 0 'h1' \(dense\): 1 inputs, expected 2\.\.4")
     rejects(forge(m, {"node[0].attr[act].kind": 1}), r"node 0 'h1' \(dense\): attribute 'act' must be str, got int")
     rejects(forge(m, {"node[0].attr[act].kind": 6}), r"attribute 'act': unknown attribute kind 6")
     rejects(forge(m, {"node[0].attr[act].name": b"bct"}), r"node 0 'h1' \(dense\): unknown attribute 'bct'")

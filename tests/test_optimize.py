@@ -116,3 +116,28 @@ def test_disable_and_unknown_pass(rng):
     with pytest.raises(slimrt.InputError, match="unknown optimizer pass"):
         optimize(m, disable=["nope"])
     assert set(PASSES) >= {"fold_batch_norm", "fuse_activation", "constant_fold", "dead_code"}
+
+
+@pytest.mark.parametrize("dw", [False, True])
+def test_fuse_residual_add_and_relu(rng, dw):
+    """A ResNet block: conv -> BN -> (+ shortcut) -> relu becomes one conv with residual and act in its epilogue."""
+    m = Model(inputs=[("x", (None, 6, 6, 8))])
+    y = m.add_node("conv2d", ["x", m.add_constant("w1", rnd(rng, 8, 3, 3, 8, scale=0.3))],
+                   dict(pads=[1, 1, 1, 1], act="relu"))
+    w2 = rnd(rng, 8, 3, 3, 1, scale=0.3) if dw else rnd(rng, 8, 3, 3, 8, scale=0.3)
+    y = m.add_node("conv2d", [y, m.add_constant("w2", w2)], dict(pads=[1, 1, 1, 1], groups=8 if dw else 1))
+    y = bn(m, rng, y, 8)
+    y = m.add_node("add", ["x", y])
+    m.outputs = [m.add_node("activation", [y], dict(act="relu"))]
+    o = optimize(m)
+    assert ops(o) == ["conv2d", "conv2d"]
+    last = o.nodes[-1]
+    assert last.attrs["residual"] == 1 and last.attrs["act"] == "relu" and last.inputs[-1] == "x"
+    same_outputs(m, o, rnd(rng, 3, 6, 6, 8))
+    # dense too
+    d = Model(inputs=[("x", (None, 5))])
+    h = d.add_node("dense", ["x", d.add_constant("w", rnd(rng, 5, 5)), d.add_constant("b", rnd(rng, 5))])
+    d.outputs = [d.add_node("add", [h, "x"])]
+    od = optimize(d)
+    assert ops(od) == ["dense"] and od.nodes[0].attrs["residual"] == 1
+    same_outputs(d, od, rnd(rng, 4, 5))

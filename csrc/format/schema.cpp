@@ -47,10 +47,11 @@ std::vector<OpSchema> build() {
   auto avg = pool;
   avg.push_back(I("count_include_pad", 1));
   return {
-      {"dense", 2, 3, 1, act({})},
+      {"dense", 2, 4, 1, act({I("residual", 0)})},
       {"matmul", 2, 2, 1, act({I("trans_b", 0)})},
-      {"conv2d", 2, 3, 1,
-       act({Is("strides", {1, 1}), Is("dilations", {1, 1}), Is("pads", {0, 0, 0, 0}), I("groups", 1), Is("kernel", {})})},
+      {"conv2d", 2, 4, 1,
+       act({Is("strides", {1, 1}), Is("dilations", {1, 1}), Is("pads", {0, 0, 0, 0}), I("groups", 1), Is("kernel", {}),
+            I("residual", 0)})},
       {"batch_norm", 5, 5, 1, {F("epsilon", 1e-3)}},
       {"activation", 1, 1, 1, act({})},
       {"prelu", 2, 2, 1, {}},
@@ -163,7 +164,8 @@ void check_node_attrs(const NodeDef& node, const OpSchema& schema, const std::st
       if (!std::isfinite(v.f)) bad(key, "must be finite");
     } else if (key == "epsilon") {
       if (!std::isfinite(v.f) || v.f < 0) bad(key, "must be finite and >= 0, got " + std::to_string(v.f));
-    } else if (key == "ceil_mode" || key == "count_include_pad" || key == "keepdims" || key == "trans_b") {
+    } else if (key == "ceil_mode" || key == "count_include_pad" || key == "keepdims" || key == "trans_b" ||
+               key == "residual") {
       if (v.i != 0 && v.i != 1) bad(key, "must be 0 or 1, got " + std::to_string(v.i));
     } else if (key == "perm") {
       std::vector<char> seen(v.ints.size(), 0);

@@ -32,6 +32,22 @@ std::array<int64_t, 4> conv_weight_dims(const BuildContext& c) {
   return {w.shape[0], k[0], k[1], w.shape[1] / (k[0] * k[1])};
 }
 
+int residual_input(const BuildContext& c, int* bias_index) {
+  int n = static_cast<int>(c.node.inputs.size());
+  int r = c.node.attr_int("residual") ? n - 1 : -1;
+  if (r >= 0 && r < 2) c.fail(Code::Format, "residual=1 needs a residual input after the weight");
+  if (r >= 0 && c.is_constant(r)) c.fail(Code::Format, "the residual input must not be a constant");
+  int with_bias = (r >= 0 ? n - 1 : n) > 2;
+  *bias_index = with_bias ? 2 : -1;
+  return r;
+}
+
+void check_residual(const std::vector<const TensorInfo*>& in, int ridx, const TensorInfo& out) {
+  if (ridx < 0) return;
+  if (in[ridx]->dtype != DType::F32 || in[ridx]->shape != out.shape)
+    shape_error("residual " + shape_str(in[ridx]->shape) + " does not match the output " + shape_str(out.shape));
+}
+
 void expect_f32(const TensorInfo& t, const char* what) {
   if (t.dtype != DType::F32)
     shape_error(std::string(what) + " must be float32, got " + dtype_name(t.dtype));

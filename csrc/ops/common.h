@@ -19,6 +19,11 @@ const float* vector_constant(const BuildContext& c, size_t input, int64_t n, con
 // [O, KH, KW, C/groups] of a conv2d weight: 4-D, or 2-D (e.g. CSR) with the `kernel` attribute.
 std::array<int64_t, 4> conv_weight_dims(const BuildContext& c);
 
+// Fused residual input of dense/conv2d (attribute residual=1: the last input, added before the
+// activation). Returns its input index, or -1; *bias_index gets the bias input or -1.
+int residual_input(const BuildContext& c, int* bias_index);
+void check_residual(const std::vector<const TensorInfo*>& in, int ridx, const TensorInfo& out);
+
 void expect_f32(const TensorInfo& t, const char* what);
 
 // Convolution / pooling output length (floor mode).

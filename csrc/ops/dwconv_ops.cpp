@@ -26,7 +26,9 @@ class DepthwiseConvOp : public Op {
     w_ = aligned_array<float>(taps * o_);
     for (int64_t o = 0; o < o_; ++o)
       for (int64_t t = 0; t < taps; ++t) w_[t * o_ + o] = w.as<float>()[o * taps + t];
-    if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, o_, "bias");
+    int bi;
+    ridx_ = ops::residual_input(c, &bi);
+    if (bi >= 0) bias_ = ops::vector_constant(c, bi, o_, "bias");
     act_ = ops::parse_act(c);
   }
   kernels::DwConv2dShape shape_of(const std::vector<int64_t>& x) const {
@@ -41,18 +43,24 @@ class DepthwiseConvOp : public Op {
     ops::expect_f32(*in[0], "input");
     auto s = shape_of(in[0]->shape);
     out[0] = {DType::F32, {s.n, s.oh, s.ow, o_}};
+    ops::check_residual(in, ridx_, out[0]);
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*, const RunContext& ctx) const override {
     Epilogue ep;
     ep.bias = bias_;
     ep.act = act_.first;
     ep.alpha = act_.second;
+    if (ridx_ >= 0) {
+      ep.residual = in[ridx_]->as<float>();
+      ep.ldr = o_;
+    }
     kernels::dwconv2d(shape_of(in[0]->shape()), in[0]->as<float>(), w_.get(), ep, out[0]->as<float>(), isa_, ctx.threads);
   }
-  bool reads_at_run(size_t i) const override { return i == 0; }
+  bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
   std::string kernel_name() const override { return std::string("dwconv_") + isa_name(isa_); }
  private:
   Isa isa_;
+  int ridx_ = -1;
   int64_t o_, c_;
   kernels::DwConv2dShape base_;
   AlignedPtr<float> w_;

@@ -26,7 +26,9 @@ class DenseOp : public Op {
     w_.push_back(ops::make_weight_matrix(c, 1, {n_, 1, 1, k_}, 1, false));
     if (c.tune && !ops::weight_is_dense_f32(c, 1))
       w_.push_back(ops::make_weight_matrix(c, 1, {n_, 1, 1, k_}, 1, false, true));
-    if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, n_, "bias");
+    int bi;
+    ridx_ = ops::residual_input(c, &bi);
+    if (bi >= 0) bias_ = ops::vector_constant(c, bi, n_, "bias");
     ep_act_ = ops::parse_act(c);
   }
   int num_variants() const override { return static_cast<int>(w_.size()); }
@@ -39,6 +41,7 @@ class DenseOp : public Op {
     std::vector<int64_t> r = s;
     r.back() = n_;
     out[0] = {DType::F32, r};
+    ops::check_residual(in, ridx_, out[0]);
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
     size_t ws = 0;
@@ -52,12 +55,17 @@ class DenseOp : public Op {
     ep.bias = bias_;
     ep.act = ep_act_.first;
     ep.alpha = ep_act_.second;
+    if (ridx_ >= 0) {
+      ep.residual = in[ridx_]->as<float>();
+      ep.ldr = n_;
+    }
     w_[ctx.variant]->dense(m, in[0]->as<float>(), k_, out[0]->as<float>(), n_, ep, ws, ctx.threads);
   }
-  bool reads_at_run(size_t i) const override { return i == 0; }
+  bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
   std::string kernel_name() const override { return w_[0]->name(); }
 
  private:
+  int ridx_ = -1;
   int64_t n_ = 0, k_ = 0;
   std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
   const float* bias_ = nullptr;
@@ -180,7 +188,9 @@ class Conv2dOp : public Op {
     pt_ = pd[0]; pl_ = pd[1]; pb_ = pd[2]; pr_ = pd[3];
     w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true));
     if (c.tune && !ops::weight_is_dense_f32(c, 1)) w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true, true));
-    if (c.node.inputs.size() > 2) bias_ = ops::vector_constant(c, 2, o_, "bias");
+    int bi;
+    ridx_ = ops::residual_input(c, &bi);
+    if (bi >= 0) bias_ = ops::vector_constant(c, bi, o_, "bias");
     act_ = ops::parse_act(c);
   }
   kernels::Conv2dShape shape_of(const std::vector<int64_t>& s) const {
@@ -199,6 +209,7 @@ class Conv2dOp : public Op {
     int64_t oh = ops::conv_out(s[1], kh_, sh_, dh_, pt_, pb_), ow = ops::conv_out(s[2], kw_, sw_, dw_, pl_, pr_);
     if (oh <= 0 || ow <= 0) shape_error("input " + shape_str(s) + " is smaller than the kernel");
     out[0] = {DType::F32, {s[0], oh, ow, o_}};
+    ops::check_residual(in, ridx_, out[0]);
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
     size_t ws = 0;
@@ -211,9 +222,13 @@ class Conv2dOp : public Op {
     ep.bias = bias_;
     ep.act = act_.first;
     ep.alpha = act_.second;
+    if (ridx_ >= 0) {
+      ep.residual = in[ridx_]->as<float>();
+      ep.ldr = o_;
+    }
     w_[ctx.variant]->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), ep, ws, ctx.threads);
   }
-  bool reads_at_run(size_t i) const override { return i == 0; }
+  bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
   int num_variants() const override { return static_cast<int>(w_.size()); }
   std::string variant_name(int v) const override {
     bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
@@ -223,6 +238,7 @@ class Conv2dOp : public Op {
 
  private:
   Isa isa_;
+  int ridx_ = -1;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
   std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
   const float* bias_ = nullptr;

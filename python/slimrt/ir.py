@@ -39,13 +39,15 @@ _ACT_ATTRS = {"act": (STR, "none"), "alpha": (FLOAT, 0.0)}
 
 # op -> (min inputs, max inputs, {attr: (type, default)})
 OPS: dict[str, tuple[int, int, dict[str, tuple[str, Any]]]] = {
-    # y[..., n] = act(sum_k x[..., k] * w[n, k] + b[n]); w [N, K] constant
-    "dense": (2, 3, dict(_ACT_ATTRS)),
+    # y[..., n] = act(sum_k x[..., k] * w[n, k] + b[n] (+ r[..., n])); w [N, K] constant.
+    # residual=1: the last input r (shape of y) is added before the activation (fused residual add).
+    "dense": (2, 4, {"residual": (INT, 0), **_ACT_ATTRS}),
     # batched a @ b (numpy broadcasting over leading dims); trans_b: b is [..., N, K]
     "matmul": (2, 2, {"trans_b": (INT, 0), **_ACT_ATTRS}),
     # x NHWC, w [O, KH, KW, C/groups] (or 2-D [O, KH*KW*C/groups], e.g. CSR, with kernel=[KH, KW]), b [O]
-    "conv2d": (2, 3, {"strides": (INTS, [1, 1]), "dilations": (INTS, [1, 1]),
-                      "pads": (INTS, [0, 0, 0, 0]), "groups": (INT, 1), "kernel": (INTS, []), **_ACT_ATTRS}),
+    "conv2d": (2, 4, {"strides": (INTS, [1, 1]), "dilations": (INTS, [1, 1]),
+                      "pads": (INTS, [0, 0, 0, 0]), "groups": (INT, 1), "kernel": (INTS, []), "residual": (INT, 0),
+                      **_ACT_ATTRS}),
     # y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis; inputs x, gamma, beta, mean, var
     "batch_norm": (5, 5, {"epsilon": (FLOAT, 1e-3)}),
     # y = act(x)

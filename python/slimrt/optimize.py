@@ -226,6 +226,36 @@ def fuse_activation(model: Model) -> bool:
     return changed
 
 
+def fuse_residual(model: Model) -> bool:
+    """add(conv2d/dense(x), r) -> conv2d/dense with r added in the kernel epilogue (residual=1), so a
+    ResNet block's add (and the activation after it, see fuse_activation) cost no extra pass."""
+    uses = _consumers(model)
+    prod = _producer(model)
+    order = {n.name: i for i, n in enumerate(model.nodes)}
+    shapes = None
+    for add in list(model.nodes):
+        if add.op != "add" or any(i in model.constants for i in add.inputs) or add.inputs[0] == add.inputs[1]:
+            continue
+        for k in (0, 1):
+            p = prod.get(add.inputs[k])
+            other = add.inputs[1 - k]
+            if (p is None or p.op not in WEIGHT_OPS or p.attr("act") != "none" or p.attr("residual")
+                    or _sole_consumer(model, uses, p.outputs[0]) is not add):
+                continue
+            po = prod.get(other)
+            if po is not None and order[po.name] >= order[p.name]:
+                continue  # the residual must exist before the conv runs
+            shapes = shapes or infer_shapes(model)
+            if shapes.get(other) is None or shapes.get(other) != shapes.get(p.outputs[0]):
+                continue  # no broadcasting in the epilogue
+            p.inputs.append(other)
+            p.attrs["residual"] = 1
+            p.outputs = list(add.outputs)
+            model.nodes.remove(add)
+            return True
+    return False
+
+
 def fold_pad_into_conv(model: Model) -> bool:
     """pad (zeros, H/W only) -> conv2d: the convolution pads instead."""
     uses = _consumers(model)
@@ -367,6 +397,7 @@ PASSES = {
     "fold_batch_norm_forward": fold_batch_norm_forward,
     "fold_pad_into_conv": fold_pad_into_conv,
     "fold_transpose_into_dense": fold_transpose_into_dense,
+    "fuse_residual": fuse_residual,
     "fuse_activation": fuse_activation,
     "dead_code": dead_code,
 }

@@ -116,9 +116,13 @@ def run_node(node, args):
     op, a = node.op, node.attr
     x = args[0]
     if op == "dense":
+        res = args[-1] if a("residual") else None
+        rest = args[:-1] if a("residual") else args
         y = x @ args[1].T
-        if len(args) > 2:
-            y = y + args[2]
+        if len(rest) > 2:
+            y = y + rest[2]
+        if res is not None:
+            y = y + res
         return activation(y, a("act"), a("alpha"))
     if op == "matmul":
         b = np.swapaxes(args[1], -1, -2) if a("trans_b") else args[1]
@@ -128,8 +132,11 @@ def run_node(node, args):
         if w.ndim == 2:
             kh, kw = a("kernel")
             w = w.reshape(w.shape[0], kh, kw, -1)
-        y = conv2d(x, w, args[2] if len(args) > 2 else None, a("strides"), a("dilations"),
+        rest = args[:-1] if a("residual") else args
+        y = conv2d(x, w, rest[2] if len(rest) > 2 else None, a("strides"), a("dilations"),
                    a("pads"), a("groups"))
+        if a("residual"):
+            y = y + args[-1]
         return activation(y, a("act"), a("alpha"))
     if op == "batch_norm":
         g, beta, mean, var = args[1:]
