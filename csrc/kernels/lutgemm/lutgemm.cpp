@@ -99,27 +99,7 @@ inline float table_value(const PackedLut& p, int64_t n, int64_t k) {
 
 void epilogue_row(float* y, const float* acc, int64_t cnt, int64_t n0, const PackedLut& W, const Epilogue& ep,
                   const float* res, Isa isa) {
-  const float* rs = W.row_scale ? W.row_scale.get() + n0 : nullptr;
-  const float* es = ep.scale ? ep.scale + n0 : nullptr;
-  const float* bi = ep.bias ? ep.bias + n0 : nullptr;
-  for (int64_t j = 0; j < cnt; ++j) {
-    float v = acc[j];
-    if (rs) v *= rs[j];
-    if (es) v *= es[j];
-    if (bi) v += bi[j];
-    if (res) v += res[j];
-    y[j] = v;
-  }
-  if (ep.act != Act::None) apply_act_inplace(y, cnt, ep.act, ep.alpha, isa);
-}
-
-void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epilogue& ep) {
-  if (!ep.residual || M == 0 || N == 0) return;
-  if (M > 1 && ep.ldr < N) bad("residual ldr < N");
-  const float* r0 = ep.residual;
-  const float* r1 = ep.residual + (M - 1) * ep.ldr + N;
-  const float* y1 = y + (M - 1) * ldy + N;
-  if (r0 < y1 && y < r1) bad("residual overlaps the output");
+  kernels::epilogue_row(y, acc, cnt, W.row_scale ? W.row_scale.get() + n0 : nullptr, ep, n0, res, isa);
 }
 
 int64_t kpad(const PackedLut& W) { return W.nblocks * W.kblock; }
@@ -230,7 +210,7 @@ void lut_dense(int64_t M, const float* x, int64_t ldx, const PackedLut& W, float
   if (M > 1 && (ldx < W.K || ldy < W.N)) bad("leading dimension smaller than the row");
   if (static_cast<int>(ep.act) < 0 || static_cast<int>(ep.act) >= kNumActs) bad("unknown activation");
   if (!isa_supported(W.isa)) fail(Code::Unsupported, "lutgemm: the matrix was packed for an ISA this CPU lacks");
-  check_residual(M, W.N, y, ldy, ep);
+  check_residual(M, W.N, y, ldy, ep, "lutgemm");
   int T = clamp_threads(threads);
   if (double(M) * W.N * W.K < 65536.0) T = 1;
   if (W.isa == Isa::Scalar) {
@@ -275,7 +255,7 @@ void lut_conv2d(const Conv2dShape& s, const float* x, const PackedLut& W, float*
   if (s.N == 0) return;
   if (!x || !y) bad("null pointer");
   const int64_t M = s.N * s.OH() * s.OW();
-  check_residual(M, s.O, y, s.O, ep);
+  check_residual(M, s.O, y, s.O, ep, "lutgemm");
   AlignedPtr<char> own;
   if (!ws) {
     own = aligned_array<char>(lut_conv2d_workspace(s, W, threads));

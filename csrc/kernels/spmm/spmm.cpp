@@ -79,31 +79,6 @@ std::vector<int64_t> balance_rows(const int64_t* indptr, int64_t r0, int64_t r1,
   return b;
 }
 
-// y[j] = act(acc[j] * rs[j] * es[j] + bias[j] + res[j]) for j < cnt (pointers already offset).
-void epilogue_row(float* y, const float* acc, int64_t cnt, const float* rs, const Epilogue& ep, int64_t n0,
-                  const float* res, Isa isa) {
-  const float* es = ep.scale ? ep.scale + n0 : nullptr;
-  const float* bi = ep.bias ? ep.bias + n0 : nullptr;
-  for (int64_t j = 0; j < cnt; ++j) {
-    float v = acc[j];
-    if (rs) v *= rs[j];
-    if (es) v *= es[j];
-    if (bi) v += bi[j];
-    if (res) v += res[j];
-    y[j] = v;
-  }
-  if (ep.act != Act::None) apply_act_inplace(y, cnt, ep.act, ep.alpha, isa);
-}
-
-void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epilogue& ep) {
-  if (!ep.residual || M == 0 || N == 0) return;
-  if (M > 1 && ep.ldr < N) bad("residual ldr < N");
-  const float* r0 = ep.residual;
-  const float* r1 = ep.residual + (M - 1) * ep.ldr + N;
-  const float* y0 = y;
-  const float* y1 = y + (M - 1) * ldy + N;
-  if (r0 < y1 && y0 < r1) bad("residual overlaps the output");
-}
 
 void check_args(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, const float* y, int64_t ldy,
                 const Epilogue& ep) {
@@ -113,7 +88,7 @@ void check_args(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, cons
   if (M > 1 && (ldx < W.K || ldy < W.N)) bad("leading dimension smaller than the row");
   if (static_cast<int>(ep.act) < 0 || static_cast<int>(ep.act) >= kNumActs) bad("unknown activation");
   if (!isa_supported(W.isa)) fail(Code::Unsupported, "csr: the matrix was packed for an ISA this CPU lacks");
-  check_residual(M, W.N, y, ldy, ep);
+  check_residual(M, W.N, y, ldy, ep, "csr");
 }
 
 // Rows [r0, r1) of W (y, ep pointers relative to column r0). x rows ldx apart.
@@ -220,6 +195,32 @@ size_t rows_workspace(int64_t M, int64_t K, Isa isa, int threads) {
 }
 
 }  // namespace
+
+// y[j] = act(acc[j] * rs[j] * es[j] + bias[j] + res[j]) for j < cnt (pointers already offset).
+void epilogue_row(float* y, const float* acc, int64_t cnt, const float* rs, const Epilogue& ep, int64_t n0,
+                  const float* res, Isa isa) {
+  const float* es = ep.scale ? ep.scale + n0 : nullptr;
+  const float* bi = ep.bias ? ep.bias + n0 : nullptr;
+  for (int64_t j = 0; j < cnt; ++j) {
+    float v = acc[j];
+    if (rs) v *= rs[j];
+    if (es) v *= es[j];
+    if (bi) v += bi[j];
+    if (res) v += res[j];
+    y[j] = v;
+  }
+  if (ep.act != Act::None) apply_act_inplace(y, cnt, ep.act, ep.alpha, isa);
+}
+
+void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epilogue& ep, const char* who) {
+  if (!ep.residual || M == 0 || N == 0) return;
+  if (M > 1 && ep.ldr < N) fail(Code::InvalidArgument, std::string(who) + ": residual ldr < N");
+  const float* r0 = ep.residual;
+  const float* r1 = ep.residual + (M - 1) * ep.ldr + N;
+  const float* y0 = y;
+  const float* y1 = y + (M - 1) * ldy + N;
+  if (r0 < y1 && y0 < r1) fail(Code::InvalidArgument, std::string(who) + ": residual overlaps the output");
+}
 
 size_t PackedCsr::bytes() const {
   return sizeof(int64_t) * (N + 1) + size_t(nnz) * ((idx16 ? 2 : 4) + (int8 ? 1 : 4)) + (int8 ? 4 * N : 0);
@@ -347,7 +348,7 @@ void csr_conv2d(const Conv2dShape& s, const float* x, const PackedCsr& W, float*
   if (s.N == 0) return;
   if (!x || !y) bad("null pointer");
   const int64_t M = s.N * s.OH() * s.OW(), G = s.groups, Cg = s.C / G, Og = s.O / G, Kc = W.K;
-  check_residual(M, s.O, y, s.O, ep);
+  check_residual(M, s.O, y, s.O, ep, "csr");
   AlignedPtr<char> own;
   if (!ws) {
     own = aligned_array<char>(csr_conv2d_workspace(s, W, threads));

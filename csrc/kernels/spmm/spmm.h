@@ -72,6 +72,13 @@ size_t csr_conv2d_workspace(const Conv2dShape& s, const PackedCsr& W, int thread
 void csr_conv2d(const Conv2dShape& s, const float* x, const PackedCsr& W, float* y, const Epilogue& ep,
                 void* ws, int threads);
 
+// Epilogue helpers shared with lutgemm (the kernels accumulate a row, then these finish it):
+// y[j] = act(acc[j] * rs[j] * ep.scale[n0+j] + ep.bias[n0+j] + res[j]) for j < cnt (rs, res may be null).
+void epilogue_row(float* y, const float* acc, int64_t cnt, const float* rs, const Epilogue& ep, int64_t n0,
+                  const float* res, Isa isa);
+// Throws InvalidArgument ("<who>: ...") when ep.residual would overlap y or has ldr < N.
+void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epilogue& ep, const char* who);
+
 // Helper shared with lutgemm: gathers im2col rows [m0, m0+rows) (output pixels) of
 // group g of an NHWC input into dst[rows][KH*KW*Cg] (out-of-image taps are 0).
 void im2col_rows(const Conv2dShape& s, const float* x, int64_t g, int64_t m0, int64_t rows, float* dst);
