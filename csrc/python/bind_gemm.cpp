@@ -11,6 +11,7 @@
 #include "core/threadpool.h"
 #include "kernels/gemm/conv2d.h"
 #include "kernels/gemm/sgemm.h"
+#include "python/args.h"
 #include "python/bind.h"
 
 namespace slimrt::py {
@@ -18,96 +19,7 @@ namespace {
 
 using slimrt::Act;
 using kernels::PackedSgemmB;
-
-[[noreturn]] void bad(const std::string& msg) { throw Error(Code::InvalidArgument, msg); }
-
-pyb::array as_f32(const pyb::object& o, const char* name) {
-  if (!pyb::isinstance<pyb::array>(o)) bad(std::string(name) + " must be a numpy array");
-  pyb::array a = pyb::reinterpret_borrow<pyb::array>(o);
-  if (!a.dtype().is(pyb::dtype::of<float>()))
-    bad(std::string(name) + " must have dtype float32, got " + std::string(pyb::str(a.dtype())));
-  return a;
-}
-
-// A 2-D float32 matrix with unit column stride; rows `ld` floats apart.
-struct Mat {
-  pyb::array arr;
-  float* ptr;
-  int64_t rows, cols, ld;
-};
-
-Mat as_mat(const pyb::object& o, const char* name, bool writable = false) {
-  pyb::array a = as_f32(o, name);
-  if (a.ndim() != 2) bad(std::string(name) + " must be 2-D");
-  if (writable && !a.writeable()) bad(std::string(name) + " must be writable");
-  const int64_t r = a.shape(0), c = a.shape(1);
-  const int64_t s0 = a.strides(0), s1 = a.strides(1);
-  if (c > 1 && s1 != 4) bad(std::string(name) + " must have contiguous rows (unit stride on the last axis)");
-  if (r > 1 && (s0 < 0 || s0 % 4 || s0 / 4 < c))
-    bad(std::string(name) + " must have non-negative, float-aligned row strides >= its width");
-  Mat m{a, static_cast<float*>(const_cast<void*>(a.data())), r, c, r > 1 ? s0 / 4 : c};
-  return m;
-}
-
-pyb::array c_contig(const pyb::object& o, const char* name, int ndim) {
-  pyb::array a = as_f32(o, name);
-  if (a.ndim() != ndim) bad(std::string(name) + " must be " + std::to_string(ndim) + "-D");
-  if (!(a.flags() & pyb::array::c_style)) bad(std::string(name) + " must be C-contiguous");
-  return a;
-}
-
-const float* vec_arg(const pyb::object& o, const char* name, int64_t n, pyb::array* keep) {
-  if (o.is_none()) return nullptr;
-  *keep = c_contig(o, name, 1);
-  if (keep->shape(0) != n) bad(std::string(name) + " must have length " + std::to_string(n));
-  return static_cast<const float*>(keep->data());
-}
-
-Act act_arg(const std::string& name) {
-  Act a;
-  if (!kernels::parse_act(name.c_str(), &a)) bad("unknown activation '" + name + "'");
-  return a;
-}
-
-// Output [M][N]: a new array, or the caller's writable view.
-Mat out_arg(const pyb::object& out, int64_t M, int64_t N) {
-  if (out.is_none()) {
-    pyb::array_t<float> a({M, N});
-    return as_mat(a, "out", true);
-  }
-  Mat m = as_mat(out, "out", true);
-  if (m.rows != M || m.cols != N)
-    bad("out must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
-  return m;
-}
-
-struct EpArgs {
-  Epilogue ep;
-  pyb::array keep_bias, keep_scale;
-  Mat residual{};
-};
-
-EpArgs epilogue_args(int64_t M, int64_t N, const pyb::object& bias, const pyb::object& scale,
-                     const pyb::object& residual, const std::string& act, float alpha) {
-  EpArgs e;
-  e.ep.bias = vec_arg(bias, "bias", N, &e.keep_bias);
-  e.ep.scale = vec_arg(scale, "scale", N, &e.keep_scale);
-  if (!residual.is_none()) {
-    e.residual = as_mat(residual, "residual");
-    if (e.residual.rows != M || e.residual.cols != N)
-      bad("residual must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
-    e.ep.residual = e.residual.ptr;
-    e.ep.ldr = e.residual.ld;
-  }
-  e.ep.act = act_arg(act);
-  e.ep.alpha = alpha;
-  return e;
-}
-
-int threads_arg(int threads) {
-  if (threads < 0) bad("threads must be >= 0 (0 = default)");
-  return threads;
-}
+using namespace args;
 
 // A packed weight handle: the weights are packed once, run() times only the GEMM.
 struct PyPackedSgemm {
@@ -115,10 +27,10 @@ struct PyPackedSgemm {
 
   pyb::array run(const pyb::object& a_obj, const pyb::object& bias, const std::string& act, float alpha,
                  const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
-    Mat a = as_mat(a_obj, "a");
+    Mat<float> a = as_mat<float>(a_obj, "a");
     if (a.cols != b->K) bad("a must have shape (M, " + std::to_string(b->K) + ")");
     EpArgs e = epilogue_args(a.rows, b->N, bias, scale, residual, act, alpha);
-    Mat c = out_arg(out, a.rows, b->N);
+    Mat<float> c = out_mat<float>(out, a.rows, b->N);
     threads = threads_arg(threads);
     {
       pyb::gil_scoped_release nogil;
@@ -129,7 +41,7 @@ struct PyPackedSgemm {
 };
 
 std::unique_ptr<PackedSgemmB> pack_w(const pyb::object& w_obj, Isa isa) {
-  pyb::array w = c_contig(w_obj, "w", 2);
+  pyb::array w = c_contig<float>(w_obj, "w", 2);
   const float* p = static_cast<const float*>(w.data());
   const int64_t N = w.shape(0), K = w.shape(1);
   pyb::gil_scoped_release nogil;
@@ -141,7 +53,7 @@ struct PyPackedConv2d {
   std::unique_ptr<kernels::PackedConv2d> w;
 
   void pack(const pyb::object& w_obj, int64_t groups, Isa isa) {
-    pyb::array wa = c_contig(w_obj, "w", 4);
+    pyb::array wa = c_contig<float>(w_obj, "w", 4);
     if (groups < 1) bad("groups must be >= 1");
     const int64_t O = wa.shape(0), KH = wa.shape(1), KW = wa.shape(2), Cg = wa.shape(3);
     if (O < 1 || KH < 1 || KW < 1 || Cg < 1) bad("w must have a non-zero shape (O, KH, KW, C/groups)");
@@ -154,7 +66,7 @@ struct PyPackedConv2d {
   pyb::array run(const pyb::object& x_obj, const pyb::object& bias, std::vector<int64_t> strides,
                  std::vector<int64_t> dilations, std::vector<int64_t> pads, const std::string& act, float alpha,
                  const pyb::object& residual, int threads, const pyb::object& out) {
-    pyb::array x = c_contig(x_obj, "x", 4);
+    pyb::array x = c_contig<float>(x_obj, "x", 4);
     if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
       bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
     kernels::Conv2dShape s;
@@ -179,7 +91,7 @@ struct PyPackedConv2d {
     ep.alpha = alpha;
     pyb::array res;
     if (!residual.is_none()) {
-      res = c_contig(residual, "residual", 4);
+      res = c_contig<float>(residual, "residual", 4);
       if (res.shape(0) != s.N || res.shape(1) != OH || res.shape(2) != OW || res.shape(3) != s.O)
         bad("residual must have the output's shape");
       ep.residual = static_cast<const float*>(res.data());
@@ -189,7 +101,7 @@ struct PyPackedConv2d {
     if (out.is_none()) {
       y = pyb::array_t<float>({s.N, OH, OW, s.O});
     } else {
-      y = c_contig(out, "out", 4);
+      y = c_contig<float>(out, "out", 4);
       if (!y.writeable()) bad("out must be writable");
       if (y.shape(0) != s.N || y.shape(1) != OH || y.shape(2) != OW || y.shape(3) != s.O)
         bad("out must have shape (N, OH, OW, O)");
@@ -251,13 +163,13 @@ SLIMRT_PY_BIND(gemm) {
       "sgemm_nn",
       [](const pyb::object& a_obj, const pyb::object& b_obj, bool trans_b, const pyb::object& isa_obj,
          int threads, const pyb::object& out) {
-        Mat a = as_mat(a_obj, "a");
-        Mat b = as_mat(b_obj, "b");
+        Mat<float> a = as_mat<float>(a_obj, "a");
+        Mat<float> b = as_mat<float>(b_obj, "b");
         const int64_t K = trans_b ? b.cols : b.rows, N = trans_b ? b.rows : b.cols;
         if (a.cols != K) bad("inner dimensions of a and b do not match");
         Isa isa = isa_arg(isa_obj);
         threads = threads_arg(threads);
-        Mat c = out_arg(out, a.rows, N);
+        Mat<float> c = out_mat<float>(out, a.rows, N);
         {
           pyb::gil_scoped_release nogil;
           Epilogue ep;
@@ -302,7 +214,7 @@ SLIMRT_PY_BIND(gemm) {
   k.def(
       "apply_act",
       [](const pyb::object& x_obj, const std::string& act, float alpha, const pyb::object& isa_obj) {
-        pyb::array x = as_f32(x_obj, "x");
+        pyb::array x = typed<float>(x_obj, "x");
         Act a = act_arg(act);
         Isa isa = isa_arg(isa_obj);
         // A fresh C-contiguous copy, then in place.

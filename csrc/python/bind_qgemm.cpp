@@ -13,6 +13,7 @@
 #include "core/threadpool.h"
 #include "kernels/gemm/sgemm.h"
 #include "kernels/qgemm/qgemm.h"
+#include "python/args.h"
 #include "python/bind.h"
 
 namespace slimrt::py {
@@ -20,92 +21,7 @@ namespace {
 
 using kernels::PackedQ8B;
 
-[[noreturn]] void bad(const std::string& msg) { throw Error(Code::InvalidArgument, msg); }
-
-template <typename T>
-const char* dtype_name() {
-  if (std::is_same<T, float>::value) return "float32";
-  if (std::is_same<T, uint8_t>::value) return "uint8";
-  if (std::is_same<T, int8_t>::value) return "int8";
-  return "int32";
-}
-
-template <typename T>
-pyb::array typed(const pyb::object& o, const char* name) {
-  if (!pyb::isinstance<pyb::array>(o)) bad(std::string(name) + " must be a numpy array");
-  pyb::array a = pyb::reinterpret_borrow<pyb::array>(o);
-  if (!a.dtype().is(pyb::dtype::of<T>()))
-    bad(std::string(name) + " must have dtype " + dtype_name<T>() + ", got " + std::string(pyb::str(a.dtype())));
-  return a;
-}
-
-// A 2-D matrix with unit column stride; rows `ld` elements apart.
-template <typename T>
-struct Mat {
-  pyb::array arr;
-  T* ptr = nullptr;
-  int64_t rows = 0, cols = 0, ld = 0;
-};
-
-template <typename T>
-Mat<T> as_mat(const pyb::object& o, const char* name, bool writable = false) {
-  pyb::array a = typed<T>(o, name);
-  if (a.ndim() != 2) bad(std::string(name) + " must be 2-D");
-  if (writable && !a.writeable()) bad(std::string(name) + " must be writable");
-  const int64_t r = a.shape(0), c = a.shape(1), es = sizeof(T);
-  const int64_t s0 = a.strides(0), s1 = a.strides(1);
-  if (c > 1 && s1 != es) bad(std::string(name) + " must have contiguous rows (unit stride on the last axis)");
-  if (r > 1 && (s0 < 0 || s0 % es || s0 / es < c))
-    bad(std::string(name) + " must have non-negative, element-aligned row strides >= its width");
-  Mat<T> m;
-  m.arr = a;
-  m.ptr = static_cast<T*>(const_cast<void*>(a.data()));
-  m.rows = r;
-  m.cols = c;
-  m.ld = r > 1 ? s0 / es : std::max<int64_t>(c, 1);
-  return m;
-}
-
-template <typename T>
-Mat<T> out_mat(const pyb::object& out, int64_t M, int64_t N) {
-  if (out.is_none()) {
-    pyb::array_t<T> a({M, N});
-    return as_mat<T>(a, "out", true);
-  }
-  Mat<T> m = as_mat<T>(out, "out", true);
-  if (m.rows != M || m.cols != N)
-    bad("out must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
-  return m;
-}
-
-template <typename T>
-pyb::array c_contig(const pyb::object& o, const char* name, int ndim) {
-  pyb::array a = typed<T>(o, name);
-  if (a.ndim() != ndim) bad(std::string(name) + " must be " + std::to_string(ndim) + "-D");
-  if (!(a.flags() & pyb::array::c_style)) bad(std::string(name) + " must be C-contiguous");
-  return a;
-}
-
-const float* vec_arg(const pyb::object& o, const char* name, int64_t n, pyb::array* keep, bool required = false) {
-  if (o.is_none()) {
-    if (required) bad(std::string(name) + " is required");
-    return nullptr;
-  }
-  *keep = c_contig<float>(o, name, 1);
-  if (keep->shape(0) != n) bad(std::string(name) + " must have length " + std::to_string(n));
-  return static_cast<const float*>(keep->data());
-}
-
-Act act_arg(const std::string& name) {
-  Act a;
-  if (!kernels::parse_act(name.c_str(), &a)) bad("unknown activation '" + name + "'");
-  return a;
-}
-
-int threads_arg(int threads) {
-  if (threads < 0) bad("threads must be >= 0 (0 = default)");
-  return threads <= 0 ? default_threads() : threads;
-}
+using namespace args;
 
 struct Residual {
   Mat<float> m;

@@ -12,14 +12,15 @@
 #include "kernels/gemm/sgemm.h"
 #include "kernels/lutgemm/lutgemm.h"
 #include "kernels/spmm/spmm.h"
+#include "python/args.h"
 #include "python/bind.h"
 
 namespace slimrt::py {
 namespace {
 
 using kernels::CsrType;
+using namespace args;
 
-[[noreturn]] void bad(const std::string& msg) { throw Error(Code::InvalidArgument, msg); }
 
 pyb::array arr_arg(const pyb::object& o, const char* name) {
   if (!pyb::isinstance<pyb::array>(o)) bad(std::string(name) + " must be a numpy array");
@@ -36,73 +37,6 @@ pyb::array contig(const pyb::object& o, const char* name, int ndim) {
   return a;
 }
 
-pyb::array f32(const pyb::object& o, const char* name, int ndim) {
-  pyb::array a = contig(o, name, ndim);
-  if (!is<float>(a)) bad(std::string(name) + " must have dtype float32, got " + std::string(pyb::str(a.dtype())));
-  return a;
-}
-
-// 2-D float32 with unit column stride; rows ld floats apart.
-struct Mat {
-  pyb::array arr;
-  float* ptr;
-  int64_t rows, cols, ld;
-};
-
-Mat as_mat(const pyb::object& o, const char* name, bool writable = false) {
-  pyb::array a = arr_arg(o, name);
-  if (!is<float>(a)) bad(std::string(name) + " must have dtype float32, got " + std::string(pyb::str(a.dtype())));
-  if (a.ndim() != 2) bad(std::string(name) + " must be 2-D");
-  if (writable && !a.writeable()) bad(std::string(name) + " must be writable");
-  const int64_t r = a.shape(0), c = a.shape(1), s0 = a.strides(0), s1 = a.strides(1);
-  if (c > 1 && s1 != 4) bad(std::string(name) + " must have contiguous rows (unit stride on the last axis)");
-  if (r > 1 && (s0 < 0 || s0 % 4 || s0 / 4 < c))
-    bad(std::string(name) + " must have non-negative, float-aligned row strides >= its width");
-  return Mat{a, static_cast<float*>(const_cast<void*>(a.data())), r, c, r > 1 ? s0 / 4 : c};
-}
-
-Mat out_arg(const pyb::object& out, int64_t M, int64_t N) {
-  if (out.is_none()) return as_mat(pyb::array_t<float>({M, N}), "out", true);
-  Mat m = as_mat(out, "out", true);
-  if (m.rows != M || m.cols != N) bad("out must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
-  return m;
-}
-
-const float* vec_arg(const pyb::object& o, const char* name, int64_t n, pyb::array* keep) {
-  if (o.is_none()) return nullptr;
-  *keep = f32(o, name, 1);
-  if (keep->shape(0) != n) bad(std::string(name) + " must have length " + std::to_string(n));
-  return static_cast<const float*>(keep->data());
-}
-
-struct EpArgs {
-  Epilogue ep;
-  pyb::array keep_bias, keep_scale;
-  Mat residual{};
-};
-
-EpArgs epilogue_args(int64_t M, int64_t N, const pyb::object& bias, const pyb::object& scale,
-                     const pyb::object& residual, const std::string& act, float alpha) {
-  EpArgs e;
-  e.ep.bias = vec_arg(bias, "bias", N, &e.keep_bias);
-  e.ep.scale = vec_arg(scale, "scale", N, &e.keep_scale);
-  if (!residual.is_none()) {
-    e.residual = as_mat(residual, "residual");
-    if (e.residual.rows != M || e.residual.cols != N)
-      bad("residual must have shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
-    e.ep.residual = e.residual.ptr;
-    e.ep.ldr = e.residual.ld;
-  }
-  if (!kernels::parse_act(act.c_str(), &e.ep.act)) bad("unknown activation '" + act + "'");
-  e.ep.alpha = alpha;
-  return e;
-}
-
-int threads_arg(int threads) {
-  if (threads < 0) bad("threads must be >= 0 (0 = default)");
-  return threads == 0 ? default_threads() : threads;
-}
-
 // Convolution arguments shared by the CSR and LUT matrices: x NHWC, the matrix [O][KH*KW*C/groups].
 struct ConvArgs {
   kernels::Conv2dShape s;
@@ -115,7 +49,7 @@ ConvArgs conv_args(const pyb::object& x_obj, int64_t O, int64_t Kc, int64_t KH, 
                    const std::vector<int64_t>& pads, int64_t groups, const pyb::object& bias,
                    const std::string& act, float alpha, const pyb::object& residual, const pyb::object& out) {
   ConvArgs c;
-  c.x = f32(x_obj, "x", 4);
+  c.x = c_contig<float>(x_obj, "x", 4);
   if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
     bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
   kernels::Conv2dShape& s = c.s;
@@ -138,7 +72,7 @@ ConvArgs conv_args(const pyb::object& x_obj, int64_t O, int64_t Kc, int64_t KH, 
   if (!kernels::parse_act(act.c_str(), &c.ep.act)) bad("unknown activation '" + act + "'");
   c.ep.alpha = alpha;
   if (!residual.is_none()) {
-    c.keep_res = f32(residual, "residual", 4);
+    c.keep_res = c_contig<float>(residual, "residual", 4);
     if (c.keep_res.shape(0) != s.N || c.keep_res.shape(1) != OH || c.keep_res.shape(2) != OW ||
         c.keep_res.shape(3) != O)
       bad("residual must have the output's shape");
@@ -148,7 +82,7 @@ ConvArgs conv_args(const pyb::object& x_obj, int64_t O, int64_t Kc, int64_t KH, 
   if (out.is_none()) {
     c.y = pyb::array_t<float>({s.N, OH, OW, O});
   } else {
-    c.y = f32(out, "out", 4);
+    c.y = c_contig<float>(out, "out", 4);
     if (!c.y.writeable()) bad("out must be writable");
     if (c.y.shape(0) != s.N || c.y.shape(1) != OH || c.y.shape(2) != OW || c.y.shape(3) != O)
       bad("out must have shape (N, OH, OW, O)");
@@ -163,10 +97,10 @@ struct PyCsr {
 
   pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
                  const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
-    Mat x = as_mat(x_obj, "x");
+    Mat<float> x = as_mat<float>(x_obj, "x");
     if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
     EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
-    Mat y = out_arg(out, x.rows, w->N);
+    Mat<float> y = out_mat<float>(out, x.rows, w->N);
     const int t = threads_arg(threads);
     {
       pyb::gil_scoped_release nogil;
@@ -241,10 +175,10 @@ struct PyLut {
 
   pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
                  const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
-    Mat x = as_mat(x_obj, "x");
+    Mat<float> x = as_mat<float>(x_obj, "x");
     if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
     EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
-    Mat y = out_arg(out, x.rows, w->N);
+    Mat<float> y = out_mat<float>(out, x.rows, w->N);
     const int t = threads_arg(threads);
     {
       pyb::gil_scoped_release nogil;
