@@ -234,3 +234,23 @@ def test_csr_conv2d(isa, cfg):
     mag = ref_conv(np.abs(x).astype(np.float64), np.abs(w4).astype(np.float64), st, dl, pd, g)
     t = 4e-7 * (math.sqrt(wm.shape[1]) + 4) * (mag + np.abs(bias) + np.abs(res)) + 1e-30
     assert np.all(np.abs(y - np.maximum(ref + res, 0)) <= t)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("idx_dtype", [np.uint16, np.int32])
+@pytest.mark.parametrize("nnz_row", [1, 7, 8, 9, 15, 16, 17, 31, 33])
+def test_csr_gemv_tail_ignores_other_rows(isa, idx_dtype, nnz_row):
+    """Batch-1 rows end in a masked vector step that reads columns of the next row: an inf in x
+    at a column only the next row uses must not reach this row (0 * inf would be nan)."""
+    k, n = 97, 4
+    w = np.zeros((n, k), np.float32)
+    w[0, :nnz_row] = 1.0 + np.arange(nnz_row, dtype=np.float32)   # row 0: columns 0..nnz_row-1
+    w[1, 90:] = 2.0                                              # row 1 reads columns 90..96
+    w[3, 50:60] = -1.0
+    x = np.arange(k, dtype=np.float32)[None] / k
+    x[0, 90:] = np.inf
+    indptr, cols, vals = to_csr(w, idx_dtype)
+    y = K.CsrMatrix(indptr, cols, vals, k, isa=isa).run(x, threads=1)
+    want = x[:, :nnz_row].astype(np.float64) @ w[0, :nnz_row].astype(np.float64)
+    assert np.isfinite(y[0, 0]) and abs(y[0, 0] - want[0]) <= 1e-5 * max(1.0, abs(want[0]))
+    assert np.isinf(y[0, 1]) and y[0, 2] == 0 and np.isfinite(y[0, 3])

@@ -1,6 +1,6 @@
 // AVX2 CSR kernels (same scheme as spmm_avx512.cpp with 8 lanes).
-//   csr_gemv: 16 nnz per step in two accumulators, x gathered (vgatherdps ymm);
-//             the ragged tail (< 8) runs scalar.
+//   csr_gemv: 16 nnz per step in two accumulators, x[col] assembled from scalar
+//             loads (faster than vgatherdps on Zen 4); the tail uses a lane mask.
 //   csr_tile: per nnz one broadcast of v[j] and mb/8 FMAs with the xt row col[j].
 // gcc 12 reports its own _mm512_undefined_* placeholders inside arrays of vectors
 // as uninitialized; every accumulator here is set before use.
@@ -8,24 +8,12 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/spmm/spmm_internal.h"
 
 namespace slimrt::kernels::detail::avx2 {
 namespace {
-
-inline __m256i load_idx(const CsrView& w, int64_t j) {
-  if (w.idx16)
-    return _mm256_cvtepu16_epi32(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w.indices) + j)));
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const int32_t*>(w.indices) + j));
-}
-
-inline __m256 load_val(const CsrView& w, int64_t j) {
-  if (w.int8)
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(w.values) + j))));
-  return _mm256_loadu_ps(static_cast<const float*>(w.values) + j);
-}
 
 inline int64_t col_at(const CsrView& w, int64_t j) {
   return w.idx16 ? static_cast<const uint16_t*>(w.indices)[j] : static_cast<const int32_t*>(w.indices)[j];
@@ -72,26 +60,70 @@ void tile_rows(const CsrView& w, int64_t n0, int64_t n1, const float* xt, float*
   }
 }
 
-}  // namespace
+// x[col[j .. j+7]] from scalar loads (faster than vgatherdps on Zen 4; see
+// spmm_avx512.cpp's gather16). uint16 columns are read 4 at a time.
+template <bool I16>
+inline __m256 gather8(const void* indices, int64_t j, const float* x) {
+  __m128 q[2];
+  if constexpr (I16) {
+    const uint16_t* c = static_cast<const uint16_t*>(indices) + j;
+    for (int t = 0; t < 2; ++t) {
+      uint64_t v;
+      std::memcpy(&v, c + 4 * t, 8);
+      q[t] = _mm_set_ps(x[v >> 48], x[(v >> 32) & 0xFFFF], x[(v >> 16) & 0xFFFF], x[v & 0xFFFF]);
+    }
+  } else {
+    const int32_t* c = static_cast<const int32_t*>(indices) + j;
+    for (int t = 0; t < 2; ++t) q[t] = _mm_set_ps(x[c[4 * t + 3]], x[c[4 * t + 2]], x[c[4 * t + 1]], x[c[4 * t]]);
+  }
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(q[0]), q[1], 1);
+}
 
-void csr_gemv(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
+template <bool Q8>
+inline __m256 values8(const void* values, int64_t j) {
+  if constexpr (Q8)
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(values) + j))));
+  else
+    return _mm256_loadu_ps(static_cast<const float*>(values) + j);
+}
+
+// Per CSR row: 16 nnz per step in two accumulators, one 8-lane step, then the ragged
+// tail as a full 8-lane step with the lanes past the row zeroed (the arrays are padded
+// and every stored column is < K, so the loads stay in bounds).
+template <bool I16, bool Q8>
+void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t n = n0; n < n1; ++n) {
     int64_t j = w.indptr[n];
     const int64_t e = w.indptr[n + 1];
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     for (; j + 16 <= e; j += 16) {
-      const __m256 x0 = _mm256_i32gather_ps(x, load_idx(w, j), 4);
-      const __m256 x1 = _mm256_i32gather_ps(x, load_idx(w, j + 8), 4);
-      a0 = _mm256_fmadd_ps(load_val(w, j), x0, a0);
-      a1 = _mm256_fmadd_ps(load_val(w, j + 8), x1, a1);
+      a0 = _mm256_fmadd_ps(values8<Q8>(w.values, j), gather8<I16>(w.indices, j, x), a0);
+      a1 = _mm256_fmadd_ps(values8<Q8>(w.values, j + 8), gather8<I16>(w.indices, j + 8, x), a1);
     }
     if (j + 8 <= e) {
-      a0 = _mm256_fmadd_ps(load_val(w, j), _mm256_i32gather_ps(x, load_idx(w, j), 4), a0);
+      a0 = _mm256_fmadd_ps(values8<Q8>(w.values, j), gather8<I16>(w.indices, j, x), a0);
       j += 8;
     }
-    float s = hsum(_mm256_add_ps(a0, a1));
-    for (; j < e; ++j) s += val_at(w, j) * x[col_at(w, j)];
-    acc[n - n0] = s;
+    if (j < e) {
+      const __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(e - j)), lane));
+      a1 = _mm256_fmadd_ps(_mm256_and_ps(m, values8<Q8>(w.values, j)),
+                           _mm256_and_ps(m, gather8<I16>(w.indices, j, x)), a1);
+    }
+    acc[n - n0] = hsum(_mm256_add_ps(a0, a1));
+  }
+}
+
+}  // namespace
+
+void csr_gemv(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
+  if (w.idx16) {
+    if (w.int8) gemv_rows<true, true>(w, n0, n1, x, acc);
+    else gemv_rows<true, false>(w, n0, n1, x, acc);
+  } else {
+    if (w.int8) gemv_rows<false, true>(w, n0, n1, x, acc);
+    else gemv_rows<false, false>(w, n0, n1, x, acc);
   }
 }
 
