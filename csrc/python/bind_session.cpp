@@ -175,6 +175,8 @@ SLIMRT_PY_BIND(session) {
       .def_property_readonly("outputs", [](PySession& s) { return value_infos(s.prog_->model(), s.prog_->model().outputs); })
       .def_property_readonly("isa", [](PySession& s) { return std::string(isa_name(s.prog_->isa())); })
       .def_property_readonly("threads", [](PySession& s) { return s.prog_->threads(); })
+      .def_property_readonly("tuning_signature", [](PySession& s) { return s.prog_->tuning_signature(); })
+      .def("tuning_records", [](PySession& s) { return s.prog_->tuning_records(); })
       .def("kernel_names", [](PySession& s) {
         pyb::list r;
         const ModelDef& m = s.prog_->model();

@@ -1,4 +1,5 @@
 #include "runtime/program.h"
+#include "runtime/tuning.h"
 
 #include <algorithm>
 #include <chrono>
@@ -166,6 +167,10 @@ void BuildContext::fail(Code c, const std::string& msg) const { throw Error(c, w
 Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& opt)
     : model_(std::move(model)), opt_(opt) {
   const ModelDef& m = *model_;
+  if (opt_.use_stored_tuning) {
+    auto t = m.metadata.find(tuning_metadata_key(tuning_signature()));
+    if (t != m.metadata.end()) stored_ = parse_tuning(t->second);
+  }
   ops_.resize(m.nodes.size());
   for (size_t n = 0; n < m.nodes.size(); ++n) {
     const NodeDef& node = m.nodes[n];
@@ -173,6 +178,10 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
     if (!f) throw Error(Code::Unsupported, "node '" + node.name + "': op '" + node.op + "' is not implemented");
     BuildContext ctx{m, node, *this, opt_.isa, opt_.tune};
     ops_[n] = (*f)(ctx);
+    if (!opt_.tune && ops_[n] && stored_choice_needs_variants(node.name, ops_[n]->variant_name(0))) {
+      ctx.tune = true;  // a stored choice names another variant: build them
+      ops_[n] = (*f)(ctx);
+    }
     bool all_const = !node.inputs.empty();
     for (int32_t v : node.inputs) all_const = all_const && is_constant(v);
     if (all_const) {
@@ -299,6 +308,43 @@ std::vector<std::string> Program::kernel_names(const Plan& p) const {
   for (size_t n = 0; n < ops_.size(); ++n)
     r.push_back(ops_[n] ? ops_[n]->variant_name(p.variant[n]) : "folded at load");
   return r;
+}
+
+bool Program::stored_choice_needs_variants(const std::string& node, const std::string& default_variant) const {
+  const std::string prefix = node + "|";
+  for (auto it = stored_.lower_bound(prefix); it != stored_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+       ++it)
+    if (it->second != default_variant) return true;
+  return false;
+}
+
+std::string Program::tuning_signature() const {
+  return cpu_signature(opt_.isa, opt_.threads > 0 ? opt_.threads : default_threads());
+}
+
+std::map<std::string, std::string> Program::tuning_records() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return records_;
+}
+
+// The variant node n runs for these shapes: a stored choice when the file has one for this
+// CPU signature, else (with tune) the fastest measured now, else the first. mu_ is held.
+int Program::choose_variant(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
+                            size_t ws_bytes) const {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const TensorInfo* t : in) shapes.push_back(t->shape);
+  const std::string key = tuning_key(model_->nodes[n].name, shapes);
+  auto s = stored_.find(key);
+  if (s != stored_.end())
+    for (int v = 0; v < ops_[n]->num_variants(); ++v)
+      if (ops_[n]->variant_name(v) == s->second) {
+        records_[key] = s->second;
+        return v;
+      }
+  if (!opt_.tune) return 0;
+  const int v = tune_node(n, in, out, ws_bytes);
+  records_[key] = ops_[n]->variant_name(v);
+  return v;
 }
 
 // Runs each variant of node n on scratch data of the plan's shapes (constants as they are)
@@ -459,7 +505,7 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
     try {
       ops_[n]->infer(in, out);
       p->ws_bytes[n] = ops_[n]->workspace(in, threads);
-      if (opt_.tune && ops_[n]->num_variants() > 1) p->variant[n] = tune_node(n, in, out, p->ws_bytes[n]);
+      if (ops_[n]->num_variants() > 1) p->variant[n] = choose_variant(n, in, out, p->ws_bytes[n]);
     } catch (const Error& e) {
       throw Error(e.code(), "node '" + node.name + "' (" + node.op + "): " + e.what());
     }

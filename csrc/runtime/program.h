@@ -34,6 +34,9 @@ struct ProgramOptions {
   // Time each op's kernel variants on the real shapes when a plan is made and keep the
   // fastest: a compressed weight never runs slower than its fp32 decoding.
   bool tune = false;
+  // Reuse kernel choices stored in the model's metadata for this CPU signature (tuning.h):
+  // nodes with a stored choice run it without timing, even when `tune` is off.
+  bool use_stored_tuning = true;
 };
 
 class Program {
@@ -64,10 +67,17 @@ class Program {
   std::vector<std::string> kernel_names() const;
   // Kernel names as a plan runs them (tuned variants).
   std::vector<std::string> kernel_names(const Plan& p) const;
+  // Kernel choices made or reused so far ("<node>|<shapes>" -> variant name), and the
+  // CPU signature they belong to (tuning.h); `slimrt tune` stores them in the file.
+  std::map<std::string, std::string> tuning_records() const;
+  std::string tuning_signature() const;
 
  private:
   std::shared_ptr<Plan> make_plan(const std::vector<TensorInfo>& inputs, int output_set) const;
   void fold_constant_node(size_t n);
+  int choose_variant(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
+                     size_t ws_bytes) const;
+  bool stored_choice_needs_variants(const std::string& node, const std::string& default_variant) const;
   int tune_node(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
                 size_t ws_bytes) const;
   AlignedPtr<uint8_t> take_arena(size_t bytes, size_t* cap) const;
@@ -80,6 +90,8 @@ class Program {
   std::map<int32_t, TensorDef> folded_defs_;      // TensorDef views of values folded at load
   std::vector<std::vector<int32_t>> output_sets_;
   std::vector<std::unique_ptr<uint8_t[], AlignedFree>> owned_;  // storage of decoded constants
+  std::map<std::string, std::string> stored_;           // tuning records read from the file
+  mutable std::map<std::string, std::string> records_;  // choices of the plans made (under mu_)
   mutable std::mutex mu_;
   mutable std::map<std::pair<int, std::vector<std::vector<int64_t>>>, std::shared_ptr<Plan>> plans_;
   mutable std::vector<std::pair<AlignedPtr<uint8_t>, size_t>> arenas_;  // free arenas

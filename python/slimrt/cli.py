@@ -163,17 +163,6 @@ def cmd_run(a):
                 print(o)
 
 
-def _random_feeds(sess, batch, rng):
-    feeds = {}
-    for i in sess.inputs:
-        shape = tuple(batch if d is None else d for d in i["shape"])
-        if i["dtype"].startswith("int"):
-            feeds[i["name"]] = rng.integers(0, 2, size=shape).astype(i["dtype"])
-        else:
-            feeds[i["name"]] = rng.standard_normal(shape).astype(i["dtype"])
-    return feeds
-
-
 def latency_stats(times_s):
     t = np.asarray(times_s) * 1e3
     return dict(p50=float(np.percentile(t, 50)), p95=float(np.percentile(t, 95)),
@@ -199,9 +188,10 @@ def time_session(sess, feeds, seconds=2.0, min_runs=10, max_runs=100000, desc=No
 
 def cmd_bench(a):
     import slimrt
+    from .tuning import random_feeds
 
     sess = slimrt.Session(a.file, threads=a.threads)
-    feeds = _random_feeds(sess, a.batch, np.random.default_rng(0))
+    feeds = random_feeds(sess, a.batch, np.random.default_rng(0))
     times = time_session(sess, feeds, seconds=a.seconds, desc="bench")
     st = latency_stats(times)
     st.update(batch=a.batch, threads=sess.threads, isa=sess.isa,
@@ -245,11 +235,12 @@ def width_table(path, eval_data=None, threads=None, seconds=1.0, batch=1):
     import slimrt
 
     from .slimmable import widths_of
+    from .tuning import random_feeds
 
     import types
 
     sess = slimrt.Session(path, threads=threads)
-    feeds = _random_feeds(sess, batch, np.random.default_rng(0))
+    feeds = random_feeds(sess, batch, np.random.default_rng(0))
     rows = []
     for e in widths_of(slimrt.load(path)):
         fixed = types.SimpleNamespace(run=lambda f, w=e["width"]: sess.run(f, width=w))  # time one width
@@ -278,6 +269,18 @@ def cmd_slim(a):
         acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
         print(f"| {r['width']:.2f} | {r['macs']} | {r['bytes']} | {acc} | {r['p50']:.3f} | {r['p95']:.3f} |")
     print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")
+
+
+def cmd_tune(a):
+    from .tuning import tune
+
+    batches = [int(b) for b in a.batch.split(",") if b.strip()]
+    r = tune(a.file, batches=batches, threads=a.threads, output=a.output)
+    print(f"tuned {a.output or a.file} for {r['signature']}: {len(r['records'])} kernel choice(s) stored")
+    for b, rows in r["kernels"].items():
+        tuned = [(n, op, k) for n, op, k in rows if any(key.startswith(n + "|") for key in r["records"])]
+        for n, op, k in tuned:
+            print(f"  batch {b:<4d} {n:32s} {op:10s} {k}")
 
 
 def cmd_demo(a):
@@ -341,6 +344,13 @@ def build_parser():
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(fn=cmd_slim)
+
+    c = sub.add_parser("tune", help="time each layer's kernel variants on this CPU and store the choices in the file")
+    c.add_argument("file")
+    c.add_argument("--batch", default="1", help="batch sizes to tune, e.g. 1,64")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("-o", "--output", help="write a tuned copy here instead of replacing FILE")
+    c.set_defaults(fn=cmd_tune)
 
     c = sub.add_parser("demo", help="the main job on the bundled Fashion-MNIST model")
     c.add_argument("--threads", type=int, default=None)

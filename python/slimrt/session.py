@@ -20,7 +20,8 @@ class Session:
 
     ``tune=True``: when a plan is made for new input shapes, time each compressed layer's native
     kernel against its fp32 decoding on those shapes and keep the faster one, so compression never
-    makes a layer slower (the fp32 variant is packed only when tuning).
+    makes a layer slower (the fp32 variant is packed only when tuning). Choices stored in the file
+    by ``slimrt tune`` for this CPU signature are reused without timing, tune or not.
 
     ``run`` releases the GIL; one session may be used from several threads at once.
     """
@@ -116,6 +117,16 @@ class Session:
         if shapes:
             return self._s.plan_kernels([list(s) for s in shapes])
         return self._s.kernel_names()
+
+    @property
+    def tuning_signature(self) -> str:
+        """The CPU signature tuning records are stored under (vendor / brand / ISA / threads)."""
+        return self._s.tuning_signature
+
+    def tuning(self) -> dict:
+        """Kernel choices of the plans made so far, ``"<node>|<input shapes>" -> kernel``: timed
+        now (``tune=True``) or reused from the file's records for this CPU (see ``slimrt.tuning``)."""
+        return dict(self._s.tuning_records())
 
     def memory_plan(self, *shapes):
         """Arena bytes the memory planner needs for these input shapes, and the unplanned sum."""

@@ -1,0 +1,102 @@
+"""Host-tuned plans stored in the file (slimrt.tuning, `slimrt tune`): choices are recorded per
+(node, input shapes) under the CPU signature, reused without tuning on a matching signature,
+ignored on another one, and garbage records never break a load."""
+import numpy as np
+import pytest
+
+import slimrt
+from slimrt import slimfile, tuning
+from slimrt.cli import main as cli_main
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def sparse_mlp(tmp_path_factory):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    model = slimrt.from_torch(net, (torch.randn(2, 64),)).compress(prune=0.9, seed=0)
+    path = tmp_path_factory.mktemp("tune") / "m.slim"
+    model.save(path)
+    return path, model
+
+
+def _kernel(sess, node, shape):
+    return {n: k for n, _, k in sess.kernels(shape)}[node]
+
+
+def _key(path, node, batch):
+    """The record key of `node` at this batch (as a tuned session records it)."""
+    probe = slimrt.Session(path, tune=True)
+    probe.run(np.zeros((batch, 64), np.float32))
+    return next(k for k in probe.tuning() if k.startswith(node + f"|{batch}x"))
+
+
+def _sparse_node(model):
+    for n in model.nodes:
+        if n.op == "dense" and type(model.constants[n.inputs[1]]).__name__ == "CSR":
+            return n.name
+    raise AssertionError("no CSR dense layer")
+
+
+def test_tune_writes_records_and_a_new_session_reuses_them(sparse_mlp, tmp_path):
+    path, model = sparse_mlp
+    out = tmp_path / "tuned.slim"
+    r = tuning.tune(path, batches=[1, 8], output=out)
+    sig = r["signature"]
+    assert sig == slimrt.Session(path).tuning_signature
+    stored = slimrt.load(out).metadata["tuning/" + sig]
+    recs = tuning.parse_records(stored)
+    assert recs == r["records"] and len(recs) >= 2
+    assert all("|" in k for k in recs)
+    sess = slimrt.Session(out)  # no tune: the stored choices are applied, not timed again
+    sess.run(np.zeros((8, 64), np.float32))
+    assert sess.tuning() == {k: v for k, v in recs.items() if "|8x64" in k or "|8x128" in k}
+    # outputs of the tuned file equal the untuned model's within fp32 tolerance
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    np.testing.assert_allclose(sess.run(x)[0], slimrt.Session(path).run(x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_stored_choice_is_applied_without_tune(sparse_mlp, tmp_path):
+    path, model = sparse_mlp
+    node = _sparse_node(model)
+    plain = slimrt.Session(path)
+    native = _kernel(plain, node, (8, 64))
+    assert native.startswith("csr_")
+    fp32 = "sgemm_" + plain.isa
+    m = slimrt.load(path)
+    key = _key(path, node, 8)  # the record: this node at batch 8 runs the fp32 variant
+    m.metadata["tuning/" + plain.tuning_signature] = tuning.format_records({key: fp32})
+    forced = tmp_path / "forced.slim"
+    slimfile.save(m, forced)
+    s = slimrt.Session(forced)
+    assert _kernel(s, node, (8, 64)) == fp32          # stored choice, tune off
+    assert _kernel(s, node, (4, 64)) == native        # shapes without a record: the default
+    x = np.random.default_rng(1).standard_normal((8, 64)).astype(np.float32)
+    np.testing.assert_allclose(s.run(x)[0], plain.run(x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_other_signature_and_garbage_are_ignored(sparse_mlp, tmp_path):
+    path, model = sparse_mlp
+    node = _sparse_node(model)
+    sess = slimrt.Session(path)
+    sig, key = sess.tuning_signature, _key(path, node, 8)
+    m = slimrt.load(path)
+    m.metadata["tuning/SomeOtherCPU/x/avx2/t7"] = f"{key}\tsgemm_{sess.isa}\n"
+    m.metadata["tuning/" + sig] = "no tab here\n\t\n|\tx\n" + f"{key}\tno_such_kernel\n" + "\u00ff\u2603 end"
+    bad = tmp_path / "bad.slim"
+    slimfile.save(m, bad)
+    s = slimrt.Session(bad)
+    assert _kernel(s, node, (8, 64)).startswith("csr_")
+    assert s.run(np.ones((8, 64), np.float32))[0].shape == (8, 10)
+
+
+def test_cli_tune(sparse_mlp, tmp_path, capsys):
+    path, _ = sparse_mlp
+    out = tmp_path / "cli.slim"
+    assert cli_main(["tune", str(path), "--batch", "1,4", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "kernel choice(s) stored" in text
+    sig = slimrt.Session(out).tuning_signature
+    assert "tuning/" + sig in slimrt.load(out).metadata
+    assert cli_main(["tune", str(path), "--batch", "0"]) == 2
