@@ -63,7 +63,7 @@ def same_tensor(a: F.Tensor, b: F.Tensor, nested=False):
     assert a.shape == b.shape
     for x, y in zip(a.buffers(), b.buffers()):
         assert x.dtype == y.dtype and np.array_equal(np.ravel(x), np.ravel(y))
-    for attr in ("axis", "bits", "channels"):
+    for attr in ("axis", "bits", "channels", "index_bits"):
         assert getattr(a, attr, None) == getattr(b, attr, None), attr
     if isinstance(a, F.CSR):
         assert a.indptr.dtype == b.indptr.dtype and a.indices.dtype == b.indices.dtype
@@ -232,6 +232,35 @@ def test_roundtrip_csr(rng, values, indices, indptr, density):
     t = F.CSR((rows, cols), ip, c.astype(indices), _values(values, w[r, c], rows, rng))
     m2 = roundtrip(const_model({"t": t}))
     assert m2.constants["t"].nnz == mask.sum()
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("cols", [1, 7, 300, 70000])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+def test_roundtrip_csr_relative_indices(rng, bits, cols, density):
+    """Relative column codes (escapes for long gaps) decode to the same absolute indices."""
+    rows = 5
+    w = rnd(rng, rows, cols) * (rng.random((rows, cols)) < density)
+    w[1] = 0                 # an empty row
+    if cols > 1:
+        w[3, :] = 0
+        w[3, cols - 1] = 1.0  # one entry at the far end: the longest gap
+    t = F.CSR.from_dense(w)
+    rel = F.CSR(t.shape, t.indptr, t.indices, t.values, index_bits=bits)
+    m2 = roundtrip(const_model({"t": rel}))
+    back = m2.constants["t"]
+    assert back.index_bits == bits and np.array_equal(back.indices.astype(np.int64), t.indices.astype(np.int64))
+    assert back.indices.dtype == (np.uint16 if cols <= 65536 else np.int32)
+    codes = F.relative_codes(t.indptr, t.indices, bits)
+    assert rel.index_buffer().size == F.packed_size(codes.size, bits)
+
+
+def test_best_index_bits_and_unsorted_rows():
+    ip = np.array([0, 3], np.int32)
+    assert F.best_index_bits(ip, np.array([0, 1, 2], np.uint16), 3) == 1        # adjacent: 1 bit each
+    assert F.best_index_bits(ip, np.array([0, 2, 1], np.uint16), 3) == 0        # unsorted: absolute only
+    with pytest.raises(FormatError, match="strictly increasing"):
+        F.CSR((1, 3), ip, np.array([0, 2, 1], np.uint16), np.ones(3, np.float32), index_bits=2)
 
 
 def test_roundtrip_graph(rng):
@@ -416,8 +445,9 @@ def test_corruption_names_the_culprit(rng):
 def test_forged_header(rng):
     m = small_model(rng)
     rejects(forge(m, {"header.magic": b"\x89SLIN\r\n\x1a"}), "bad magic")
-    rejects(forge(m, {"header.version_major": 2}), r"version 2\.0 is newer than this reader \(1\.0\)")
-    rejects(forge(m, {"header.version_major": 0}), r"version 0\.0 is not supported")
+    rejects(forge(m, {"header.version_major": 2}), r"version 2\.1 is newer than this reader \(1\.1\)")
+    rejects(forge(m, {"header.version_major": 2, "header.version_minor": 0}), r"version 2\.0 is newer")
+    rejects(forge(m, {"header.version_major": 0}), r"version 0\.1 is not supported")
     rejects(forge(m, {"header.header_size": 128}), "header size 128")
     rejects(forge(m, {"header.flags": 1}), "flags must be 0")
     rejects(forge(m, {"header.section_count": 2}), "section count 2")
@@ -529,6 +559,32 @@ def test_forged_csr(rng):
     rejects(forge(m, {"tensor[fc1.w/values].dims[0]": nnz + 1}), r"values: shape \(%d,\), expected \(%d,\)" % (nnz + 1, nnz))
     rejects(forge(m, {"tensor[fc1.w/values].format": 4}), r"CSR values cannot themselves be CSR")
     rejects(forge(m, {"tensor[fc1.w/values].dtype": 7}), r"dense CSR values must be float32, float16 or int8")
+
+
+def test_forged_relative_csr():
+    # 4 x 7, rows: {1, 2}, {}, {0, 6}, {3}; 3-bit codes (escape 7): 1 0 | 0 5 | 3 -> 5 codes, 15 bits
+    w = np.zeros((4, 7), np.float32)
+    w[0, 1] = w[0, 2] = w[2, 0] = w[2, 6] = w[3, 3] = 1.0
+    t = F.CSR.from_dense(w)
+    m = const_model({"r": F.CSR(t.shape, t.indptr.astype(np.int32), t.indices, t.values, index_bits=3)})
+    ix = "tensor[r].buffer[1]"
+    assert np.array_equal(F.relative_codes(t.indptr, t.indices, 3), [1, 0, 0, 5, 3])
+    assert slimfile.loads(forge(m)).constants["r"].to_dense().tolist() == w.tolist()
+    rejects(forge(m, {"tensor[r].bits": 9}), r"tensor 'r': relative CSR index width 9 is outside 1..8")
+    rejects(forge(m, {"tensor[r].indices_dtype": 6}), r"relative CSR indices must have dtype code 4 \(uint8\)")
+    # codes 1 0 -> 6 0: row 0 reaches column 6, its second entry passes it
+    rejects(forge(m, elems=[(ix, "uint8", 0, 0b000110)]), r"relative CSR index of row 0 passes the last column 6")
+    # all escapes: the stream runs out before row 3's entry
+    rejects(forge(m, elems=[(ix, "uint8", 0, 0xFF), (ix, "uint8", 1, 0x7F)]),
+            r"relative CSR index of row 0 passes the last column|relative CSR indices end before the entries")
+    # the 16th bit (unused) set
+    packed = F.pack_bits(F.relative_codes(t.indptr, t.indices, 3), 3)
+    rejects(forge(m, elems=[(ix, "uint8", 1, int(packed[1]) | 0x80)]),
+            r"tensor 'r': unused bits after the last relative CSR index must be 0")
+    # a row count that asks for more entries than the codes hold
+    rejects(forge(m, {"tensor[r].nnz": 9, "tensor[r/values].dims[0]": 9},
+                  elems=[("tensor[r].buffer[0]", "int32", 4, 9)]),
+            r"tensor 'r' buffer 'indices': 2 bytes, relative indices of 9 entries need 4\.\.")
 
 
 def test_forged_graph(rng):

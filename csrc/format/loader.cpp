@@ -397,7 +397,7 @@ class Loader {
       zero(indices_dtype == 0, "indices dtype");
       zero(nnz == 0, "nnz");
     }
-    if (t.format == TFormat::Dense || t.format == TFormat::Int8 || t.format == TFormat::Csr) zero(bits == 0, "bits");
+    if (t.format == TFormat::Dense || t.format == TFormat::Int8) zero(bits == 0, "bits");
     if (nbuf != (t.format == TFormat::Dense ? 1 : 2))
       format_error(where + ": " + std::to_string(nbuf) + " buffers, a " + fname + " tensor has " +
                    (t.format == TFormat::Dense ? "1" : "2"));
@@ -416,6 +416,7 @@ class Loader {
     }
 
     uint64_t need[2] = {0, 0};
+    uint64_t need_max1 = 0;  // relative CSR indices: buffer 1 may hold need[1] .. need_max1 bytes
     const char* bufname[2] = {"data", ""};
     auto bytes_of = [&](uint64_t count, uint64_t elem, const char* what) {
       uint64_t r;
@@ -469,16 +470,35 @@ class Loader {
         if (rank != 2) format_error(where + ": CSR tensors are 2-D, got shape " + shape_text(t.shape));
         if (indptr_dtype != static_cast<uint8_t>(DType::I32) && indptr_dtype != static_cast<uint8_t>(DType::I64))
           format_error(where + ": CSR indptr dtype code " + std::to_string(indptr_dtype) + " is not int32 or int64");
-        if (indices_dtype != static_cast<uint8_t>(DType::U16) && indices_dtype != static_cast<uint8_t>(DType::I32))
+        if (bits > 8) format_error(where + ": relative CSR index width " + std::to_string(bits) + " is outside 1..8");
+        if (bits == 0 && indices_dtype != static_cast<uint8_t>(DType::U16) &&
+            indices_dtype != static_cast<uint8_t>(DType::I32))
           format_error(where + ": CSR indices dtype code " + std::to_string(indices_dtype) +
                        " is not uint16 or int32");
+        if (bits != 0 && indices_dtype != static_cast<uint8_t>(DType::U8))
+          format_error(where + ": relative CSR indices must have dtype code 4 (uint8), got " +
+                       std::to_string(indices_dtype));
         if (nnz < 0 || static_cast<uint64_t>(nnz) > numel)
           format_error(where + ": nnz " + std::to_string(nnz) + " outside 0.." + std::to_string(numel));
         t.indptr_dtype = static_cast<DType>(indptr_dtype);
         t.indices_dtype = static_cast<DType>(indices_dtype);
         t.nnz = nnz;
+        t.bits = 0;
+        t.index_bits = bits;
         need[0] = bytes_of(static_cast<uint64_t>(t.shape[0]) + 1, dtype_size(t.indptr_dtype), "indptr");
-        need[1] = bytes_of(nnz, dtype_size(t.indices_dtype), "indices");
+        if (bits == 0) {
+          need[1] = bytes_of(nnz, dtype_size(t.indices_dtype), "indices");
+        } else {
+          // nnz codes plus at most ceil(cols / E) escapes per row (E = 2^bits - 1)
+          const uint64_t e = (uint64_t{1} << bits) - 1;
+          const uint64_t esc = bytes_of(static_cast<uint64_t>(t.shape[0]), (static_cast<uint64_t>(t.shape[1]) + e - 1) / e,
+                                        "relative index escapes");
+          uint64_t codes;
+          if (add_overflow_u64(esc, static_cast<uint64_t>(nnz), &codes))
+            format_error(where + ": relative index code count overflows");
+          need[1] = packed(static_cast<uint64_t>(nnz), bits);
+          need_max1 = packed(codes, bits);
+        }
         bufname[0] = "indptr";
         bufname[1] = "indices";
         break;
@@ -494,9 +514,14 @@ class Loader {
       uint64_t off = c.get<uint64_t>(bw + " offset"), size = c.get<uint64_t>(bw + " size");
       uint32_t crc = c.get<uint32_t>(bw + " crc");
       if (c.get<uint32_t>(bw + " reserved") != 0) format_error(bw + ": reserved field must be 0");
-      if (size != need[k])
+      if (k == 1 && need_max1) {
+        if (size < need[1] || size > need_max1)
+          format_error(bw + ": " + std::to_string(size) + " bytes, relative indices of " + std::to_string(t.nnz) +
+                       " entries need " + std::to_string(need[1]) + ".." + std::to_string(need_max1));
+      } else if (size != need[k]) {
         format_error(bw + ": " + std::to_string(size) + " bytes, the " + fname + " format needs " +
                      std::to_string(need[k]));
+      }
       uint64_t end;
       if (add_overflow_u64(off, size, &end) || off < data_.off || end > data_.off + data_.size)
         format_error(bw + ": offset " + std::to_string(off) + " + size " + std::to_string(size) +
@@ -542,7 +567,7 @@ class Loader {
   }
 
   // ---- 4. tensor contents ------------------------------------------------
-  void check_contents(const TensorDef& t) {
+  void check_contents(TensorDef& t) {
     const std::string where = "tensor '" + t.name + "'";
     if (t.format == TFormat::Log2) {
       const uint32_t sign = 1u << (t.bits - 1);
@@ -567,9 +592,67 @@ class Loader {
       }
       if (tail) format_error(where + ": unused bits after the last codebook index must be 0");
     } else if (t.format == TFormat::Csr) {
+      if (t.index_bits) decode_relative(t, where);
       check_csr(t, where);
       check_contents(*t.values);
     }
+  }
+
+  // Relative CSR indices (docs/format.md): per row a cursor starts at -1; code c < E moves it
+  // by c + 1 and places the next entry, the escape E moves it by E. Decodes them into absolute
+  // uint16 (cols <= 65536) or int32 indices owned by the model; the codes must end exactly at
+  // the buffer's end (unused bits of the last byte zero) and never pass the last column.
+  void decode_relative(TensorDef& t, const std::string& where) {
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    const int bits = t.index_bits;
+    const uint32_t esc = (1u << bits) - 1;
+    const uint8_t* p = t.indices.data;
+    const uint64_t size = t.indices.size, max_codes = size * 8 / bits;
+    auto ptr = [&](int64_t r) -> int64_t {
+      return t.indptr_dtype == DType::I64 ? t.indptr.as<int64_t>()[r] : t.indptr.as<int32_t>()[r];
+    };
+    if (ptr(0) != 0) format_error(where + ": CSR indptr[0] is " + std::to_string(ptr(0)) + ", must be 0");
+    for (int64_t r = 0; r < rows; ++r)
+      if (ptr(r + 1) < ptr(r) || ptr(r + 1) > t.nnz)
+        format_error(where + ": CSR indptr is not non-decreasing within 0..nnz at row " + std::to_string(r));
+    const bool wide = cols > 65536;
+    // nnz <= 8 * size / bits (checked with the buffer size), so this is bounded by the file
+    auto buf = std::make_unique<uint8_t[]>(static_cast<size_t>(t.nnz) * (wide ? 4 : 2) + 1);
+    uint64_t ci = 0;
+    auto code_at = [&](uint64_t i) -> uint32_t {
+      const uint64_t bit = i * bits, byte = bit >> 3;
+      uint32_t v = p[byte];
+      if ((bit & 7) + bits > 8) v |= static_cast<uint32_t>(p[byte + 1]) << 8;  // inside: i < max_codes
+      return (v >> (bit & 7)) & esc;
+    };
+    int64_t j = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t pos = -1;
+      for (int64_t n = ptr(r + 1) - ptr(r); n > 0; --n) {
+        for (;;) {
+          if (ci >= max_codes)
+            format_error(where + ": relative CSR indices end before the entries of row " + std::to_string(r));
+          const uint32_t c = code_at(ci++);
+          pos += c == esc ? esc : c + 1;
+          if (pos >= cols)
+            format_error(where + ": relative CSR index of row " + std::to_string(r) + " passes the last column " +
+                         std::to_string(cols - 1));
+          if (c != esc) break;
+        }
+        if (wide) reinterpret_cast<int32_t*>(buf.get())[j++] = static_cast<int32_t>(pos);
+        else reinterpret_cast<uint16_t*>(buf.get())[j++] = static_cast<uint16_t>(pos);
+      }
+    }
+    const uint64_t used = (ci * bits + 7) / 8;
+    if (used != size)
+      format_error(where + ": relative CSR indices use " + std::to_string(used) + " bytes, the buffer holds " +
+                   std::to_string(size));
+    if ((ci * bits) % 8 && (p[size - 1] >> ((ci * bits) % 8)))
+      format_error(where + ": unused bits after the last relative CSR index must be 0");
+    t.indices.data = buf.get();
+    t.indices.size = static_cast<uint64_t>(t.nnz) * (wide ? 4 : 2);
+    t.indices_dtype = wide ? DType::I32 : DType::U16;
+    m_->owned.push_back(std::move(buf));
   }
 
   template <typename IP, typename IX>

@@ -52,8 +52,9 @@ struct TensorDef {
   // Csr only:
   Bytes indptr;                      // rows+1 of indptr_dtype (I32 or I64), non-decreasing, 0 .. nnz
   DType indptr_dtype = DType::I32;
-  Bytes indices;                     // nnz of indices_dtype (U16 or I32), each < cols
-  DType indices_dtype = DType::I32;
+  Bytes indices;                     // nnz of indices_dtype (U16 or I32), each < cols, absolute (a file's
+  DType indices_dtype = DType::I32;  // relative indices are decoded by the loader into ModelDef::owned)
+  int32_t index_bits = 0;            // how the file stored them: 0 absolute, 1..8 relative codes
   int64_t nnz = 0;
   std::shared_ptr<TensorDef> values; // 1-D [nnz], format Dense(F32/F16/I8)/Int8/Log2/Codebook; a per-channel
                                      // values tensor has axis 0 and one scale/lut row per CSR ROW (not per nnz)
@@ -99,6 +100,7 @@ struct ModelDef {
   std::vector<int32_t> outputs;      // value ids of graph outputs
   std::map<std::string, std::string> metadata;
   std::shared_ptr<MappedFile> file;  // keeps tensor bytes alive
+  std::vector<std::unique_ptr<uint8_t[]>> owned;  // bytes the loader decoded (relative CSR indices)
 };
 
 // Load and fully validate. Throw slimrt::Error(Code::Format, "<what is wrong>") on any bad file, Code::Io when the

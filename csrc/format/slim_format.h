@@ -7,7 +7,7 @@ namespace slimrt::slim {
 
 constexpr uint8_t kMagic[8] = {0x89, 'S', 'L', 'I', 'M', '\r', '\n', 0x1A};
 constexpr uint16_t kVersionMajor = 1;  // readers reject any other major
-constexpr uint16_t kVersionMinor = 0;  // newer minors only add section kinds, which old readers skip
+constexpr uint16_t kVersionMinor = 1;  // 1.1: relative CSR indices (docs/format.md "Compatibility")
 
 constexpr uint32_t kHeaderSize = 64;
 constexpr uint32_t kHeaderCrcOffset = 60;   // u32 crc32(header[0,60) ++ section table)

@@ -61,6 +61,7 @@ pyb::dict tensor_to_py(const TensorDef& t) {
       d["nnz"] = t.nnz;
       d["indptr"] = copy_array(t.indptr, t.indptr_dtype, {t.shape[0] + 1});
       d["indices"] = copy_array(t.indices, t.indices_dtype, {t.nnz});
+      d["index_bits"] = t.index_bits;
       d["values"] = tensor_to_py(*t.values);
       break;
   }

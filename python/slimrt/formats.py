@@ -246,12 +246,58 @@ class Codebook(Tensor):
         return [self.packed, self.lut.ravel()]
 
 
+def relative_codes(indptr, indices, bits: int) -> np.ndarray:
+    """Relative column codes of a CSR matrix (``docs/format.md``, "relative indices").
+
+    Per row a cursor starts at -1; a code c < E = 2^bits - 1 moves it by c + 1 and places the
+    next entry there; the escape code E moves it by E without an entry. Columns must increase
+    strictly within each row. Returns the unpacked codes (uint8)."""
+    if not 1 <= bits <= 8:
+        raise FormatError(f"relative CSR index width {bits} bits is outside 1..8")
+    e = (1 << bits) - 1
+    ip = np.asarray(indptr, dtype=np.int64)
+    cols = np.asarray(indices, dtype=np.int64)
+    if cols.size == 0:
+        return np.zeros(0, np.uint8)
+    prev = np.empty_like(cols)
+    prev[1:] = cols[:-1]
+    starts = ip[:-1][np.diff(ip) > 0]
+    prev[starts] = -1
+    gap = cols - prev
+    if np.any(gap < 1):
+        raise FormatError("relative CSR indices need strictly increasing columns within each row")
+    nesc = (gap - 1) // e
+    out = np.full(cols.size + int(nesc.sum()), e, np.uint8)
+    out[np.cumsum(nesc + 1) - 1] = ((gap - 1) % e).astype(np.uint8)
+    return out
+
+
+def best_index_bits(indptr, indices, cols: int) -> int:
+    """The relative index width (1..8) that stores the columns in the fewest bytes, or 0 when
+    absolute uint16/int32 indices are as small (or the rows are not sorted)."""
+    n = int(np.asarray(indices).size)
+    best, best_bytes = 0, n * (2 if cols <= 65536 else 4)
+    for bits in range(1, 9):
+        try:
+            count = relative_codes(indptr, indices, bits).size
+        except FormatError:
+            return 0
+        size = packed_size(count, bits)
+        if size < best_bytes:
+            best, best_bytes = bits, size
+    return best
+
+
 class CSR(Tensor):
-    """2-D sparse matrix: ``indptr`` (int32/int64, rows+1), ``indices`` (uint16/int32, nnz), ``values``."""
+    """2-D sparse matrix: ``indptr`` (int32/int64, rows+1), ``indices`` (uint16/int32, nnz), ``values``.
+
+    ``index_bits`` 0 stores the column indices as they are; 1..8 stores them relative (see
+    ``relative_codes``) packed at that width, which the loader decodes once. In memory
+    ``indices`` are always absolute."""
 
     format = CSR
 
-    def __init__(self, shape, indptr, indices, values: Tensor):
+    def __init__(self, shape, indptr, indices, values: Tensor, index_bits: int = 0):
         self.shape = tuple(int(d) for d in shape)
         if len(self.shape) != 2:
             raise FormatError("CSR tensors are 2-D")
@@ -278,6 +324,19 @@ class CSR(Tensor):
             raise FormatError("CSR values must be a 1-D tensor of nnz elements")
         if getattr(values, "axis", -1) >= 0 and getattr(values, "channels", None) != rows:
             raise FormatError("per-channel CSR values need one channel per row (channels=rows)")
+        self.index_bits = int(index_bits)
+        self._packed_index = None
+        if self.index_bits:
+            self.index_buffer()  # validates (sorted rows, width 1..8)
+
+    def index_buffer(self) -> np.ndarray:
+        """The stored index bytes: the absolute indices, or the packed relative codes."""
+        if not self.index_bits:
+            return self.indices
+        if self._packed_index is None:
+            self._packed_index = pack_bits(relative_codes(self.indptr, self.indices, self.index_bits),
+                                           self.index_bits)
+        return self._packed_index
 
     @classmethod
     def from_dense(cls, dense: np.ndarray, values_fn=None):
@@ -306,7 +365,7 @@ class CSR(Tensor):
         return out
 
     def buffers(self):
-        return [self.indptr, self.indices] + self.values.buffers()
+        return [self.indptr, self.index_buffer()] + self.values.buffers()
 
 
 def _check_channels(shape, axis, n, what, channels=None):

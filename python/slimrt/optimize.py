@@ -85,7 +85,7 @@ def scale_output_channels(t: Tensor, s: np.ndarray) -> Tensor:
             nv = Dense((v.data.astype(np.float64) * s[r]).astype(np.float32))
         else:
             nv = _scale_per_row(v, s, rows)
-        return CSR(t.shape, t.indptr, t.indices, nv)
+        return CSR(t.shape, t.indptr, t.indices, nv, index_bits=t.index_bits)
     raise TypeError(f"cannot scale a {type(t).__name__} tensor")
 
 

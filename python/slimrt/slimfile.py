@@ -31,7 +31,7 @@ from .formats import CSR as CSRTensor  # formats.CSR is the class (it shadows th
 from .ir import FLOAT, FLOATS, INT, INTS, OPS, STR, Model, Node, ValueInfo
 
 MAGIC = b"\x89SLIM\r\n\x1a"
-VERSION = (1, 0)
+VERSION = (1, 1)
 HEADER_SIZE = 64
 HEADER_CRC_OFFSET = 60
 SECTION_ENTRY = 32
@@ -111,7 +111,7 @@ class _Writer:
     def _collect(self, key: str, t: Tensor):
         """Buffers of a tensor in table order (the CSR values' after the CSR's own)."""
         if isinstance(t, CSRTensor):
-            arrays = [t.indptr, t.indices]
+            arrays = [t.indptr, t.index_buffer()]
         else:
             arrays = t.buffers()
         for k, a in enumerate(arrays):
@@ -137,11 +137,11 @@ class _Writer:
         else:
             raise FormatError(f"tensor '{name}': unknown storage format {fmt}")
         axis = int(getattr(t, "axis", -1))
-        bits = int(getattr(t, "bits", 0)) if fmt in (LOG2, CODEBOOK) else 0
+        bits = int(getattr(t, "bits", 0)) if fmt in (LOG2, CODEBOOK) else (t.index_bits if fmt == CSR else 0)
         lut_dtype = DTYPES[t.lut.dtype.name] if fmt == CODEBOOK else 0
         lut_groups, lut_size = (t.lut.shape if fmt == CODEBOOK else (0, 0))
         indptr_dtype = DTYPES[t.indptr.dtype.name] if fmt == CSR else 0
-        indices_dtype = DTYPES[t.indices.dtype.name] if fmt == CSR else 0
+        indices_dtype = (DTYPES["uint8"] if t.index_bits else DTYPES[t.indices.dtype.name]) if fmt == CSR else 0
         nnz = t.nnz if fmt == CSR else 0
         nbuf = 1 if fmt == DENSE else 2
         for fm, v, fld in (("B", fmt, "format"), ("B", dtype, "dtype"), ("B", len(shape), "rank"), ("B", bits, "bits"),
@@ -407,7 +407,8 @@ def _tensor(d: dict, rows=None) -> Tensor:
     if fmt == CODEBOOK:
         return Codebook(d["codes"], d["lut"], d["bits"], axis=axis, shape=shape, packed=True, channels=channels)
     if fmt == CSR:
-        return CSRTensor(shape, d["indptr"], d["indices"], _tensor(d["values"], rows=shape[0]))
+        return CSRTensor(shape, d["indptr"], d["indices"], _tensor(d["values"], rows=shape[0]),
+                         index_bits=d.get("index_bits", 0))
     raise FormatError(f"tensor '{d['name']}': unknown storage format {fmt}")  # pragma: no cover - loader checks
 
 

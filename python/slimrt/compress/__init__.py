@@ -34,7 +34,7 @@ import zlib
 import numpy as np
 
 from ..errors import CompressionError
-from ..formats import CSR, Codebook, Dense, Log2, QInt8
+from ..formats import CSR, Codebook, Dense, Log2, QInt8, best_index_bits
 from ..ir import Model
 from .calib import calibrate
 from .prune import csr_layout, global_masks, index_dtype, magnitude_mask, nm_mask
@@ -179,7 +179,8 @@ def _encode(w2d, shape, plan, mask, r, rng, name):
         return _encode_values(w2d.ravel(), ch, n, plan, r, rng, tuple(shape), None, name)
     indptr, rows, cols = csr_layout(mask)
     values = _encode_values(w2d[rows, cols], rows, n, plan, r, rng, (rows.size,), n, name)
-    return CSR((n, k), indptr, cols.astype(index_dtype(k)), values)
+    bits = best_index_bits(indptr, cols, k) if r.csr_index == "auto" else 0
+    return CSR((n, k), indptr, cols.astype(index_dtype(k)), values, index_bits=bits)
 
 
 def _progress(items, on, desc):

@@ -7,12 +7,16 @@
      "quant": null | "int8" | "log2", "log2_bits": 4,
      "calib": "minmax" | "percentile" | "entropy", "percentile": 99.99, "calib_batch": 32,
      "kmeans_iters": 100, "kmeans_tol": 1e-6, "optimize": true, "seed": 0,
+     "csr_index": "auto" | "absolute",
      "per_layer": {"<node or weight name>": {"prune": 0.5, "share": null, "quant": "int8", "skip": false, ...}}}
 
 Per-layer overrides take the *layer* keys (``LAYER_KEYS``); a layer named with its
 own ``prune`` value is pruned to that sparsity by magnitude (or N:M if its mode
 says so) and leaves the global pool of ``prune_mode: "global"``; ``"skip": true``
-keeps the layer's weight dense fp32.
+keeps the layer's weight dense fp32. ``csr_index``: how a pruned (CSR) weight stores its
+column indices in the file: ``"auto"`` picks relative codes of the width (1..8 bits) that
+takes the fewest bytes, when that beats absolute uint16/int32 (the loader decodes them once);
+``"absolute"`` keeps uint16/int32.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ SHARE_MODES = ("per_tensor", "per_channel")
 SHARE_INITS = ("kmeans++", "linear")
 QUANTS = (None, "int8", "log2")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
+CSR_INDEX = ("auto", "absolute")
 
 # keys a per_layer entry may override
 LAYER_KEYS = ("prune", "prune_mode", "n_m", "share", "share_mode", "share_init", "quant", "log2_bits", "skip")
@@ -74,6 +79,7 @@ class Recipe:
     kmeans_tol: float = 1e-6
     optimize: bool = True
     seed: int = 0
+    csr_index: str = "auto"
     per_layer: dict = field(default_factory=dict)
 
     # ---------------------------------------------------------------- (de)serialisation
@@ -133,6 +139,8 @@ class Recipe:
             raise CompressionError(f"kmeans_tol must be >= 0, got {self.kmeans_tol!r}")
         if not _is_int(self.seed):
             raise CompressionError(f"seed must be an integer, got {self.seed!r}")
+        if self.csr_index not in CSR_INDEX:
+            raise CompressionError(f"csr_index must be one of {list(CSR_INDEX)}, got {self.csr_index!r}")
         if not isinstance(self.optimize, bool):
             raise CompressionError(f"optimize must be true or false, got {self.optimize!r}")
         if not isinstance(self.per_layer, dict):
