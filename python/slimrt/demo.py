@@ -47,6 +47,7 @@ RECIPES = [
     ("int8 (per-channel weights)", dict(quant="int8")),
     ("log2 4-bit", dict(quant="log2")),
     ("codebook 4-bit (k-means)", dict(share=16, share_mode="per_channel")),
+    ("prune 80% dense + codebook 4-bit", dict(share=16, share_mode="per_channel", per_layer={"dense": {"prune": 0.8}})),
     ("prune 92% dense + codebook 4-bit", dict(share=16, share_mode="per_channel", per_layer={"dense": {"prune": 0.92}})),
 ]
 
