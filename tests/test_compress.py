@@ -795,3 +795,19 @@ def test_fashion_calibration(fashion):
     assert set(aq) == {m.inputs[0].name} | {o for n in c.nodes for o in n.outputs}
     assert aq[m.inputs[0].name][1] == 0  # pixels are non-negative
     assert all(s > 0 for s, _ in aq.values())
+
+
+def test_fashion_codebook4_int8_runs_the_int8_table_kernel(fashion):
+    """share + int8 puts the tables on an int8 grid and names them in metadata["int8_codebooks"]; on a VNNI
+    CPU the runtime runs them on the int8-table LUT kernel, within 1 point of fp32."""
+    m, x, y, acc = fashion
+    c = compress(m, share=16, share_mode="per_channel", quant="int8")
+    names = c.metadata["int8_codebooks"].split("\n")
+    assert set(names) == {"conv2d/kernel", "conv2d_1/kernel", "dense/kernel", "dense_1/kernel"}
+    kernels = [k for _, _, k in slimrt.Session(c).kernels()]
+    if "avx512vnni" in slimrt.cpu_info()["supported_isas"]:
+        assert sum("codebookq8_4" in k for k in kernels) == 4, kernels
+    assert accuracy(c, x, y) >= acc - 0.01
+    plain = compress(m, share=16, share_mode="per_channel")
+    assert "int8_codebooks" not in plain.metadata
+    assert not any("q8" in k for _, _, k in slimrt.Session(plain).kernels())

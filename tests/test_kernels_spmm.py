@@ -66,7 +66,7 @@ SHAPES = [(1, 1, 1), (1, 17, 33), (2, 16, 15), (3, 7, 64), (4, 31, 65), (7, 8, 1
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "M%dN%dK%d" % s)
-@pytest.mark.parametrize("sparsity", [0.0, 0.6, 0.95])
+@pytest.mark.parametrize("sparsity", [0.0, 0.05, 0.5, 0.95, 1.0])
 def test_csr_f32(isa, shape, sparsity):
     m, n, k = shape
     rng = np.random.default_rng(m * 1000 + n * 10 + k)
@@ -254,3 +254,49 @@ def test_csr_gemv_tail_ignores_other_rows(isa, idx_dtype, nnz_row):
     want = x[:, :nnz_row].astype(np.float64) @ w[0, :nnz_row].astype(np.float64)
     assert np.isfinite(y[0, 0]) and abs(y[0, 0] - want[0]) <= 1e-5 * max(1.0, abs(want[0]))
     assert np.isinf(y[0, 1]) and y[0, 2] == 0 and np.isfinite(y[0, 3])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(1, 33, 64), (2, 5, 7), (3, 17, 100), (64, 65, 129)], ids=lambda s: "M%dN%dK%d" % s)
+@pytest.mark.parametrize("table", ["shared", "per_row", "per_row_scaled", "small"])
+def test_csr_codes(isa, shape, table):
+    """uint8 codes into a <= 16-entry table (4-bit codebook / log2 values of a CSR), decoded in
+    the kernels: against the float64 reference of table[row][code] (* scale[row])."""
+    m, n, k = shape
+    rng = np.random.default_rng(m * 1000 + n + k)
+    size = 5 if table == "small" else 16
+    rows = 1 if table in ("shared", "small") else n
+    tab = rng.standard_normal((rows, size)).astype(np.float32)
+    mask = rng.random((n, k)) < 0.4
+    if n > 2:
+        mask[1] = False
+    codes_dense = rng.integers(0, size, (n, k)).astype(np.uint8)
+    indptr = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
+    r, c = np.nonzero(mask)
+    codes = codes_dense[r, c]
+    scale = rng.random(n).astype(np.float32) + 0.5 if table == "per_row_scaled" else None
+    wd = np.zeros((n, k), np.float64)
+    wd[r, c] = tab[r if rows > 1 else 0, codes]
+    if scale is not None:
+        wd *= scale[:, None]
+    a = K.CsrMatrix(indptr, c.astype(np.uint16), codes, k, w_scale=scale, isa=isa, table=tab)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    buf, out = guarded(m, n, rng)
+    y = a.run(x, threads=2, out=out)
+    check_guard(buf, m, n)
+    ref = x.astype(np.float64) @ wd.T
+    assert np.all(np.abs(y - ref) <= tol(x, wd, int(mask.sum(1).max()))), np.abs(y - ref).max()
+    if mask.sum() >= 1000:  # 1 byte per non-zero instead of 4 (the tables cost 64 bytes per row)
+        assert a.nbytes < K.CsrMatrix(indptr, c.astype(np.uint16), wd[r, c].astype(np.float32), k, isa=isa).nbytes
+
+
+def test_csr_codes_errors():
+    indptr = np.array([0, 2], np.int32)
+    cols = np.array([0, 3], np.uint16)
+    tab = np.zeros((1, 4), np.float32)
+    with pytest.raises(core.InputError, match="code 4 >= table size 4"):
+        K.CsrMatrix(indptr, cols, np.array([1, 4], np.uint8), 5, table=tab)
+    with pytest.raises(core.InputError, match="table goes with uint8 codes"):
+        K.CsrMatrix(indptr, cols, np.array([1, 2], np.uint8), 5)
+    with pytest.raises(core.InputError, match="1 or N rows of 1..16 entries"):
+        K.CsrMatrix(indptr, cols, np.array([1, 2], np.uint8), 5, table=np.zeros((1, 17), np.float32))

@@ -205,7 +205,15 @@ def _formats(rng, w):
         "csr_int8": (CSR.from_dense(sparse, lambda v, r: QInt8(np.round(v / s[r]).astype(np.int8), s, axis=0,
                                                                  shape=(v.size,), channels=n)), "csr_int8"),
         "csr_codebook": (CSR.from_dense(sparse, lambda v, r: Codebook(rng.integers(0, 4, v.size), rnd(rng, 4), 2)),
-                         "csr_f32"),
+                         "csr_lut4"),
+        "csr_codebook_rows": (CSR.from_dense(sparse, lambda v, r: Codebook(rng.integers(0, 16, v.size),
+                                                                             rnd(rng, n, 16), 4, axis=0,
+                                                                             shape=(v.size,), channels=n)),
+                              "csr_lut4"),
+        "csr_log2": (CSR.from_dense(sparse, lambda v, r: Log2(np.where(codes.ravel()[:v.size] == 8, 0,
+                                                                        codes.ravel()[:v.size]),
+                                                               np.abs(rnd(rng, n)) + 0.1, 4, axis=0,
+                                                               shape=(v.size,), channels=n)), "csr_lut4"),
         "codebook4": (Codebook(idx, rnd(rng, 16), 4), "codebook4"),
         "codebook4_rows": (Codebook(idx, rnd(rng, n, 16), 4, axis=0), "codebook4"),
         "codebook3": (Codebook(rng.integers(0, 8, (n, k)), rnd(rng, 8), 3), "codebook3"),
@@ -214,16 +222,18 @@ def _formats(rng, w):
     }
 
 
-@pytest.mark.parametrize("fmt", ["csr_f32", "csr_int8", "csr_codebook", "codebook4", "codebook4_rows", "codebook3",
-                                 "log2", "dense"])
+@pytest.mark.parametrize("fmt", ["csr_f32", "csr_int8", "csr_codebook", "csr_codebook_rows", "csr_log2", "codebook4",
+                                 "codebook4_rows", "codebook3", "log2", "dense"])
 def test_compressed_weights_run_natively(rng, fmt):
     """Dense and conv layers on every weight format, checked against the decoded reference."""
     w = rnd(rng, 12, 36)
     t, kernel = _formats(rng, w)[fmt]
+    # <= 4-bit log2 runs the int8-table kernel on VNNI: u8 activations, int8 tolerance
+    tol = 2e-2 if fmt == "log2" else RTOL
     m = Model(inputs=[("x", (None, 36))])
     m.outputs = [m.add_node("dense", ["x", m.add_constant("w", t), m.add_constant("b", rnd(rng, 12))],
                             dict(act="relu"))]
-    check(m, rnd(rng, 5, 36))
+    check(m, rnd(rng, 5, 36), tol=tol)
     assert kernel in slimrt.Session(m).kernels()[0][2]
     # conv: the same matrix as [O=12, KH=3, KW=3, Cg=4] (CSR keeps it 2-D with the kernel attribute)
     c = Model(inputs=[("x", (None, 7, 6, 4))])
@@ -232,7 +242,7 @@ def test_compressed_weights_run_natively(rng, fmt):
     if fmt.startswith("csr"):
         attrs["kernel"] = [3, 3]
     c.outputs = [c.add_node("conv2d", ["x", c.add_constant("w", wt)], attrs)]
-    check(c, rnd(rng, 2, 7, 6, 4), threads=(2,))
+    check(c, rnd(rng, 2, 7, 6, 4), threads=(2,), tol=tol)
     assert kernel in slimrt.Session(c).kernels()[0][2]
 
 

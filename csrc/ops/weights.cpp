@@ -1,10 +1,12 @@
 #include "ops/weights.h"
 
 #include <array>
+#include <cmath>
 #include <vector>
 
 #include "kernels/gemm/sgemm.h"
 #include "kernels/lutgemm/lutgemm.h"
+#include "kernels/lutgemm/lutq8.h"
 #include "kernels/qgemm/qgemm.h"
 #include "kernels/spmm/spmm.h"
 #include "runtime/program.h"
@@ -52,33 +54,50 @@ class CsrWeights : public WeightMatrix {
     kernels::csr_conv2d(s, x, *w_, y, ep, ws, threads);
   }
   std::string name() const override {
-    return std::string(w_->int8 ? "csr_int8_" : "csr_f32_") + isa_name(w_->isa);
+    return std::string(w_->codes ? "csr_lut4_" : w_->int8 ? "csr_int8_" : "csr_f32_") + isa_name(w_->isa);
   }
  private:
   std::unique_ptr<kernels::PackedCsr> w_;
 };
 
+// Codebook / log2 weights on the LUT GEMM: the fp32-table kernel (lutgemm.h, any table, exact
+// float equation) or the int8-table kernel (lutq8.h: <= 4-bit log2 and int8-lut codebooks, u8
+// activations quantized per row like the int8 GEMM; picked by default where the ISA has it).
 class LutWeights : public WeightMatrix {
  public:
   LutWeights(std::unique_ptr<kernels::PackedLut> w, int bits) : w_(std::move(w)), bits_(bits) {}
-  size_t dense_workspace(int64_t M, int threads) const override { return kernels::lut_dense_workspace(M, *w_, threads); }
+  LutWeights(std::unique_ptr<kernels::PackedLutQ8> q, int bits) : q_(std::move(q)), bits_(bits) {}
+  size_t dense_workspace(int64_t M, int threads) const override {
+    return q_ ? kernels::lutq8_dense_workspace(M, *q_, threads) : kernels::lut_dense_workspace(M, *w_, threads);
+  }
   void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void* ws,
              int threads) const override {
-    kernels::lut_dense(M, x, ldx, *w_, y, ldy, ep, ws, threads);
+    if (q_) kernels::lutq8_dense(M, x, ldx, *q_, y, ldy, ep, ws, threads);
+    else kernels::lut_dense(M, x, ldx, *w_, y, ldy, ep, ws, threads);
   }
   size_t conv_workspace(const Conv2dShape& s, int threads) const override {
-    return kernels::lut_conv2d_workspace(s, *w_, threads);
+    return q_ ? kernels::lutq8_conv2d_workspace(s, *q_, threads) : kernels::lut_conv2d_workspace(s, *w_, threads);
   }
   void conv(const Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws, int threads) const override {
-    kernels::lut_conv2d(s, x, *w_, y, ep, ws, threads);
+    if (q_) kernels::lutq8_conv2d(s, x, *q_, y, ep, ws, threads);
+    else kernels::lut_conv2d(s, x, *w_, y, ep, ws, threads);
   }
-  std::string name() const override {
-    return std::string(w_->log2 ? "log2" : "codebook") + std::to_string(bits_) + "_" + isa_name(w_->isa);
+  std::string name() const override {  // e.g. codebook4_avx2, log2q8_4_avx512vnni
+    const bool log2 = q_ ? q_->log2 : w_->log2;
+    return std::string(log2 ? "log2" : "codebook") + (q_ ? "q8_" : "") + std::to_string(bits_) + "_" +
+           isa_name(q_ ? q_->isa : w_->isa);
   }
  private:
   std::unique_ptr<kernels::PackedLut> w_;
+  std::unique_ptr<kernels::PackedLutQ8> q_;
   int bits_;
 };
+
+// The int8-table LUT kernel runs a <= 4-bit weight when the ISA has a SIMD one (not the scalar
+// reference) and K fits its exact int32 accumulation.
+bool use_lutq8(const BuildContext& c, int bits, int64_t kk) {
+  return c.isa != Isa::Scalar && kernels::lutq8_has_kernel(c.isa) && bits <= 4 && kk <= kernels::kQ8MaxK;
+}
 
 // int8 weights (w = scale[n] * q), activations quantized per row (dense) or per image (conv) at run time.
 class Q8Weights : public WeightMatrix {
@@ -131,6 +150,63 @@ std::vector<float> lut_floats(const TensorDef& t) {
 
 }  // namespace
 
+// A CSR whose values are a <= 4-bit codebook with a float table, or <= 4-bit log2 codes, as
+// uint8 codes + one 16-entry table (per row or shared) + the log2 row scale; null otherwise.
+static std::unique_ptr<WeightMatrix> csr_code_weights(const TensorDef& t, int64_t n, int64_t kk, Isa isa) {
+  const TensorDef& v = *t.values;
+  const bool cb = v.format == TFormat::Codebook && v.lut_dtype == DType::F32 && v.lut_size <= kernels::kCsrMaxTable;
+  const bool lg = v.format == TFormat::Log2 && (int64_t{1} << v.bits) <= kernels::kCsrMaxTable;
+  if (!cb && !lg) return nullptr;
+  std::vector<uint8_t> codes(static_cast<size_t>(t.nnz) + 1);
+  const uint8_t* p = v.data.data;
+  const uint32_t mask = (1u << v.bits) - 1;
+  for (int64_t j = 0; j < t.nnz; ++j) {
+    const uint64_t bit = static_cast<uint64_t>(j) * v.bits, byte = bit >> 3;
+    uint32_t w = p[byte];
+    if ((bit & 7) + v.bits > 8) w |= static_cast<uint32_t>(p[byte + 1]) << 8;
+    codes[j] = static_cast<uint8_t>((w >> (bit & 7)) & mask);
+  }
+  std::vector<float> table;
+  int64_t rows = 1, size = 0;
+  const float* scale = nullptr;
+  int64_t n_scale = 0;
+  if (cb) {
+    rows = v.lut_groups;
+    size = v.lut_size;
+    table.assign(v.lut.as<float>(), v.lut.as<float>() + rows * size);
+  } else {  // log2: sign * 2^-(mag-1), code 0 -> 0; the scale is the row scale
+    size = int64_t{1} << v.bits;
+    table.resize(static_cast<size_t>(size));
+    const uint32_t sign = 1u << (v.bits - 1);
+    for (uint32_t code = 0; code < static_cast<uint32_t>(size); ++code) {
+      const uint32_t mag = code & (sign - 1);
+      table[code] = mag == 0 ? 0.f : std::ldexp(code & sign ? -1.f : 1.f, -static_cast<int>(mag - 1));
+    }
+    scale = v.scale.as<float>();
+    n_scale = v.axis < 0 ? 1 : n;
+  }
+  return std::make_unique<CsrWeights>(kernels::pack_csr(n, kk, t.indptr.data, csr_type(t.indptr_dtype),
+                                                        t.indices.data, csr_type(t.indices_dtype), t.nnz,
+                                                        codes.data(), kernels::CsrType::U8, scale, n_scale, isa,
+                                                        table.data(), rows, size));
+}
+
+// compress(share=k, quant="int8") lists the codebooks whose tables it put on an int8 grid in
+// metadata["int8_codebooks"] (one name per line): those run on the int8-table kernel (tables
+// re-rounded to int8 per row, error <= max|entry| / 254, u8 activations, as an int8 layer).
+static bool int8_codebook_hint(const ModelDef& m, const std::string& name) {
+  auto it = m.metadata.find("int8_codebooks");
+  if (it == m.metadata.end()) return false;
+  const std::string& v = it->second;
+  for (size_t pos = 0; pos <= v.size();) {
+    size_t end = v.find('\n', pos);
+    if (end == std::string::npos) end = v.size();
+    if (v.compare(pos, end - pos, name) == 0 && end - pos == name.size()) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
 bool weight_is_dense_f32(const BuildContext& c, size_t input) {
   const TensorDef& t = c.tensor_def(input);
   return t.format == TFormat::Dense && t.dtype == DType::F32;
@@ -154,7 +230,9 @@ std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, 
             v.data.data, int8_vals ? kernels::CsrType::I8 : kernels::CsrType::F32,
             int8_vals ? v.scale.as<float>() : nullptr, int8_vals ? (v.axis < 0 ? 1 : n) : 0, c.isa));
       }
-      // Values stored as codebook/log2 codes: decode the nnz values once, stay sparse.
+      // <= 4-bit codebook (float table) or log2 values: the kernels run on the codes.
+      if (auto cw = csr_code_weights(t, n, kk, c.isa)) return cw;
+      // Other codebook/log2 values: decode the nnz values once, stay sparse.
       std::vector<float> vals(static_cast<size_t>(t.nnz));
       decode_csr_values(t, vals.data());
       return std::make_unique<CsrWeights>(kernels::pack_csr(n, kk, t.indptr.data, csr_type(t.indptr_dtype),
@@ -165,11 +243,22 @@ std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, 
       return std::make_unique<Q8Weights>(t, d, groups, conv, c.isa);
     bool lut_ok = !grouped || (n / groups) % 4 == 0;
     if (!fp32_only && t.format == TFormat::Codebook && lut_ok && (t.axis < 0 || t.axis == 0)) {
+      if (t.lut_dtype == DType::I8 && use_lutq8(c, t.bits, kk))
+        return std::make_unique<LutWeights>(kernels::pack_lutq8_codebook(t.data.data, n, kk, t.bits, t.lut.as<int8_t>(),
+                                                                         t.lut_size, t.axis == 0, c.isa), t.bits);
+      if (t.lut_dtype == DType::F32 && use_lutq8(c, t.bits, kk) && int8_codebook_hint(c.model, t.name))
+        return std::make_unique<LutWeights>(kernels::pack_lutq8_codebook_f32(t.data.data, n, kk, t.bits,
+                                                                             t.lut.as<float>(), t.lut_size,
+                                                                             t.axis == 0, c.isa), t.bits);
       auto lut = lut_floats(t);
       return std::make_unique<LutWeights>(
           kernels::pack_codebook(t.data.data, n, kk, t.bits, lut.data(), t.lut_size, t.axis == 0, c.isa), t.bits);
     }
     if (!fp32_only && t.format == TFormat::Log2 && lut_ok && (t.axis < 0 || t.axis == 0)) {
+      if (use_lutq8(c, t.bits, kk))
+        return std::make_unique<LutWeights>(
+            kernels::pack_lutq8_log2(t.data.data, n, kk, t.bits, t.scale.as<float>(), t.axis < 0 ? 1 : n, c.isa),
+            t.bits);
       return std::make_unique<LutWeights>(
           kernels::pack_log2(t.data.data, n, kk, t.bits, t.scale.as<float>(), t.axis < 0 ? 1 : n, c.isa), t.bits);
     }

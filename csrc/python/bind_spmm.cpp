@@ -11,6 +11,7 @@
 #include "kernels/gemm/conv2d.h"
 #include "kernels/gemm/sgemm.h"
 #include "kernels/lutgemm/lutgemm.h"
+#include "kernels/lutgemm/lutq8.h"
 #include "kernels/spmm/spmm.h"
 #include "python/args.h"
 #include "python/bind.h"
@@ -137,21 +138,23 @@ CsrType int_type(const pyb::array& a, const char* name, bool allow_u16, bool all
 
 std::unique_ptr<PyCsr> make_csr(const pyb::object& indptr_o, const pyb::object& indices_o,
                                 const pyb::object& values_o, int64_t n_cols, const pyb::object& w_scale,
-                                const pyb::object& isa_o) {
+                                const pyb::object& isa_o, const pyb::object& table_o) {
   pyb::array indptr = contig(indptr_o, "indptr", 1), indices = contig(indices_o, "indices", 1);
   pyb::array values = contig(values_o, "values", 1);
   const CsrType pt = int_type(indptr, "indptr", false, true), it = int_type(indices, "indices", true, false);
   CsrType vt;
   if (is<float>(values)) vt = CsrType::F32;
   else if (is<int8_t>(values)) vt = CsrType::I8;
-  else bad("values must be float32 or int8 (QInt8 with w_scale)");
+  else if (is<uint8_t>(values)) vt = CsrType::U8;
+  else bad("values must be float32, int8 (QInt8 with w_scale) or uint8 codes (with table)");
+  if ((vt == CsrType::U8) != !table_o.is_none()) bad("a table goes with uint8 codes, and only with them");
   if (indptr.shape(0) < 1) bad("indptr must hold rows + 1 entries");
   if (indices.shape(0) != values.shape(0)) bad("indices and values must have the same length (nnz)");
   const int64_t N = indptr.shape(0) - 1, nnz = indices.shape(0);
   pyb::array scale;
   const float* sp = nullptr;
   int64_t ns = 0;
-  if (vt == CsrType::I8) {
+  if (vt == CsrType::I8 || (vt == CsrType::U8 && !w_scale.is_none())) {
     if (w_scale.is_none()) bad("int8 values need w_scale (one value, or one per row)");
     scale = arr_arg(w_scale, "w_scale");
     if (!is<float>(scale) || !(scale.flags() & pyb::array::c_style) || scale.ndim() > 1)
@@ -159,12 +162,21 @@ std::unique_ptr<PyCsr> make_csr(const pyb::object& indptr_o, const pyb::object& 
     sp = static_cast<const float*>(scale.data());
     ns = scale.size();
   } else if (!w_scale.is_none()) {
-    bad("w_scale is only for int8 values");
+    bad("w_scale is only for int8 values or codes");
+  }
+  pyb::array table;
+  int64_t trows = 0, tsize = 0;
+  if (vt == CsrType::U8) {
+    table = contig(table_o, "table", 2);
+    if (!is<float>(table)) bad("table must be float32 [1 or rows, entries]");
+    trows = table.shape(0);
+    tsize = table.shape(1);
   }
   const Isa isa = isa_arg(isa_o);
   auto p = std::make_unique<PyCsr>();
   pyb::gil_scoped_release nogil;
-  p->w = kernels::pack_csr(N, n_cols, indptr.data(), pt, indices.data(), it, nnz, values.data(), vt, sp, ns, isa);
+  p->w = kernels::pack_csr(N, n_cols, indptr.data(), pt, indices.data(), it, nnz, values.data(), vt, sp, ns, isa,
+                           vt == CsrType::U8 ? static_cast<const float*>(table.data()) : nullptr, trows, tsize);
   return p;
 }
 
@@ -254,6 +266,112 @@ std::unique_ptr<PyLog2> make_log2(const pyb::object& codes_o, const pyb::object&
   return p;
 }
 
+
+// ---- int8-table LUT GEMM (lutq8.h) -------------------------------------------
+
+struct PyLutQ8 {
+  std::unique_ptr<kernels::PackedLutQ8> w;
+
+  pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
+                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
+    Mat<float> x = as_mat<float>(x_obj, "x");
+    if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
+    EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
+    Mat<float> y = out_mat<float>(out, x.rows, w->N);
+    const int t = threads_arg(threads);
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::lutq8_dense_workspace(x.rows, *w, t));
+      kernels::lutq8_dense(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
+    }
+    return y.arr;
+  }
+
+  pyb::array run_acc(const pyb::object& aq_obj, int32_t a_zero, int threads, const pyb::object& out) {
+    Mat<uint8_t> a = as_mat<uint8_t>(aq_obj, "aq");
+    if (a.cols != w->K) bad("aq must have shape (M, " + std::to_string(w->K) + ")");
+    if (a_zero < 0 || a_zero > 255) bad("a_zero must be in [0, 255]");
+    Mat<int32_t> c = out_mat<int32_t>(out, a.rows, w->N);
+    const int t = threads_arg(threads);
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::lutq8_dense_workspace(a.rows, *w, t));
+      kernels::lutq8_gemm_acc(a.rows, a.ptr, a.ld, a_zero, *w, c.ptr, c.ld, ws.get(), t);
+    }
+    return c.arr;
+  }
+
+  pyb::array conv(const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& strides,
+                  const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads, int64_t groups,
+                  const pyb::object& bias, const std::string& act, float alpha, const pyb::object& residual,
+                  int threads, const pyb::object& out) {
+    ConvArgs c = conv_args(x, w->N, w->K, KH, KW, strides, dilations, pads, groups, bias, act, alpha, residual, out);
+    const int t = threads_arg(threads);
+    const float* xp = static_cast<const float*>(c.x.data());
+    float* yp = static_cast<float*>(c.y.mutable_data());
+    {
+      pyb::gil_scoped_release nogil;
+      AlignedPtr<char> ws = aligned_array<char>(kernels::lutq8_conv2d_workspace(c.s, *w, t));
+      kernels::lutq8_conv2d(c.s, xp, *w, yp, c.ep, ws.get(), t);
+    }
+    return c.y;
+  }
+
+  // The int8 weight table [N][16] and the per-row float scale / int32 row sum.
+  pyb::array table() const {
+    pyb::array_t<int8_t> a({w->N, int64_t(16)});
+    if (w->N) std::memcpy(a.mutable_data(), w->table.get(), size_t(w->N) * 16);
+    return a;
+  }
+  pyb::array row_scale() const {
+    pyb::array_t<float> a(w->N);
+    if (w->N) std::memcpy(a.mutable_data(), w->row_scale.get(), sizeof(float) * w->N);
+    return a;
+  }
+  pyb::array rowsum() const {
+    pyb::array_t<int32_t> a(w->N);
+    if (w->N) std::memcpy(a.mutable_data(), w->rowsum.get(), sizeof(int32_t) * w->N);
+    return a;
+  }
+};
+
+std::unique_ptr<PyLutQ8> make_lutq8_codebook(const pyb::object& idx_o, const pyb::object& lut_o, int bits, int64_t N,
+                                             int64_t K, bool per_row, const pyb::object& isa_o) {
+  pyb::array keep;
+  const uint8_t* pk = packed_arg(idx_o, "packed_idx", N, K, bits, &keep);
+  pyb::array lut = arr_arg(lut_o, "lut");
+  const bool i8 = is<int8_t>(lut);
+  if ((!i8 && !is<float>(lut)) || !(lut.flags() & pyb::array::c_style))
+    bad("lut must be a C-contiguous int8 or float32 array");
+  const int64_t groups = per_row ? N : 1;
+  if (lut.ndim() != 2 || lut.shape(0) != groups)
+    bad("lut must have shape (" + std::to_string(groups) + ", lut_size)");
+  const int64_t lut_size = lut.shape(1);
+  const Isa isa = isa_arg(isa_o);
+  auto p = std::make_unique<PyLutQ8>();
+  const void* lp = lut.data();
+  pyb::gil_scoped_release nogil;
+  p->w = i8 ? kernels::pack_lutq8_codebook(pk, N, K, bits, static_cast<const int8_t*>(lp), lut_size, per_row, isa)
+            : kernels::pack_lutq8_codebook_f32(pk, N, K, bits, static_cast<const float*>(lp), lut_size, per_row, isa);
+  return p;
+}
+
+std::unique_ptr<PyLutQ8> make_lutq8_log2(const pyb::object& codes_o, const pyb::object& scale_o, int bits, int64_t N,
+                                         int64_t K, const pyb::object& isa_o) {
+  pyb::array keep;
+  const uint8_t* pk = packed_arg(codes_o, "packed_codes", N, K, bits, &keep);
+  pyb::array sc = arr_arg(scale_o, "scale");
+  if (!is<float>(sc) || !(sc.flags() & pyb::array::c_style) || sc.ndim() > 1)
+    bad("scale must be a C-contiguous float32 scalar or 1-D array");
+  const Isa isa = isa_arg(isa_o);
+  auto p = std::make_unique<PyLutQ8>();
+  const float* sp = static_cast<const float*>(sc.data());
+  const int64_t ns = sc.size();
+  pyb::gil_scoped_release nogil;
+  p->w = kernels::pack_lutq8_log2(pk, N, K, bits, sp, ns, isa);
+  return p;
+}
+
 }  // namespace
 }  // namespace slimrt::py
 
@@ -267,9 +385,10 @@ SLIMRT_PY_BIND(spmm) {
 
   pyb::class_<PyCsr>(k, "CsrMatrix",
                      "A CSR weight matrix W[N, K] (rows = output channels) packed for one ISA's SpMM.\n"
-                     "values float32, or int8 with w_scale (w = w_scale[row] * q).")
+                     "values float32, int8 with w_scale (w = w_scale[row] * q), or uint8 codes with a\n"
+                     "table [1 or N, <= 16] (w = table[row][code] * w_scale[row] when given).")
       .def(pyb::init(&make_csr), arg("indptr"), arg("indices"), arg("values"), arg("n_cols"),
-           arg("w_scale") = pyb::none(), arg("isa") = pyb::none())
+           arg("w_scale") = pyb::none(), arg("isa") = pyb::none(), arg("table") = pyb::none())
       .def_property_readonly("N", [](const PyCsr& p) { return p.w->N; })
       .def_property_readonly("K", [](const PyCsr& p) { return p.w->K; })
       .def_property_readonly("nnz", [](const PyCsr& p) { return p.w->nnz; })
@@ -328,4 +447,39 @@ SLIMRT_PY_BIND(lutgemm) {
                     "LSB-first at `bits` (2..8); scale has 1 or N values.")
       .def(pyb::init(&make_log2), arg("packed_codes"), arg("scale"), arg("bits"), arg("N"), arg("K"),
            arg("isa") = pyb::none());
+
+  pyb::class_<PyLutQ8>(k, "LutQ8Matrix",
+                       "<= 4-bit codebook / log2 weights decoded to int8 in registers (vpdpbusd), activations\n"
+                       "quantized to u8 per row as q8 run_dynamic does. Build with LutQ8Matrix.codebook (int8 lut:\n"
+                       "exact; float32 lut: centroids rounded to int8 per table, |error| <= max|lut row|/254) or\n"
+                       "LutQ8Matrix.log2 (exact: int8 {0, +-64*2^-(mag-1)}, row scale = scale/64).")
+      .def_static("codebook", &make_lutq8_codebook, arg("packed_idx"), arg("lut"), arg("bits"), arg("N"), arg("K"),
+                  arg("per_row") = false, arg("isa") = pyb::none())
+      .def_static("log2", &make_lutq8_log2, arg("packed_codes"), arg("scale"), arg("bits"), arg("N"), arg("K"),
+                  arg("isa") = pyb::none())
+      .def_static("has_kernel", [](const pyb::object& isa_o) { return kernels::lutq8_has_kernel(isa_arg(isa_o)); },
+                  arg("isa") = pyb::none(), "True when the ISA has an int8-table kernel.")
+      .def_property_readonly("N", [](const PyLutQ8& p) { return p.w->N; })
+      .def_property_readonly("K", [](const PyLutQ8& p) { return p.w->K; })
+      .def_property_readonly("bits", [](const PyLutQ8& p) { return p.w->bits; })
+      .def_property_readonly("storage_bits", [](const PyLutQ8& p) { return p.w->sb; })
+      .def_property_readonly("per_row", [](const PyLutQ8& p) { return p.w->per_row; })
+      .def_property_readonly("is_log2", [](const PyLutQ8& p) { return p.w->log2; })
+      .def_property_readonly("quantized", [](const PyLutQ8& p) { return p.w->quantized; })
+      .def_property_readonly("nbytes", [](const PyLutQ8& p) { return p.w->bytes(); })
+      .def_property_readonly("isa", [](const PyLutQ8& p) { return std::string(isa_name(p.w->isa)); })
+      .def_property_readonly("table", &PyLutQ8::table, "int8 weight table per row [N, 16]")
+      .def_property_readonly("row_scale", &PyLutQ8::row_scale, "float32 [N]: w = row_scale[n] * table[n, idx]")
+      .def_property_readonly("rowsum", &PyLutQ8::rowsum, "int32 [N]: sum_k of the int8 weights of row n")
+      .def("run", &PyLutQ8::run, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+           arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+           "act(float(acc) * a_scale[m] * row_scale[n] * scale[n] + bias + residual) as float32 [M, N].")
+      .def("run_acc", &PyLutQ8::run_acc, arg("aq"), arg("a_zero"), arg("threads") = 1, arg("out") = pyb::none(),
+           "int32 [M, N]: sum_k (aq[m, k] - a_zero) * Wq[n, k] (Wq = table[n, idx[n, k]]).")
+      .def("conv2d", &PyLutQ8::conv, arg("x"), arg("KH"), arg("KW"), arg("strides") = std::vector<int64_t>{1, 1},
+           arg("dilations") = std::vector<int64_t>{1, 1}, arg("pads") = std::vector<int64_t>{0, 0, 0, 0},
+           arg("groups") = 1, arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+           arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
+           "NHWC conv2d with this matrix as OHWI weights [O, KH*KW*C/groups] -> [N, OH, OW, O]; the\n"
+           "im2col rows (or pixels, for 1x1) are quantized per row.");
 }

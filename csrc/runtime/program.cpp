@@ -341,7 +341,7 @@ int Program::choose_variant(size_t n, const std::vector<const TensorInfo*>& in, 
         records_[key] = s->second;
         return v;
       }
-  if (!opt_.tune) return 0;
+  if (!opt_.tune || ops_[n]->num_variants() < 2) return 0;
   const int v = tune_node(n, in, out, ws_bytes);
   records_[key] = ops_[n]->variant_name(v);
   return v;
@@ -505,7 +505,7 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
     try {
       ops_[n]->infer(in, out);
       p->ws_bytes[n] = ops_[n]->workspace(in, threads);
-      if (ops_[n]->num_variants() > 1) p->variant[n] = choose_variant(n, in, out, p->ws_bytes[n]);
+      if (ops_[n]->num_variants() > 1 || !stored_.empty()) p->variant[n] = choose_variant(n, in, out, p->ws_bytes[n]);
     } catch (const Error& e) {
       throw Error(e.code(), "node '" + node.name + "' (" + node.op + "): " + e.what());
     }

@@ -19,7 +19,9 @@
 // index bit 3); 5..8-bit indices gather from a 256-entry table. Why fp32 decode
 // rather than an int8 table feeding vpdpbusd: the codebook values are arbitrary
 // f32 numbers; an int8 table would round them (and the activations) and the
-// kernel would no longer compute the format's equation.
+// kernel would no longer compute the format's equation. Tables that ARE int8 (log2
+// with <= 4 bits, int8-lut codebooks) have the int8-table kernel of lutq8.h, which
+// the runtime picks for them on AVX-512 VNNI.
 //
 // Packed index layout (per ISA; lanes Lw = 16 for AVX-512 and scalar, 8 for AVX2):
 //   storage width sb = 1, 2, 4 (bits 1, 2, 3-4) or 8 (bits 5-8)  [3 bits widen to 4,

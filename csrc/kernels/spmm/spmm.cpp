@@ -95,8 +95,10 @@ void check_args(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, cons
 void run_rows(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, int64_t r0, int64_t r1, float* y,
               int64_t ldy, const Epilogue& ep, float* ws, int threads) {
   const int64_t K = W.K;
-  const float* rs = W.int8 ? W.row_scale.get() + r0 : nullptr;
-  const detail::CsrView view{W.indptr.get(), W.indices.get(), W.values.get(), W.idx16, W.int8};
+  const float* rs = W.row_scale ? W.row_scale.get() + r0 : nullptr;
+  const int64_t tstride = W.table_rows > 1 ? kCsrMaxTable : 0;
+  const detail::CsrView view{W.indptr.get(), W.indices.get(), W.values.get(), W.idx16, W.int8, W.codes,
+                             W.codes ? W.table.get() + (tstride ? r0 * tstride : 0) : nullptr, tstride};
   const int64_t nnz = W.indptr[r1] - W.indptr[r0];
   const double work = double(M) * double(nnz + kRowCost * (r1 - r0));
   int T = clamp_threads(threads);
@@ -115,8 +117,10 @@ void run_rows(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, int64_
             for (int64_t j = W.indptr[r0 + n]; j < W.indptr[r0 + n + 1]; ++j) {
               const int64_t col = W.idx16 ? reinterpret_cast<const uint16_t*>(W.indices.get())[j]
                                           : reinterpret_cast<const int32_t*>(W.indices.get())[j];
-              const float v = W.int8 ? float(reinterpret_cast<const int8_t*>(W.values.get())[j])
-                                     : reinterpret_cast<const float*>(W.values.get())[j];
+              const float v =
+                  W.codes ? W.table[(W.table_rows > 1 ? (r0 + n) * kCsrMaxTable : 0) + W.values[j]]
+                  : W.int8 ? float(reinterpret_cast<const int8_t*>(W.values.get())[j])
+                           : reinterpret_cast<const float*>(W.values.get())[j];
               s += v * xr[col];
             }
             acc[n - c0] = s;
@@ -223,27 +227,40 @@ void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epi
 }
 
 size_t PackedCsr::bytes() const {
-  return sizeof(int64_t) * (N + 1) + size_t(nnz) * ((idx16 ? 2 : 4) + (int8 ? 1 : 4)) + (int8 ? 4 * N : 0);
+  return sizeof(int64_t) * (N + 1) + size_t(nnz) * ((idx16 ? 2 : 4) + (int8 || codes ? 1 : 4)) +
+         (row_scale ? 4 * N : 0) + (codes ? sizeof(float) * kCsrMaxTable * table_rows : 0);
 }
 
 std::unique_ptr<PackedCsr> pack_csr(int64_t N, int64_t K, const void* indptr, CsrType indptr_type,
                                     const void* indices, CsrType index_type, int64_t nnz, const void* values,
-                                    CsrType value_type, const float* scale, int64_t n_scale, Isa isa) {
+                                    CsrType value_type, const float* scale, int64_t n_scale, Isa isa,
+                                    const float* table, int64_t table_rows, int64_t table_size) {
   if (N < 0 || K < 0 || nnz < 0) bad("negative size");
   if (K > (int64_t{1} << 31) - 1) bad("K too large for int32 column indices");
   if (indptr_type != CsrType::I32 && indptr_type != CsrType::I64) bad("indptr must be int32 or int64");
   if (index_type != CsrType::U16 && index_type != CsrType::I32) bad("indices must be uint16 or int32");
-  if (value_type != CsrType::F32 && value_type != CsrType::I8) bad("values must be float32 or int8");
+  if (value_type != CsrType::F32 && value_type != CsrType::I8 && value_type != CsrType::U8)
+    bad("values must be float32, int8 or uint8 codes");
   if (!indptr || (nnz && (!indices || !values))) bad("null array");
   if (static_cast<int>(isa) < 0 || static_cast<int>(isa) > static_cast<int>(Isa::Amx)) bad("unknown ISA");
   if (!isa_supported(isa)) fail(Code::Unsupported, std::string("csr: ISA ") + isa_name(isa) + " not supported");
   if (value_type == CsrType::I8) {
     if (!scale || (n_scale != 1 && n_scale != N)) bad("int8 values need a scale of 1 or N values");
   }
+  if (value_type == CsrType::U8) {
+    if (!table || table_size < 1 || table_size > kCsrMaxTable || (table_rows != 1 && table_rows != N))
+      bad("uint8 codes need a table of 1 or N rows of 1.." + std::to_string(kCsrMaxTable) + " entries");
+    if (scale ? (n_scale != 1 && n_scale != N) : n_scale != 0) bad("code scale must have 1 or N values");
+    for (int64_t j = 0; j < nnz; ++j)
+      if (static_cast<const uint8_t*>(values)[j] >= table_size)
+        bad("code " + std::to_string(static_cast<const uint8_t*>(values)[j]) + " >= table size " +
+            std::to_string(table_size));
+  }
   auto p = std::make_unique<PackedCsr>();
   p->N = N; p->K = K; p->nnz = nnz; p->isa = isa;
   p->idx16 = K <= 65536;
   p->int8 = value_type == CsrType::I8;
+  p->codes = value_type == CsrType::U8;
   p->indptr = aligned_array<int64_t>(N + 1);
   for (int64_t r = 0; r <= N; ++r) {
     const int64_t v = idx_at(indptr, indptr_type, r);
@@ -252,7 +269,7 @@ std::unique_ptr<PackedCsr> pack_csr(int64_t N, int64_t K, const void* indptr, Cs
     p->indptr[r] = v;
   }
   if (p->indptr[N] != nnz) bad("indptr[N] must equal nnz");
-  const size_t isz = p->idx16 ? 2 : 4, vsz = p->int8 ? 1 : 4;
+  const size_t isz = p->idx16 ? 2 : 4, vsz = p->int8 || p->codes ? 1 : 4;
   p->indices = aligned_array<uint8_t>(nnz * isz + 64);
   p->values = aligned_array<uint8_t>(nnz * vsz + 64);
   std::memset(p->indices.get() + nnz * isz, 0, 64);
@@ -264,9 +281,16 @@ std::unique_ptr<PackedCsr> pack_csr(int64_t N, int64_t K, const void* indptr, Cs
     else reinterpret_cast<int32_t*>(p->indices.get())[j] = static_cast<int32_t>(c);
   }
   std::memcpy(p->values.get(), values, nnz * vsz);
-  if (p->int8) {
+  if (scale && (p->int8 || p->codes)) {
     p->row_scale = aligned_array<float>(std::max<int64_t>(N, 1));
     for (int64_t r = 0; r < N; ++r) p->row_scale[r] = scale[n_scale == 1 ? 0 : r];
+  }
+  if (p->codes) {
+    p->table_rows = table_rows;
+    p->table = aligned_array<float>(static_cast<size_t>(table_rows) * kCsrMaxTable);
+    for (int64_t r = 0; r < table_rows; ++r)
+      for (int64_t e = 0; e < kCsrMaxTable; ++e)
+        p->table[r * kCsrMaxTable + e] = e < table_size ? table[r * table_size + e] : 0.f;
   }
   return p;
 }

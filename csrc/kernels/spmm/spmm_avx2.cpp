@@ -19,8 +19,14 @@ inline int64_t col_at(const CsrView& w, int64_t j) {
   return w.idx16 ? static_cast<const uint16_t*>(w.indices)[j] : static_cast<const int32_t*>(w.indices)[j];
 }
 
-inline float val_at(const CsrView& w, int64_t j) {
-  return w.int8 ? static_cast<float>(static_cast<const int8_t*>(w.values)[j]) : static_cast<const float*>(w.values)[j];
+enum ValueKind { kF32, kI8, kCodes };
+
+// Value j of a row whose code table starts at `trow` (codes only).
+template <int VK>
+inline float val_at(const CsrView& w, const float* trow, int64_t j) {
+  if constexpr (VK == kCodes) return trow[static_cast<const uint8_t*>(w.values)[j]];
+  else if constexpr (VK == kI8) return static_cast<float>(static_cast<const int8_t*>(w.values)[j]);
+  else return static_cast<const float*>(w.values)[j];
 }
 
 inline float hsum(__m256 v) {
@@ -30,10 +36,11 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <int NV, int U>
+template <int VK, int NV, int U>
 void tile_rows(const CsrView& w, int64_t n0, int64_t n1, const float* xt, float* acc) {
   constexpr int MB = 8 * NV;
   for (int64_t n = n0; n < n1; ++n) {
+    const float* trow = VK == kCodes ? w.table + n * w.table_stride : nullptr;
     __m256 a[U][NV];
     for (int u = 0; u < U; ++u)
       for (int q = 0; q < NV; ++q) a[u][q] = _mm256_setzero_ps();
@@ -41,13 +48,13 @@ void tile_rows(const CsrView& w, int64_t n0, int64_t n1, const float* xt, float*
     const int64_t e = w.indptr[n + 1];
     for (; j + U <= e; j += U) {
       for (int u = 0; u < U; ++u) {
-        const __m256 v = _mm256_set1_ps(val_at(w, j + u));
+        const __m256 v = _mm256_set1_ps(val_at<VK>(w, trow, j + u));
         const float* xp = xt + col_at(w, j + u) * MB;
         for (int q = 0; q < NV; ++q) a[u][q] = _mm256_fmadd_ps(v, _mm256_load_ps(xp + 8 * q), a[u][q]);
       }
     }
     for (; j < e; ++j) {
-      const __m256 v = _mm256_set1_ps(val_at(w, j));
+      const __m256 v = _mm256_set1_ps(val_at<VK>(w, trow, j));
       const float* xp = xt + col_at(w, j) * MB;
       for (int q = 0; q < NV; ++q) a[0][q] = _mm256_fmadd_ps(v, _mm256_load_ps(xp + 8 * q), a[0][q]);
     }
@@ -79,36 +86,49 @@ inline __m256 gather8(const void* indices, int64_t j, const float* x) {
   return _mm256_insertf128_ps(_mm256_castps128_ps256(q[0]), q[1], 1);
 }
 
-template <bool Q8>
-inline __m256 values8(const void* values, int64_t j) {
-  if constexpr (Q8)
+// 8 values from j: f32, int8 widened, or uint8 codes looked up in the row's 16-entry table
+// (two 8-entry vpermps and a blend on code bit 3).
+template <int VK>
+inline __m256 values8(const void* values, int64_t j, __m256 tlo, __m256 thi) {
+  if constexpr (VK == kI8) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(values) + j))));
-  else
+  } else if constexpr (VK == kCodes) {
+    const __m256i c = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(values) + j)));
+    const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));  // bit 3 -> sign bit
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, c), _mm256_permutevar8x32_ps(thi, c), hi);
+  } else {
     return _mm256_loadu_ps(static_cast<const float*>(values) + j);
+  }
 }
 
 // Per CSR row: 16 nnz per step in two accumulators, one 8-lane step, then the ragged
 // tail as a full 8-lane step with the lanes past the row zeroed (the arrays are padded
 // and every stored column is < K, so the loads stay in bounds).
-template <bool I16, bool Q8>
+template <bool I16, int VK>
 void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 tlo = _mm256_setzero_ps(), thi = _mm256_setzero_ps();
   for (int64_t n = n0; n < n1; ++n) {
+    if constexpr (VK == kCodes) {
+      tlo = _mm256_loadu_ps(w.table + n * w.table_stride);
+      thi = _mm256_loadu_ps(w.table + n * w.table_stride + 8);
+    }
     int64_t j = w.indptr[n];
     const int64_t e = w.indptr[n + 1];
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     for (; j + 16 <= e; j += 16) {
-      a0 = _mm256_fmadd_ps(values8<Q8>(w.values, j), gather8<I16>(w.indices, j, x), a0);
-      a1 = _mm256_fmadd_ps(values8<Q8>(w.values, j + 8), gather8<I16>(w.indices, j + 8, x), a1);
+      a0 = _mm256_fmadd_ps(values8<VK>(w.values, j, tlo, thi), gather8<I16>(w.indices, j, x), a0);
+      a1 = _mm256_fmadd_ps(values8<VK>(w.values, j + 8, tlo, thi), gather8<I16>(w.indices, j + 8, x), a1);
     }
     if (j + 8 <= e) {
-      a0 = _mm256_fmadd_ps(values8<Q8>(w.values, j), gather8<I16>(w.indices, j, x), a0);
+      a0 = _mm256_fmadd_ps(values8<VK>(w.values, j, tlo, thi), gather8<I16>(w.indices, j, x), a0);
       j += 8;
     }
     if (j < e) {
       const __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(e - j)), lane));
-      a1 = _mm256_fmadd_ps(_mm256_and_ps(m, values8<Q8>(w.values, j)),
+      a1 = _mm256_fmadd_ps(_mm256_and_ps(m, values8<VK>(w.values, j, tlo, thi)),
                            _mm256_and_ps(m, gather8<I16>(w.indices, j, x)), a1);
     }
     acc[n - n0] = hsum(_mm256_add_ps(a0, a1));
@@ -118,22 +138,34 @@ void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* 
 }  // namespace
 
 void csr_gemv(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
+  const int vk = w.codes ? kCodes : w.int8 ? kI8 : kF32;
   if (w.idx16) {
-    if (w.int8) gemv_rows<true, true>(w, n0, n1, x, acc);
-    else gemv_rows<true, false>(w, n0, n1, x, acc);
+    if (vk == kCodes) gemv_rows<true, kCodes>(w, n0, n1, x, acc);
+    else if (vk == kI8) gemv_rows<true, kI8>(w, n0, n1, x, acc);
+    else gemv_rows<true, kF32>(w, n0, n1, x, acc);
   } else {
-    if (w.int8) gemv_rows<false, true>(w, n0, n1, x, acc);
-    else gemv_rows<false, false>(w, n0, n1, x, acc);
+    if (vk == kCodes) gemv_rows<false, kCodes>(w, n0, n1, x, acc);
+    else if (vk == kI8) gemv_rows<false, kI8>(w, n0, n1, x, acc);
+    else gemv_rows<false, kF32>(w, n0, n1, x, acc);
   }
 }
 
-void csr_tile(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
+namespace {
+template <int VK>
+void tile_dispatch(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
   switch (mb) {
-    case 8: tile_rows<1, 4>(w, n0, n1, xt, acc); break;
-    case 16: tile_rows<2, 4>(w, n0, n1, xt, acc); break;
-    case 24: tile_rows<3, 2>(w, n0, n1, xt, acc); break;
-    default: tile_rows<4, 2>(w, n0, n1, xt, acc); break;
+    case 8: tile_rows<VK, 1, 4>(w, n0, n1, xt, acc); break;
+    case 16: tile_rows<VK, 2, 4>(w, n0, n1, xt, acc); break;
+    case 24: tile_rows<VK, 3, 2>(w, n0, n1, xt, acc); break;
+    default: tile_rows<VK, 4, 2>(w, n0, n1, xt, acc); break;
   }
+}
+}  // namespace
+
+void csr_tile(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
+  if (w.codes) tile_dispatch<kCodes>(w, n0, n1, xt, mb, acc);
+  else if (w.int8) tile_dispatch<kI8>(w, n0, n1, xt, mb, acc);
+  else tile_dispatch<kF32>(w, n0, n1, xt, mb, acc);
 }
 
 }  // namespace slimrt::kernels::detail::avx2

@@ -22,14 +22,21 @@ inline int64_t col_at(const CsrView& w, int64_t j) {
   return w.idx16 ? static_cast<const uint16_t*>(w.indices)[j] : static_cast<const int32_t*>(w.indices)[j];
 }
 
-inline float val_at(const CsrView& w, int64_t j) {
-  return w.int8 ? static_cast<float>(static_cast<const int8_t*>(w.values)[j]) : static_cast<const float*>(w.values)[j];
+enum ValueKind { kF32, kI8, kCodes };
+
+// Value j of a row whose code table starts at `trow` (codes only).
+template <int VK>
+inline float val_at(const CsrView& w, const float* trow, int64_t j) {
+  if constexpr (VK == kCodes) return trow[static_cast<const uint8_t*>(w.values)[j]];
+  else if constexpr (VK == kI8) return static_cast<float>(static_cast<const int8_t*>(w.values)[j]);
+  else return static_cast<const float*>(w.values)[j];
 }
 
-template <int NV, int U>
+template <int VK, int NV, int U>
 void tile_rows(const CsrView& w, int64_t n0, int64_t n1, const float* xt, float* acc) {
   constexpr int MB = 16 * NV;
   for (int64_t n = n0; n < n1; ++n) {
+    const float* trow = VK == kCodes ? w.table + n * w.table_stride : nullptr;
     __m512 a[U][NV];
     for (int u = 0; u < U; ++u)
       for (int q = 0; q < NV; ++q) a[u][q] = _mm512_setzero_ps();
@@ -37,13 +44,13 @@ void tile_rows(const CsrView& w, int64_t n0, int64_t n1, const float* xt, float*
     const int64_t e = w.indptr[n + 1];
     for (; j + U <= e; j += U) {
       for (int u = 0; u < U; ++u) {
-        const __m512 v = _mm512_set1_ps(val_at(w, j + u));
+        const __m512 v = _mm512_set1_ps(val_at<VK>(w, trow, j + u));
         const float* xp = xt + col_at(w, j + u) * MB;
         for (int q = 0; q < NV; ++q) a[u][q] = _mm512_fmadd_ps(v, _mm512_load_ps(xp + 16 * q), a[u][q]);
       }
     }
     for (; j < e; ++j) {
-      const __m512 v = _mm512_set1_ps(val_at(w, j));
+      const __m512 v = _mm512_set1_ps(val_at<VK>(w, trow, j));
       const float* xp = xt + col_at(w, j) * MB;
       for (int q = 0; q < NV; ++q) a[0][q] = _mm512_fmadd_ps(v, _mm512_load_ps(xp + 16 * q), a[0][q]);
     }
@@ -79,36 +86,45 @@ inline __m512 gather16(const void* indices, int64_t j, const float* x) {
   return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
-template <bool Q8>
-inline __m512 values16(const void* values, int64_t j) {
-  if constexpr (Q8)
+// 16 values from j: f32, int8 widened, or uint8 codes looked up in the row's 16-entry
+// table (held in a register: one vpermps per 16 values).
+template <int VK>
+inline __m512 values16(const void* values, int64_t j, __m512 table) {
+  if constexpr (VK == kI8) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(values) + j))));
-  else
+  } else if constexpr (VK == kCodes) {
+    return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                     reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(values) + j))),
+                                 table);
+  } else {
     return _mm512_loadu_ps(static_cast<const float*>(values) + j);
+  }
 }
 
 // Per CSR row: 32 nnz per step in two accumulators, then one 16-lane step, then the
 // ragged tail as a full 16-lane step with the lanes past the row zeroed (indices and
 // values are padded by 64 bytes and every stored column is < K, so the loads stay in
 // bounds; zeroing the gathered x too keeps an inf/nan of a neighbour row out).
-template <bool I16, bool Q8>
+template <bool I16, int VK>
 void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
+  __m512 tab = _mm512_setzero_ps();
   for (int64_t n = n0; n < n1; ++n) {
+    if constexpr (VK == kCodes) tab = _mm512_loadu_ps(w.table + n * w.table_stride);
     int64_t j = w.indptr[n];
     const int64_t e = w.indptr[n + 1];
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     for (; j + 32 <= e; j += 32) {
-      a0 = _mm512_fmadd_ps(values16<Q8>(w.values, j), gather16<I16>(w.indices, j, x), a0);
-      a1 = _mm512_fmadd_ps(values16<Q8>(w.values, j + 16), gather16<I16>(w.indices, j + 16, x), a1);
+      a0 = _mm512_fmadd_ps(values16<VK>(w.values, j, tab), gather16<I16>(w.indices, j, x), a0);
+      a1 = _mm512_fmadd_ps(values16<VK>(w.values, j + 16, tab), gather16<I16>(w.indices, j + 16, x), a1);
     }
     if (j + 16 <= e) {
-      a0 = _mm512_fmadd_ps(values16<Q8>(w.values, j), gather16<I16>(w.indices, j, x), a0);
+      a0 = _mm512_fmadd_ps(values16<VK>(w.values, j, tab), gather16<I16>(w.indices, j, x), a0);
       j += 16;
     }
     if (j < e) {
       const __mmask16 m = __mmask16((1u << (e - j)) - 1);
-      a1 = _mm512_fmadd_ps(_mm512_maskz_mov_ps(m, values16<Q8>(w.values, j)),
+      a1 = _mm512_fmadd_ps(_mm512_maskz_mov_ps(m, values16<VK>(w.values, j, tab)),
                            _mm512_maskz_mov_ps(m, gather16<I16>(w.indices, j, x)), a1);
     }
     acc[n - n0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
@@ -118,22 +134,34 @@ void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* 
 }  // namespace
 
 void csr_gemv(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
+  const int vk = w.codes ? kCodes : w.int8 ? kI8 : kF32;
   if (w.idx16) {
-    if (w.int8) gemv_rows<true, true>(w, n0, n1, x, acc);
-    else gemv_rows<true, false>(w, n0, n1, x, acc);
+    if (vk == kCodes) gemv_rows<true, kCodes>(w, n0, n1, x, acc);
+    else if (vk == kI8) gemv_rows<true, kI8>(w, n0, n1, x, acc);
+    else gemv_rows<true, kF32>(w, n0, n1, x, acc);
   } else {
-    if (w.int8) gemv_rows<false, true>(w, n0, n1, x, acc);
-    else gemv_rows<false, false>(w, n0, n1, x, acc);
+    if (vk == kCodes) gemv_rows<false, kCodes>(w, n0, n1, x, acc);
+    else if (vk == kI8) gemv_rows<false, kI8>(w, n0, n1, x, acc);
+    else gemv_rows<false, kF32>(w, n0, n1, x, acc);
   }
 }
 
-void csr_tile(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
+namespace {
+template <int VK>
+void tile_dispatch(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
   switch (mb) {
-    case 16: tile_rows<1, 4>(w, n0, n1, xt, acc); break;
-    case 32: tile_rows<2, 4>(w, n0, n1, xt, acc); break;
-    case 48: tile_rows<3, 2>(w, n0, n1, xt, acc); break;
-    default: tile_rows<4, 2>(w, n0, n1, xt, acc); break;
+    case 16: tile_rows<VK, 1, 4>(w, n0, n1, xt, acc); break;
+    case 32: tile_rows<VK, 2, 4>(w, n0, n1, xt, acc); break;
+    case 48: tile_rows<VK, 3, 2>(w, n0, n1, xt, acc); break;
+    default: tile_rows<VK, 4, 2>(w, n0, n1, xt, acc); break;
   }
+}
+}  // namespace
+
+void csr_tile(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
+  if (w.codes) tile_dispatch<kCodes>(w, n0, n1, xt, mb, acc);
+  else if (w.int8) tile_dispatch<kI8>(w, n0, n1, xt, mb, acc);
+  else tile_dispatch<kF32>(w, n0, n1, xt, mb, acc);
 }
 
 }  // namespace slimrt::kernels::detail::avx512

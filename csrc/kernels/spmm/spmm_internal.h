@@ -9,9 +9,12 @@ namespace slimrt::kernels::detail {
 struct CsrView {
   const int64_t* indptr;   // rows + 1
   const void* indices;     // uint16 (idx16) or int32; readable 64 bytes past nnz
-  const void* values;      // f32 or int8 (int8); readable 64 bytes past nnz
+  const void* values;      // f32, int8 (int8) or uint8 codes (codes); readable 64 bytes past nnz
   bool idx16;
   bool int8;
+  bool codes;
+  const float* table;      // codes: row n's 16 entries at table + n * table_stride
+  int64_t table_stride;    // 0 (one shared table) or 16
 };
 
 // acc[n - n0] = sum_j v[j] * x[col[j]]  for rows n in [n0, n1).

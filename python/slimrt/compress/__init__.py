@@ -39,6 +39,9 @@ from ..ir import Model
 from .calib import calibrate
 from .prune import csr_layout, global_masks, index_dtype, magnitude_mask, nm_mask
 from .quant import quantize_int8, quantize_log2
+
+# metadata key: names of codebook weights whose table lies on a per-channel int8 grid (share + int8)
+INT8_CODEBOOKS_KEY = "int8_codebooks"
 from .recipe import LayerPlan, Recipe
 from .report import format_name, format_table, report
 from .share import index_bits, kmeans_1d, share_values
@@ -231,6 +234,7 @@ def compress(model: Model, prune=None, share=None, quant=None, calib=None, per_l
 
     pool = [w for w in mats if plans[w].prunes and plans[w].prune_mode == "global"]
     masks = global_masks({w: mats[w] for w in pool}, float(r.prune)) if pool else {}
+    int8_codebooks = []
     for ref in _progress([x for x in refs if x.weight in mats], progress, "compressing"):
         w, plan = ref.weight, plans[ref.weight]
         w2d = mats[w]
@@ -247,6 +251,8 @@ def compress(model: Model, prune=None, share=None, quant=None, calib=None, per_l
         shape = m.constants[w].shape
         t = _encode(w2d.astype(np.float64), shape, plan, mask, r, rng, name)
         m.constants[w] = t
+        if isinstance(t, Codebook) and plan.quant == "int8":
+            int8_codebooks.append(w)
         if isinstance(t, CSR) and len(shape) == 4:
             for node in ref.nodes:
                 if node.op == "conv2d":
@@ -255,6 +261,8 @@ def compress(model: Model, prune=None, share=None, quant=None, calib=None, per_l
         acts = calibrate(m, calib, r.calib, r.percentile, r.calib_batch, progress)
         m.metadata["act_quant"] = json.dumps(acts, sort_keys=True)
     m.metadata["compression"] = json.dumps(r.to_dict(), sort_keys=True)
+    if int8_codebooks:  # the runtime may run these on the int8-table kernel (u8 activations)
+        m.metadata[INT8_CODEBOOKS_KEY] = "\n".join(sorted(int8_codebooks))
     return m
 
 
