@@ -4,7 +4,9 @@
         --benchmark-only --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
 
 Depthwise 3x3 + bias + relu6 on MobileNetV2-like shapes vs torch (conv2d groups=C,
-NCHW and channels_last, then relu6), softmax / layer norm vs numpy (and torch).
+NCHW and channels_last, then relu6); convolutions with few output channels or a short
+reduction (the direct kernel: LeNet-5's, MobileNetV2's stem and a 144->24 projection) with
+their fused activation vs torch conv2d + activation; softmax / layer norm vs numpy (and torch).
 Every engine is pinned to the same thread count (SLIMRT_BENCH_THREADS, default 1).
 Ratios: compare the medians inside one group.
 """
@@ -27,6 +29,50 @@ DW_SHAPES = {
     "56x56x144_s1": (56, 56, 144, 1),
     "14x14x576_s1": (14, 14, 576, 1),
 }
+
+
+# name: (N, H, W, C, O, K, stride, pad, act)
+CONV_SHAPES = {
+    "lenet_conv1_b1": (1, 28, 28, 1, 6, 5, 1, 2, "tanh"),
+    "lenet_conv1_b64": (64, 28, 28, 1, 6, 5, 1, 2, "tanh"),
+    "lenet_conv2_b64": (64, 14, 14, 6, 16, 5, 1, 0, "tanh"),
+    "mbv2_stem_224": (1, 224, 224, 3, 32, 3, 2, 1, "relu6"),
+    "mbv2_proj_56x56_144to24": (1, 56, 56, 144, 24, 1, 1, 0, "none"),
+}
+_TORCH_ACT = {"tanh": torch.tanh, "relu6": F.relu6, "none": lambda t: t}
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "torch_nchw", "torch_channels_last"])
+@pytest.mark.parametrize("shape", list(CONV_SHAPES))
+def test_conv_direct(benchmark, shape, engine):
+    N, H, W, C, O, k, s, p, act = CONV_SHAPES[shape]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    w = rng.standard_normal((O, k, k, C)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    benchmark.group = f"conv {shape} {act} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine.startswith("slimrt"):
+        isa = "avx2" if engine == "slimrt_avx2" else ISA
+        if isa not in core.cpu_info()["supported_isas"]:
+            pytest.skip(f"{isa} not supported")
+        pc = K.PackedConv2d(w, isa=isa)
+        out = pc.run(x, bias=b, strides=[s, s], pads=[p] * 4, act=act, threads=THREADS)
+        benchmark(pc.run, x, bias=b, strides=[s, s], pads=[p] * 4, act=act, threads=THREADS, out=out)
+    else:
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        wt = torch.from_numpy(w).permute(0, 3, 1, 2).contiguous()
+        bt = torch.from_numpy(b)
+        if engine == "torch_channels_last":
+            xt = xt.to(memory_format=torch.channels_last)
+            wt = wt.to(memory_format=torch.channels_last)
+        f = _TORCH_ACT[act]
+
+        def run():
+            with torch.no_grad():
+                return f(F.conv2d(xt, wt, bt, stride=s, padding=p))
+
+        benchmark(run)
 
 
 @pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "torch_nchw", "torch_channels_last"])

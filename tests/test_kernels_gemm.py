@@ -348,6 +348,21 @@ CONV_CASES = [
     (1, 4, 4, 64, 40, 3, 3, (1, 1), (1, 1), (0, 0, 0, 0), 1),    # K = 576, 4 output pixels
     (3, 17, 15, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),   # M = 765 rows, several row blocks
     (1, 2, 2, 3, 5, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),      # kernel larger than the image
+    # direct kernel (<= 32 output channels per group, or KxK with K <= 1152 and <= 128 outputs):
+    # channel tails around the 8/16-lane blocks, pixel blocks 8/6/4/2/1, padded bands, strides
+    (2, 28, 28, 1, 6, 5, 5, (1, 1), (1, 1), (2, 2, 2, 2), 1),    # LeNet conv1
+    (3, 14, 14, 6, 16, 5, 5, (1, 1), (1, 1), (0, 0, 0, 0), 1),   # LeNet conv2
+    (1, 13, 17, 3, 32, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1), 1),   # stem-like, stride 2
+    (1, 9, 23, 5, 17, 3, 3, (1, 2), (1, 1), (0, 2, 1, 1), 1),    # O = 17, asymmetric pads
+    (1, 7, 11, 9, 31, 2, 4, (2, 1), (2, 1), (1, 3, 0, 2), 1),    # dilation, KH != KW
+    (2, 6, 19, 7, 9, 3, 3, (1, 1), (1, 2), (1, 2, 1, 2), 1),     # O = 9, dilated columns
+    (1, 5, 37, 24, 24, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),   # 1x1, 37 pixels a row
+    (1, 4, 13, 16, 33, 1, 1, (1, 2), (1, 1), (0, 0, 0, 0), 1),   # 1x1 strided, O = 33 -> GEMM
+    (1, 8, 8, 12, 100, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),   # 100 outputs, K = 108
+    (1, 7, 9, 8, 20, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 4),     # groups 4, 5 outputs each
+    (1, 6, 6, 16, 140, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),   # 140 outputs -> GEMM
+    (1, 5, 7, 200, 48, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),   # K = 1800 -> GEMM
+    (1, 3, 40, 2, 3, 3, 7, (1, 1), (1, 1), (0, 3, 0, 3), 1),     # wide kernel, 3 outputs
 ]
 
 
@@ -371,6 +386,31 @@ def test_conv2d(isa, case, rng):
     assert np.all(big[:11] == SENTINEL) and np.all(big[11 + total:] == SENTINEL)
     # threads 1 and 2 agree bitwise
     y1 = K.conv2d(x, w, bias=b, strides=strides, dilations=dil, pads=pads, groups=groups, isa=isa, threads=1)
+    assert np.array_equal(y1.view(np.uint32), out.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("o,groups", [(6, 1), (24, 1), (20, 2), (48, 1)])
+def test_conv2d_direct_epilogue(isa, act, o, groups, rng):
+    """Direct kernel (few outputs / short K): every activation (piecewise-linear ones in registers,
+    transcendental ones over the finished row), residual, bias, groups; guards around the output."""
+    x = rand(rng, 2, 9, 13, 4 * groups)
+    w = rand(rng, o, 3, 3, 4) * 0.4
+    b = rand(rng, o)
+    ref, mag = ref_conv2d(x, w, b, (1, 1), (1, 1), (1, 1, 1, 1), groups)
+    r = rand(rng, *ref.shape)
+    big = np.full(ref.size + 40, SENTINEL, np.float32)
+    out = big[17:17 + ref.size].reshape(ref.shape)
+    y = K.conv2d(x, w, bias=b, pads=(1, 1, 1, 1), groups=groups, act=act, alpha=0.7, residual=r, isa=isa,
+                 threads=2, out=out)
+    assert np.shares_memory(y, big)
+    want = ref_act(ref + r, act, 0.7)
+    tol = ACT_LIP[act] * lin_tol(36, mag + np.abs(r)) + ACT_RTOL[act] * np.abs(want) + 1e-30
+    assert np.all(np.abs(out - want) <= tol), f"max err {np.max(np.abs(out - want) - tol)}"
+    assert np.all(big[:17] == SENTINEL) and np.all(big[17 + ref.size:] == SENTINEL)
+    y1 = K.conv2d(x, w, bias=b, pads=(1, 1, 1, 1), groups=groups, act=act, alpha=0.7, residual=r, isa=isa,
+                  threads=1)
     assert np.array_equal(y1.view(np.uint32), out.view(np.uint32))
 
 

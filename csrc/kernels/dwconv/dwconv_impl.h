@@ -2,8 +2,9 @@
 // interface (eltwise/vec_scalar.h).
 //   3x3, dilation 1, stride 1 or 2 (rows3x3): per output row, each channel
 //     vector keeps its 9 weights in registers and sweeps the row in blocks of
-//     P pixels (8 with AVX-512 / 4 otherwise at stride 1, 4 at stride 2) that
-//     share input loads.
+//     P pixels (8 with AVX-512 / 4 otherwise at stride 1, 4 at stride 2; then
+//     4, 2, 1 for the rest) that share input loads; border pixels too (blocks
+//     at the row's ends read out-of-image columns as zeros).
 //   Other shapes (rows_t): 1 vector of channels x 4 output pixels (interior),
 //     KWT = 3 fixes KW at compile time, KWT = 0 reads it at run time.
 //   Border pixels (taps clipped): 1 vector x 1 pixel (pixel()).
@@ -140,18 +141,25 @@ struct DwConvImpl {
 
   // ---- 3x3, dilation 1, stride S: channel vector outer, weights held in
   // registers for the whole output row, P pixels per block sharing their
-  // input loads ((P-1)*S + 3 loads per kernel row instead of 3P).
-  template <int S, int P, bool FULL>
+  // input loads ((P-1)*S + 3 loads per kernel row instead of 3P). Kernel rows
+  // [kh0, kh1) lie inside the image (clipped once per output row); EDGE blocks
+  // (the first / last of a row) read input columns outside [0, W) as zeros, so
+  // border pixels run in blocks too instead of one latency-bound chain each.
+  template <int S, int P, bool FULL, bool EDGE>
   static void row3x3_block(const float* xi, const T (&wv)[3][3], const Epi& ep, float* yo, const float* res,
-                           const Shape& s, int64_t iw0, int64_t ih0, int64_t c, int k) {
+                           const Shape& s, int64_t iw0, int64_t ih0, int kh0, int kh1, int64_t c, int k) {
     constexpr int NI = (P - 1) * S + 3;
     const int64_t C = s.c, ldh = s.w * C;
     T acc[P];
     for (int b = 0; b < P; ++b) acc[b] = V::zero();
-    for (int kh = 0; kh < 3; ++kh) {  // all three rows inside the image (border rows go to rows_t)
-      const float* xr = xi + (ih0 + kh) * ldh + iw0 * C + c;
+    for (int kh = kh0; kh < kh1; ++kh) {
+      const float* xr = xi + (ih0 + kh) * ldh + c;
       T in[NI];
-      for (int j = 0; j < NI; ++j) in[j] = FULL ? V::load(xr + j * C) : V::load_n(xr + j * C, k);
+      for (int j = 0; j < NI; ++j) {
+        const int64_t iw = iw0 + j;
+        if (EDGE && (iw < 0 || iw >= s.w)) in[j] = V::zero();
+        else in[j] = FULL ? V::load(xr + iw * C) : V::load_n(xr + iw * C, k);
+      }
       for (int b = 0; b < P; ++b)
         for (int kw = 0; kw < 3; ++kw) acc[b] = V::fma(in[b * S + kw], wv[kh][kw], acc[b]);
     }
@@ -162,57 +170,65 @@ struct DwConvImpl {
     }
   }
 
+  template <int S, int P, bool FULL>
+  static void block_any(int pb, bool edge, const float* xi, const T (&wv)[3][3], const Epi& ep, float* yo,
+                        const float* res, const Shape& s, int64_t iw0, int64_t ih0, int kh0, int kh1, int64_t c,
+                        int k) {
+    if (pb == P) {
+      if (edge) row3x3_block<S, P, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      else row3x3_block<S, P, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+    } else if (pb >= 4) {
+      if (edge) row3x3_block<S, 4, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      else row3x3_block<S, 4, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+    } else if (pb >= 2) {
+      if (edge) row3x3_block<S, 2, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      else row3x3_block<S, 2, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+    } else {
+      if (edge) row3x3_block<S, 1, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      else row3x3_block<S, 1, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+    }
+  }
+
   template <int S, int P>
   static void rows3x3(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0,
                       int64_t r1) {
+    static_assert(P == 8 || P == 4, "block sizes are P, 4, 2, 1");
     const int64_t C = s.c, OW = s.ow;
-    int64_t ow_lo = s.pl > 0 ? (s.pl + S - 1) / S : 0;
+    // Blocks whose every tap column is inside the image start at ow >= ow_lo and end at <= ow_hi.
+    const int64_t ow_lo = s.pl > 0 ? (s.pl + S - 1) / S : 0;
     const int64_t lim = s.w - 1 + s.pl - 2;  // last interior pixel: ow*S - pl + 2 <= W - 1
-    int64_t ow_hi = lim < 0 ? 0 : lim / S + 1;
-    if (ow_hi > OW) ow_hi = OW;
-    if (ow_lo > ow_hi) ow_lo = ow_hi;
+    const int64_t ow_hi = lim < 0 ? 0 : lim / S + 1;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / s.oh, oh = r % s.oh;
       const float* xi = x + n * s.h * s.w * C;
       float* yr = y + r * OW * C;
       const int64_t ih0 = oh * s.sh - s.pt;
-      if (ih0 < 0 || ih0 + 3 > s.h) {  // top/bottom border row: clipped taps
-        rows_t<3>(x, w, ep, y, s, r, r + 1);
-        continue;
-      }
-      const int64_t kh0 = 0, kh1 = 3;
+      int kh0 = 0, kh1 = 3;
+      while (kh0 < kh1 && ih0 + kh0 < 0) ++kh0;
+      while (kh1 > kh0 && ih0 + kh1 - 1 >= s.h) --kh1;
       const float* resr = ep.residual ? ep.residual + r * OW * ep.ldr : nullptr;
-      auto border = [&](int64_t ow) {
-        const int64_t iw0 = ow * S - s.pl;
-        int64_t kw0 = 0, kw1 = 3;
-        while (kw0 < kw1 && iw0 + kw0 < 0) ++kw0;
-        while (kw1 > kw0 && iw0 + kw1 - 1 >= s.w) --kw1;
-        pixel(xi, w, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s, iw0, kh0, kh1, ih0, kw0, kw1);
-      };
-      for (int64_t ow = 0; ow < ow_lo; ++ow) border(ow);
-      for (int64_t c = 0; c < C; c += V::W) {
-        const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
-        T wv[3][3];
-        for (int kh = 0; kh < 3; ++kh)
-          for (int kw = 0; kw < 3; ++kw) wv[kh][kw] = V::load_n(w + (kh * 3 + kw) * C + c, k);
-        int64_t ow = ow_lo;
-        if (k == V::W) {
-          for (; ow + P <= ow_hi; ow += P)
-            row3x3_block<S, P, true>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
-                                     ow * S - s.pl, ih0, c, k);
-          for (; ow < ow_hi; ++ow)
-            row3x3_block<S, 1, true>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
-                                     ow * S - s.pl, ih0, c, k);
-        } else {
-          for (; ow + P <= ow_hi; ow += P)
-            row3x3_block<S, P, false>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
-                                      ow * S - s.pl, ih0, c, k);
-          for (; ow < ow_hi; ++ow)
-            row3x3_block<S, 1, false>(xi, wv, ep, yr + ow * C, resr ? resr + ow * ep.ldr : nullptr, s,
-                                      ow * S - s.pl, ih0, c, k);
+      // Pixel blocks outer, channel vectors inner: each block reads its input pixels'
+      // channels contiguously (a channel-outer sweep would stride through the three
+      // input rows once per channel vector, which DRAM prefetching serves poorly once
+      // the tensors leave the caches); the 9 weight vectors come from L1 per block.
+      for (int64_t ow = 0; ow < OW;) {
+        const int64_t rem = OW - ow;
+        const int pb = rem >= P ? P : (rem >= 4 ? 4 : (rem >= 2 ? 2 : 1));
+        const bool edge = ow < ow_lo || ow + pb > ow_hi;
+        const float* res = resr ? resr + ow * ep.ldr : nullptr;
+        for (int64_t c = 0; c < C; c += V::W) {
+          const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
+          T wv[3][3];
+          for (int kh = 0; kh < 3; ++kh)
+            for (int kw = 0; kw < 3; ++kw)
+              wv[kh][kw] = k == V::W ? V::load(w + (kh * 3 + kw) * C + c) : V::load_n(w + (kh * 3 + kw) * C + c, k);
+          if (k == V::W)
+            block_any<S, P, true>(pb, edge, xi, wv, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k);
+          else
+            block_any<S, P, false>(pb, edge, xi, wv, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k);
         }
+        ow += pb;
       }
-      for (int64_t ow = ow_hi; ow < OW; ++ow) border(ow);
       row_act(yr, OW * C, ep);
     }
   }

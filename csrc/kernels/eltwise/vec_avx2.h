@@ -26,6 +26,7 @@ struct VecAvx2 {
   static T div(T a, T b) { return _mm256_div_ps(a, b); }
   static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   static T fnma(T a, T b, T c) { return _mm256_fnmadd_ps(a, b, c); }
+  static T mul_err(T a, T b, T p) { return _mm256_fmsub_ps(a, b, p); }  // a*b - p, exact for p = fl(a*b)
   static T max(T a, T b) { return _mm256_max_ps(a, b); }
   static T min(T a, T b) { return _mm256_min_ps(a, b); }
   static T abs(T a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }

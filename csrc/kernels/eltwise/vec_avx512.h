@@ -30,6 +30,7 @@ struct VecAvx512 {
   static T div(T a, T b) { return _mm512_div_ps(a, b); }
   static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
   static T fnma(T a, T b, T c) { return _mm512_fnmadd_ps(a, b, c); }
+  static T mul_err(T a, T b, T p) { return _mm512_fmsub_ps(a, b, p); }  // a*b - p, exact for p = fl(a*b)
   static T max(T a, T b) { return _mm512_max_ps(a, b); }
   static T min(T a, T b) { return _mm512_min_ps(a, b); }
   static T abs(T a) { return _mm512_abs_ps(a); }

@@ -31,6 +31,8 @@ struct VecScalar {
   static T div(T a, T b) { return a / b; }
   static T fma(T a, T b, T c) { return a * b + c; }      // a*b + c (not fused on the scalar path)
   static T fnma(T a, T b, T c) { return c - a * b; }     // c - a*b
+  // a*b - p, exact for p = fl(a*b) (the product of two floats is exact in double).
+  static T mul_err(T a, T b, T p) { return static_cast<float>(static_cast<double>(a) * b - p); }
   static T max(T a, T b) { return a > b ? a : b; }
   static T min(T a, T b) { return a < b ? a : b; }
   static T abs(T a) { uint32_t u; std::memcpy(&u, &a, 4); u &= 0x7fffffffu; std::memcpy(&a, &u, 4); return a; }

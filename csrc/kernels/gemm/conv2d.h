@@ -3,9 +3,13 @@
 //                                                    * w[g*Og + o][kh][kw][c] )
 // (out-of-image taps read 0). Output pixels are the GEMM rows M = N*OH*OW, the
 // epilogue's residual is indexed residual[m*ldr + channel] (ldr = O for an NHWC tensor).
-// 1x1 stride-1 unpadded convolutions are a plain GEMM on the NHWC input. Other
-// shapes gather im2col rows block by block (row block x K block) directly into the
-// GEMM's packed-A buffers, so no im2col matrix is materialised.
+// Paths (chosen by pack_conv2d from the weight shape, see conv2d.cpp use_direct):
+//   direct  few output channels per group or a short reduction: a direct NHWC
+//           kernel vectorised over output channels (kernels/gemm/conv_direct.h),
+//           no packing of the input, epilogue in registers;
+//   GEMM    1x1 stride-1 unpadded convolutions are a plain GEMM on the NHWC input;
+//           other shapes gather im2col rows block by block (row block x K block)
+//           directly into the GEMM's packed-A buffers (no im2col matrix).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -31,12 +35,21 @@ struct Conv2dShape {
 struct PackedConv2d {
   int64_t O = 0, KH = 0, KW = 0, Cg = 0, groups = 1;
   Isa isa = Isa::Scalar;
-  std::vector<std::unique_ptr<PackedSgemmB>> group_b;
+  std::vector<std::unique_ptr<PackedSgemmB>> group_b;  // GEMM path
   AlignedPtr<float> raw;  // scalar ISA only: the OHWI weights as given
+  // Direct path (direct_nb > 0): per group [ceil(Og/nb)][KH][KW][Cg][nb], zero padded,
+  // run by the kernel set of direct_isa (Avx2: nb 8, Avx512: nb 16).
+  int direct_nb = 0;
+  Isa direct_isa = Isa::Scalar;
+  AlignedPtr<float> direct_w;
+  int64_t direct_group_stride = 0;  // floats per group in direct_w
 };
 
 std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH, int64_t KW, int64_t Cg,
                                           int64_t groups, Isa isa);
+
+// The path the packed weights run: "direct", "gemm" or "scalar" (for kernel names).
+const char* conv2d_path(const PackedConv2d& w);
 
 // Scratch conv2d needs with `threads` threads (packed im2col blocks, 192 KB per thread).
 size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads);
