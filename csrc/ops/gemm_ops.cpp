@@ -232,7 +232,7 @@ class Conv2dOp : public Op {
   int num_variants() const override { return static_cast<int>(w_.size()); }
   std::string variant_name(int v) const override {
     bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
-    return std::string(pointwise ? "conv1x1_" : "conv_im2col_") + w_[v]->name();
+    return w_[v]->conv_name(pointwise);
   }
   std::string kernel_name() const override { return variant_name(0); }
 

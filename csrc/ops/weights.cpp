@@ -33,6 +33,10 @@ class Fp32Weights : public WeightMatrix {
     kernels::conv2d(s, x, *conv_, y, ep, ws, threads);
   }
   std::string name() const override { return std::string("sgemm_") + isa_name(isa_); }
+  std::string conv_name(bool pointwise) const override {
+    if (conv_ && std::string(kernels::conv2d_path(*conv_)) == "direct") return std::string("conv_direct_") + isa_name(isa_);
+    return WeightMatrix::conv_name(pointwise);
+  }
  private:
   Isa isa_;
   std::unique_ptr<kernels::PackedSgemmB> gemm_;

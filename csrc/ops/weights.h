@@ -28,6 +28,10 @@ class WeightMatrix {
   virtual void conv(const kernels::Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws,
                     int threads) const = 0;
   virtual std::string name() const = 0;
+  // Kernel name of a convolution with these weights (the fp32 kernels pick direct or im2col + GEMM).
+  virtual std::string conv_name(bool pointwise) const {
+    return std::string(pointwise ? "conv1x1_" : "conv_im2col_") + name();
+  }
 };
 
 // Packs input `input` of the node (a constant) as an [N][K] matrix; for conv weights pass the
