@@ -6,7 +6,9 @@ and torch.sparse CSR matmul, measured in the same run.
 
 Workload: y[M, N] = x[M, K] @ W.T with W [N, K] random-sparse (uniform mask), K = N in {1024, 4096},
 M in {1, 16, 64}, sparsity in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}. f32 CSR values, uint16 columns.
-Engines: "slimrt" (CsrMatrix, packed once, preallocated out), "dense" (PackedSgemm of the same
+Engines: "slimrt" (CsrMatrix, packed once, preallocated out), "slimrt_codes" (the same matrix
+with its values as 4-bit codes into a per-row 16-entry table, as a pruned + shared layer runs),
+"dense" (PackedSgemm of the same
 matrix with its zeros), "torch_sparse" (torch.sparse_csr_tensor @ x.T, torch.set_num_threads).
 All at SLIMRT_BENCH_THREADS (default 2). bench/conftest.py prints each group's ratios
 (peer time / slimrt time, > 1: slimrt faster); this file prints the crossover table: the lowest
@@ -26,7 +28,7 @@ K = core.kernels
 KNS = [1024] if QUICK else [1024, 4096]
 MS = [1, 16, 64]
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
-ENGINES = ["slimrt", "dense", "torch_sparse"]
+ENGINES = ["slimrt", "slimrt_codes", "dense", "torch_sparse"]
 
 try:
     import torch
@@ -76,7 +78,14 @@ def operands(kn, m, sparsity):
         mask = w != 0
         indptr = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
         r, c = np.nonzero(mask)
-        _cache[key] = (w, x, indptr, c.astype(np.uint16), w[r, c].copy())
+        # the same matrix as 4-bit codes: values snapped to a 16-entry per-row table (slimrt_codes)
+        table = np.quantile(np.abs(w[w != 0]), np.linspace(0.02, 0.98, 8)).astype(np.float32) if r.size else \
+            np.ones(8, np.float32)
+        table = np.concatenate([-table[::-1], table])[None].repeat(kn, 0)
+        vals = w[r, c]
+        codes = np.abs(vals[:, None] - table[0][None]).argmin(1).astype(np.uint8)
+        w[r, c] = table[0][codes]
+        _cache[key] = (w, x, indptr, c.astype(np.uint16), w[r, c].copy(), codes, table)
     return _cache[key]
 
 
@@ -87,12 +96,15 @@ CASES = [(kn, m, s, e) for kn in KNS for m in MS for s in SPARSITIES for e in EN
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "KN%d_M%d_s%02d_%s" % (c[0], c[1], int(c[2] * 100), c[3]))
 def test_spmm(benchmark, case):
     kn, m, sparsity, engine = case
-    w, x, indptr, cols, vals = operands(kn, m, sparsity)
+    w, x, indptr, cols, vals, codes, table = operands(kn, m, sparsity)
     benchmark.group = f"spmm K=N={kn} M={m} sparsity={int(sparsity * 100)}% threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * vals.size)
     out = np.empty((m, kn), np.float32)
     if engine == "slimrt":
         a = K.CsrMatrix(indptr, cols, vals, kn)
+        y = benchmark(a.run, x, threads=THREADS, out=out)
+    elif engine == "slimrt_codes":
+        a = K.CsrMatrix(indptr, cols, codes, kn, table=table)
         y = benchmark(a.run, x, threads=THREADS, out=out)
     elif engine == "dense":
         p = K.PackedSgemm(w)
