@@ -91,10 +91,14 @@ ConvArgs conv_args(const pyb::object& x_obj, int64_t O, int64_t Kc, int64_t KH, 
   return c;
 }
 
-// ---- CSR ---------------------------------------------------------------------
-
-struct PyCsr {
-  std::unique_ptr<kernels::PackedCsr> w;
+// The run / conv2d wrappers every compressed matrix class shares: P is the packed matrix,
+// DWS/DENSE/CWS/CONV its kernels' workspace and entry points (same signatures per family).
+template <class P, size_t (*DWS)(int64_t, const P&, int),
+          void (*DENSE)(int64_t, const float*, int64_t, const P&, float*, int64_t, const Epilogue&, void*, int),
+          size_t (*CWS)(const kernels::Conv2dShape&, const P&, int),
+          void (*CONV)(const kernels::Conv2dShape&, const float*, const P&, float*, const Epilogue&, void*, int)>
+struct PyMatrix {
+  std::unique_ptr<P> w;
 
   pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
                  const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
@@ -105,8 +109,8 @@ struct PyCsr {
     const int t = threads_arg(threads);
     {
       pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::csr_dense_workspace(x.rows, *w, t));
-      kernels::csr_dense(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
+      AlignedPtr<char> ws = aligned_array<char>(DWS(x.rows, *w, t));
+      DENSE(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
     }
     return y.arr;
   }
@@ -121,11 +125,17 @@ struct PyCsr {
     float* yp = static_cast<float*>(c.y.mutable_data());
     {
       pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::csr_conv2d_workspace(c.s, *w, t));
-      kernels::csr_conv2d(c.s, xp, *w, yp, c.ep, ws.get(), t);
+      AlignedPtr<char> ws = aligned_array<char>(CWS(c.s, *w, t));
+      CONV(c.s, xp, *w, yp, c.ep, ws.get(), t);
     }
     return c.y;
   }
+};
+
+// ---- CSR ---------------------------------------------------------------------
+
+struct PyCsr : PyMatrix<kernels::PackedCsr, kernels::csr_dense_workspace, kernels::csr_dense,
+                       kernels::csr_conv2d_workspace, kernels::csr_conv2d> {
 };
 
 CsrType int_type(const pyb::array& a, const char* name, bool allow_u16, bool allow_i64) {
@@ -182,39 +192,8 @@ std::unique_ptr<PyCsr> make_csr(const pyb::object& indptr_o, const pyb::object& 
 
 // ---- codebook / log2 --------------------------------------------------------
 
-struct PyLut {
-  std::unique_ptr<kernels::PackedLut> w;
-
-  pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
-                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
-    Mat<float> x = as_mat<float>(x_obj, "x");
-    if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
-    EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
-    Mat<float> y = out_mat<float>(out, x.rows, w->N);
-    const int t = threads_arg(threads);
-    {
-      pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::lut_dense_workspace(x.rows, *w, t));
-      kernels::lut_dense(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
-    }
-    return y.arr;
-  }
-
-  pyb::array conv(const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& strides,
-                  const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads, int64_t groups,
-                  const pyb::object& bias, const std::string& act, float alpha, const pyb::object& residual,
-                  int threads, const pyb::object& out) {
-    ConvArgs c = conv_args(x, w->N, w->K, KH, KW, strides, dilations, pads, groups, bias, act, alpha, residual, out);
-    const int t = threads_arg(threads);
-    const float* xp = static_cast<const float*>(c.x.data());
-    float* yp = static_cast<float*>(c.y.mutable_data());
-    {
-      pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::lut_conv2d_workspace(c.s, *w, t));
-      kernels::lut_conv2d(c.s, xp, *w, yp, c.ep, ws.get(), t);
-    }
-    return c.y;
-  }
+struct PyLut : PyMatrix<kernels::PackedLut, kernels::lut_dense_workspace, kernels::lut_dense,
+                       kernels::lut_conv2d_workspace, kernels::lut_conv2d> {
 };
 
 const uint8_t* packed_arg(const pyb::object& o, const char* name, int64_t N, int64_t K, int bits, pyb::array* keep) {
@@ -269,24 +248,8 @@ std::unique_ptr<PyLog2> make_log2(const pyb::object& codes_o, const pyb::object&
 
 // ---- int8-table LUT GEMM (lutq8.h) -------------------------------------------
 
-struct PyLutQ8 {
-  std::unique_ptr<kernels::PackedLutQ8> w;
-
-  pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
-                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
-    Mat<float> x = as_mat<float>(x_obj, "x");
-    if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
-    EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
-    Mat<float> y = out_mat<float>(out, x.rows, w->N);
-    const int t = threads_arg(threads);
-    {
-      pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::lutq8_dense_workspace(x.rows, *w, t));
-      kernels::lutq8_dense(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
-    }
-    return y.arr;
-  }
-
+struct PyLutQ8 : PyMatrix<kernels::PackedLutQ8, kernels::lutq8_dense_workspace, kernels::lutq8_dense,
+                         kernels::lutq8_conv2d_workspace, kernels::lutq8_conv2d> {
   pyb::array run_acc(const pyb::object& aq_obj, int32_t a_zero, int threads, const pyb::object& out) {
     Mat<uint8_t> a = as_mat<uint8_t>(aq_obj, "aq");
     if (a.cols != w->K) bad("aq must have shape (M, " + std::to_string(w->K) + ")");
@@ -301,21 +264,6 @@ struct PyLutQ8 {
     return c.arr;
   }
 
-  pyb::array conv(const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& strides,
-                  const std::vector<int64_t>& dilations, const std::vector<int64_t>& pads, int64_t groups,
-                  const pyb::object& bias, const std::string& act, float alpha, const pyb::object& residual,
-                  int threads, const pyb::object& out) {
-    ConvArgs c = conv_args(x, w->N, w->K, KH, KW, strides, dilations, pads, groups, bias, act, alpha, residual, out);
-    const int t = threads_arg(threads);
-    const float* xp = static_cast<const float*>(c.x.data());
-    float* yp = static_cast<float*>(c.y.mutable_data());
-    {
-      pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::lutq8_conv2d_workspace(c.s, *w, t));
-      kernels::lutq8_conv2d(c.s, xp, *w, yp, c.ep, ws.get(), t);
-    }
-    return c.y;
-  }
 
   // The int8 weight table [N][16] and the per-row float scale / int32 row sum.
   pyb::array table() const {

@@ -203,6 +203,10 @@ std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH,
   return p;
 }
 
+bool Conv2dShape::plain_1x1() const {
+  return KH == 1 && KW == 1 && stride_h == 1 && stride_w == 1 && pad_t == 0 && pad_l == 0 && pad_b == 0 && pad_r == 0;
+}
+
 const char* conv2d_path(const PackedConv2d& w) {
   if (w.isa == Isa::Scalar) return "scalar";
   return w.direct_nb ? "direct" : "gemm";

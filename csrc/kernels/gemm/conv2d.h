@@ -29,6 +29,7 @@ struct Conv2dShape {
   int64_t groups = 1;
   int64_t OH() const;  // floor((H + pad_t + pad_b - dil_h*(KH-1) - 1) / stride_h) + 1
   int64_t OW() const;
+  bool plain_1x1() const;  // 1x1, stride 1, no padding: the convolution is a GEMM on x as it is
 };
 
 // Weights [O][KH][KW][C/groups], one PackedSgemmB per group (N = O/groups, K = KH*KW*Cg).

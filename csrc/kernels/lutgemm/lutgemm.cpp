@@ -227,18 +227,11 @@ void lut_dense(int64_t M, const float* x, int64_t ldx, const PackedLut& W, float
 
 // ---- convolution -------------------------------------------------------------
 
-namespace {
-bool conv_is_plain(const Conv2dShape& s) {
-  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 &&
-         s.pad_b == 0 && s.pad_r == 0;
-}
-}  // namespace
-
 size_t lut_conv2d_workspace(const Conv2dShape& s, const PackedLut& W, int threads) {
   const int64_t M = s.N * s.OH() * s.OW();
-  const int64_t rows = conv_is_plain(s) ? M : std::min(M, kLutConvRows);
+  const int64_t rows = s.plain_1x1() ? M : std::min(M, kLutConvRows);
   size_t b = lut_dense_workspace(rows, W, threads);
-  if (!conv_is_plain(s)) b += size_t(kLutConvRows) * W.K * sizeof(float) + 64;
+  if (!s.plain_1x1()) b += size_t(kLutConvRows) * W.K * sizeof(float) + 64;
   return b;
 }
 
@@ -277,7 +270,7 @@ void lut_conv2d(const Conv2dShape& s, const float* x, const PackedLut& W, float*
     if (ep.scale) e.scale = ep.scale + g * Og;
     if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
     try {
-      if (conv_is_plain(s)) {
+      if (s.plain_1x1()) {
         lut_dense(M, x + g * Cg, s.C, v, y + g * Og, s.O, e, fws, threads);
       } else {
         float* cols = fws;

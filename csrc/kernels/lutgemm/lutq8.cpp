@@ -343,16 +343,9 @@ void lutq8_gemm_acc(int64_t M, const uint8_t* Aq, int64_t lda, int32_t a_zero, c
 
 // ---- convolution -------------------------------------------------------------
 
-namespace {
-bool conv_is_plain(const Conv2dShape& s) {
-  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 &&
-         s.pad_b == 0 && s.pad_r == 0;
-}
-}  // namespace
-
 size_t lutq8_conv2d_workspace(const Conv2dShape& s, const PackedLutQ8& W, int threads) {
   const int64_t M = s.N * s.OH() * s.OW();
-  if (conv_is_plain(s)) return ws_bytes(M, W.Kp);
+  if (s.plain_1x1()) return ws_bytes(M, W.Kp);
   return ws_bytes(std::min(M, kLutQ8ConvRows), W.Kp) + align64(size_t(kLutQ8ConvRows) * W.K * sizeof(float)) + 64;
 }
 
@@ -382,7 +375,7 @@ void lutq8_conv2d(const Conv2dShape& s, const float* x, const PackedLutQ8& W, fl
     if (ep.bias) e.bias = ep.bias + g * Og;
     if (ep.scale) e.scale = ep.scale + g * Og;
     if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
-    if (conv_is_plain(s)) {
+    if (s.plain_1x1()) {
       const int T = clamp_threads(threads) > 1 && double(M) * Og * Kc >= 65536.0 ? clamp_threads(threads) : 1;
       dense_mat(w, M, x + g * Cg, s.C, y + g * Og, s.O, e, ws, T);
     } else {

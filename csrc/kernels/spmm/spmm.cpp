@@ -315,11 +315,6 @@ void csr_dense(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float
 
 namespace {
 
-bool conv_is_plain(const Conv2dShape& s) {
-  return s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 &&
-         s.pad_b == 0 && s.pad_r == 0;
-}
-
 void check_conv(const Conv2dShape& s, int64_t N, int64_t K, const char* who) {
   if (s.N < 0 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1)
     fail(Code::InvalidArgument, std::string(who) + ": sizes must be positive");
@@ -359,9 +354,9 @@ void im2col_rows(const Conv2dShape& s, const float* x, int64_t g, int64_t m0, in
 size_t csr_conv2d_workspace(const Conv2dShape& s, const PackedCsr& W, int threads) {
   const int64_t M = s.N * s.OH() * s.OW();
   const int64_t Kc = s.KH * s.KW * (s.C / s.groups);
-  const int64_t rows = conv_is_plain(s) ? M : std::min(M, kCsrConvRows);
+  const int64_t rows = s.plain_1x1() ? M : std::min(M, kCsrConvRows);
   size_t b = rows_workspace(std::max<int64_t>(rows, 1), W.K, W.isa, threads);
-  if (!conv_is_plain(s)) b += size_t(kCsrConvRows) * Kc * sizeof(float) + 64;
+  if (!s.plain_1x1()) b += size_t(kCsrConvRows) * Kc * sizeof(float) + 64;
   return b;
 }
 
@@ -384,7 +379,7 @@ void csr_conv2d(const Conv2dShape& s, const float* x, const PackedCsr& W, float*
     if (ep.bias) e.bias = ep.bias + g * Og;
     if (ep.scale) e.scale = ep.scale + g * Og;
     if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
-    if (conv_is_plain(s)) {
+    if (s.plain_1x1()) {
       run_rows(M, x + g * Cg, s.C, W, g * Og, (g + 1) * Og, y + g * Og, s.O, e, fws, threads);
       continue;
     }

@@ -133,35 +133,6 @@ void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* 
 
 }  // namespace
 
-void csr_gemv(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* acc) {
-  const int vk = w.codes ? kCodes : w.int8 ? kI8 : kF32;
-  if (w.idx16) {
-    if (vk == kCodes) gemv_rows<true, kCodes>(w, n0, n1, x, acc);
-    else if (vk == kI8) gemv_rows<true, kI8>(w, n0, n1, x, acc);
-    else gemv_rows<true, kF32>(w, n0, n1, x, acc);
-  } else {
-    if (vk == kCodes) gemv_rows<false, kCodes>(w, n0, n1, x, acc);
-    else if (vk == kI8) gemv_rows<false, kI8>(w, n0, n1, x, acc);
-    else gemv_rows<false, kF32>(w, n0, n1, x, acc);
-  }
-}
-
-namespace {
-template <int VK>
-void tile_dispatch(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
-  switch (mb) {
-    case 16: tile_rows<VK, 1, 4>(w, n0, n1, xt, acc); break;
-    case 32: tile_rows<VK, 2, 4>(w, n0, n1, xt, acc); break;
-    case 48: tile_rows<VK, 3, 2>(w, n0, n1, xt, acc); break;
-    default: tile_rows<VK, 4, 2>(w, n0, n1, xt, acc); break;
-  }
-}
-}  // namespace
-
-void csr_tile(const CsrView& w, int64_t n0, int64_t n1, const float* xt, int mb, float* acc) {
-  if (w.codes) tile_dispatch<kCodes>(w, n0, n1, xt, mb, acc);
-  else if (w.int8) tile_dispatch<kI8>(w, n0, n1, xt, mb, acc);
-  else tile_dispatch<kF32>(w, n0, n1, xt, mb, acc);
-}
+#include "kernels/spmm/spmm_dispatch_impl.h"
 
 }  // namespace slimrt::kernels::detail::avx512
