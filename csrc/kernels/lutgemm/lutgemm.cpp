@@ -3,6 +3,8 @@
 // scalar reference path and the im2col convolution. See lutgemm.h.
 #include "kernels/lutgemm/lutgemm.h"
 
+#include "kernels/gemm/conv_rows.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -230,21 +232,32 @@ void lut_dense(int64_t M, const float* x, int64_t ldx, const PackedLut& W, float
 size_t lut_conv2d_workspace(const Conv2dShape& s, const PackedLut& W, int threads) {
   const int64_t M = s.N * s.OH() * s.OW();
   const int64_t rows = s.plain_1x1() ? M : std::min(M, kLutConvRows);
-  size_t b = lut_dense_workspace(rows, W, threads);
-  if (!s.plain_1x1()) b += size_t(kLutConvRows) * W.K * sizeof(float) + 64;
-  return b;
+  return conv_cols_bytes(s, kLutConvRows) + lut_dense_workspace(rows, W, threads);
 }
+
+namespace {
+// Rows [g*Og, (g+1)*Og) of W as a shallow, non-owning view (released by the destructor).
+struct GroupView {
+  PackedLut v;
+  GroupView(const PackedLut& W, int64_t g, int64_t Og) {
+    v.N = Og; v.K = W.K; v.bits = W.bits; v.sb = W.sb; v.lanes = W.lanes; v.per_row = W.per_row;
+    v.log2 = W.log2; v.isa = W.isa; v.Npad = W.Npad - g * Og; v.kblock = W.kblock; v.nblocks = W.nblocks;
+    v.row_bytes = W.row_bytes; v.table = W.table;
+    v.idx.reset(W.idx.get() + g * Og * W.row_bytes);
+    v.lut.reset(W.lut.get() + (W.per_row ? g * Og * W.table : 0));
+    if (W.row_scale) v.row_scale.reset(W.row_scale.get() + g * Og);
+  }
+  ~GroupView() { (void)v.idx.release(); (void)v.lut.release(); (void)v.row_scale.release(); }
+  GroupView(const GroupView&) = delete;
+  GroupView& operator=(const GroupView&) = delete;
+};
+}  // namespace
 
 void lut_conv2d(const Conv2dShape& s, const float* x, const PackedLut& W, float* y, const Epilogue& ep,
                 void* ws, int threads) {
-  if (s.N < 0 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1 || s.stride_h < 1 ||
-      s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1 || s.pad_t < 0 || s.pad_l < 0 || s.pad_b < 0 || s.pad_r < 0 ||
-      s.groups < 1 || s.C % s.groups || s.O % s.groups || s.OH() < 1 || s.OW() < 1)
-    bad("invalid convolution shape");
-  const int64_t G = s.groups, Cg = s.C / G, Og = s.O / G, Kc = s.KH * s.KW * Cg;
-  if (W.N != s.O || W.K != Kc) bad("weights are not [O][KH*KW*C/groups]");
-  if (G > 1 && (Og % 4))
-    bad("grouped LUT convolution needs O/groups to be a multiple of 4");
+  check_conv_shape(s, W.N, W.K, "lutgemm conv2d");
+  const int64_t G = s.groups, Og = s.O / G;
+  if (G > 1 && (Og % 4)) bad("grouped LUT convolution needs O/groups to be a multiple of 4");
   if (s.N == 0) return;
   if (!x || !y) bad("null pointer");
   const int64_t M = s.N * s.OH() * s.OW();
@@ -254,41 +267,11 @@ void lut_conv2d(const Conv2dShape& s, const float* x, const PackedLut& W, float*
     own = aligned_array<char>(lut_conv2d_workspace(s, W, threads));
     ws = own.get();
   }
-  // A group is a row range of W: a shallow view sharing W's buffers.
-  float* fws = static_cast<float*>(ws);
-  for (int64_t g = 0; g < G; ++g) {
-    PackedLut v;
-    v.N = Og; v.K = W.K; v.bits = W.bits; v.sb = W.sb; v.lanes = W.lanes; v.per_row = W.per_row;
-    v.log2 = W.log2; v.isa = W.isa; v.Npad = W.Npad - g * Og; v.kblock = W.kblock; v.nblocks = W.nblocks;
-    v.row_bytes = W.row_bytes; v.table = W.table;
-    // non-owning views: released below before W's buffers could be touched
-    v.idx.reset(W.idx.get() + g * Og * W.row_bytes);
-    v.lut.reset(W.lut.get() + (W.per_row ? g * Og * W.table : 0));
-    if (W.row_scale) v.row_scale.reset(W.row_scale.get() + g * Og);
-    Epilogue e = ep;
-    if (ep.bias) e.bias = ep.bias + g * Og;
-    if (ep.scale) e.scale = ep.scale + g * Og;
-    if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
-    try {
-      if (s.plain_1x1()) {
-        lut_dense(M, x + g * Cg, s.C, v, y + g * Og, s.O, e, fws, threads);
-      } else {
-        float* cols = fws;
-        float* rest = fws + ((kLutConvRows * Kc + 15) / 16) * 16;
-        for (int64_t m0 = 0; m0 < M; m0 += kLutConvRows) {
-          const int64_t rows = std::min(kLutConvRows, M - m0);
-          im2col_rows(s, x, g, m0, rows, cols);
-          Epilogue eb = e;
-          if (e.residual) eb.residual = e.residual + m0 * s.O;
-          lut_dense(rows, cols, Kc, v, y + m0 * s.O + g * Og, s.O, eb, rest, threads);
-        }
-      }
-    } catch (...) {
-      (void)v.idx.release(); (void)v.lut.release(); (void)v.row_scale.release();
-      throw;
-    }
-    (void)v.idx.release(); (void)v.lut.release(); (void)v.row_scale.release();
-  }
+  std::vector<std::unique_ptr<GroupView>> views;
+  for (int64_t g = 0; g < G; ++g) views.push_back(std::make_unique<GroupView>(W, g, Og));
+  conv_by_row_blocks(s, x, y, ep, ws, kLutConvRows,
+                     [&](int64_t g, int64_t rows, const float* a, int64_t lda, float* yg, int64_t ldy,
+                         const Epilogue& e, void* rest) { lut_dense(rows, a, lda, views[g]->v, yg, ldy, e, rest, threads); });
 }
 
 }  // namespace slimrt::kernels

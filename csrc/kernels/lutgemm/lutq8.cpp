@@ -4,6 +4,8 @@
 // reference kernel and the im2col convolution. See lutq8.h.
 #include "kernels/lutgemm/lutq8.h"
 
+#include "kernels/gemm/conv_rows.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -345,19 +347,14 @@ void lutq8_gemm_acc(int64_t M, const uint8_t* Aq, int64_t lda, int32_t a_zero, c
 
 size_t lutq8_conv2d_workspace(const Conv2dShape& s, const PackedLutQ8& W, int threads) {
   const int64_t M = s.N * s.OH() * s.OW();
-  if (s.plain_1x1()) return ws_bytes(M, W.Kp);
-  return ws_bytes(std::min(M, kLutQ8ConvRows), W.Kp) + align64(size_t(kLutQ8ConvRows) * W.K * sizeof(float)) + 64;
+  return conv_cols_bytes(s, kLutQ8ConvRows) + ws_bytes(s.plain_1x1() ? M : std::min(M, kLutQ8ConvRows), W.Kp) + 64;
 }
 
 void lutq8_conv2d(const Conv2dShape& s, const float* x, const PackedLutQ8& W, float* y, const Epilogue& ep,
                   void* ws, int threads) {
-  if (s.N < 0 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1 || s.stride_h < 1 ||
-      s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1 || s.pad_t < 0 || s.pad_l < 0 || s.pad_b < 0 || s.pad_r < 0 ||
-      s.groups < 1 || s.C % s.groups || s.O % s.groups || s.OH() < 1 || s.OW() < 1)
-    bad("invalid convolution shape");
+  check_conv_shape(s, W.N, W.K, "lutq8 conv2d");
   check_run(W);
-  const int64_t G = s.groups, Cg = s.C / G, Og = s.O / G, Kc = s.KH * s.KW * Cg;
-  if (W.N != s.O || W.K != Kc) bad("weights are not [O][KH*KW*C/groups]");
+  const int64_t G = s.groups, Og = s.O / G, Kc = W.K;
   if (G > 1 && (Og % 4)) bad("grouped LUT convolution needs O/groups to be a multiple of 4");
   if (static_cast<int>(ep.act) < 0 || static_cast<int>(ep.act) >= kNumActs) bad("unknown activation");
   if (s.N == 0) return;
@@ -369,28 +366,13 @@ void lutq8_conv2d(const Conv2dShape& s, const float* x, const PackedLutQ8& W, fl
     own = aligned_array<char>(lutq8_conv2d_workspace(s, W, threads));
     ws = own.get();
   }
-  for (int64_t g = 0; g < G; ++g) {
-    const Mat w = mat_of(W, g * Og / 4, Og);
-    Epilogue e = ep;
-    if (ep.bias) e.bias = ep.bias + g * Og;
-    if (ep.scale) e.scale = ep.scale + g * Og;
-    if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
-    if (s.plain_1x1()) {
-      const int T = clamp_threads(threads) > 1 && double(M) * Og * Kc >= 65536.0 ? clamp_threads(threads) : 1;
-      dense_mat(w, M, x + g * Cg, s.C, y + g * Og, s.O, e, ws, T);
-    } else {
-      float* cols = static_cast<float*>(ws);
-      void* rest = static_cast<char*>(ws) + align64(size_t(kLutQ8ConvRows) * Kc * sizeof(float));
-      for (int64_t m0 = 0; m0 < M; m0 += kLutQ8ConvRows) {
-        const int64_t rows = std::min(kLutQ8ConvRows, M - m0);
-        im2col_rows(s, x, g, m0, rows, cols);
-        Epilogue eb = e;
-        if (e.residual) eb.residual = e.residual + m0 * s.O;
-        const int T = clamp_threads(threads) > 1 && double(rows) * Og * Kc >= 65536.0 ? clamp_threads(threads) : 1;
-        dense_mat(w, rows, cols, Kc, y + m0 * s.O + g * Og, s.O, eb, rest, T);
-      }
-    }
-  }
+  conv_by_row_blocks(s, x, y, ep, ws, kLutQ8ConvRows,
+                     [&](int64_t g, int64_t rows, const float* a, int64_t lda, float* yg, int64_t ldy,
+                         const Epilogue& e, void* rest) {
+                       const int T = clamp_threads(threads) > 1 && double(rows) * Og * Kc >= 65536.0
+                                         ? clamp_threads(threads) : 1;
+                       dense_mat(mat_of(W, g * Og / 4, Og), rows, a, lda, yg, ldy, e, rest, T);
+                     });
 }
 
 }  // namespace slimrt::kernels

@@ -3,6 +3,8 @@
 // the scalar reference path and the im2col convolution. See spmm.h.
 #include "kernels/spmm/spmm.h"
 
+#include "kernels/gemm/conv_rows.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -313,86 +315,30 @@ void csr_dense(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float
 
 // ---- convolution -------------------------------------------------------------
 
-namespace {
-
-void check_conv(const Conv2dShape& s, int64_t N, int64_t K, const char* who) {
-  if (s.N < 0 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1)
-    fail(Code::InvalidArgument, std::string(who) + ": sizes must be positive");
-  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1)
-    fail(Code::InvalidArgument, std::string(who) + ": strides and dilations must be >= 1");
-  if (s.pad_t < 0 || s.pad_l < 0 || s.pad_b < 0 || s.pad_r < 0)
-    fail(Code::InvalidArgument, std::string(who) + ": negative padding");
-  if (s.groups < 1 || s.C % s.groups || s.O % s.groups)
-    fail(Code::InvalidArgument, std::string(who) + ": groups must divide C and O");
-  if (s.OH() < 1 || s.OW() < 1) fail(Code::InvalidArgument, std::string(who) + ": kernel larger than the padded input");
-  if (N != s.O || K != s.KH * s.KW * (s.C / s.groups))
-    fail(Code::InvalidArgument, std::string(who) + ": weights are not [O][KH*KW*C/groups]");
-}
-
-}  // namespace
-
-void im2col_rows(const Conv2dShape& s, const float* x, int64_t g, int64_t m0, int64_t rows, float* dst) {
-  const int64_t OH = s.OH(), OW = s.OW(), Cg = s.C / s.groups, Kc = s.KH * s.KW * Cg;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t m = m0 + i;
-    const int64_t ow = m % OW, t = m / OW, oh = t % OH, n = t / OH;
-    float* d = dst + i * Kc;
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const int64_t ih = oh * s.stride_h - s.pad_t + kh * s.dil_h;
-      for (int64_t kw = 0; kw < s.KW; ++kw, d += Cg) {
-        const int64_t iw = ow * s.stride_w - s.pad_l + kw * s.dil_w;
-        if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
-          std::memset(d, 0, sizeof(float) * Cg);
-        } else {
-          std::memcpy(d, x + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg, sizeof(float) * Cg);
-        }
-      }
-    }
-  }
-}
-
 size_t csr_conv2d_workspace(const Conv2dShape& s, const PackedCsr& W, int threads) {
   const int64_t M = s.N * s.OH() * s.OW();
-  const int64_t Kc = s.KH * s.KW * (s.C / s.groups);
   const int64_t rows = s.plain_1x1() ? M : std::min(M, kCsrConvRows);
-  size_t b = rows_workspace(std::max<int64_t>(rows, 1), W.K, W.isa, threads);
-  if (!s.plain_1x1()) b += size_t(kCsrConvRows) * Kc * sizeof(float) + 64;
-  return b;
+  return conv_cols_bytes(s, kCsrConvRows) + rows_workspace(std::max<int64_t>(rows, 1), W.K, W.isa, threads);
 }
 
 void csr_conv2d(const Conv2dShape& s, const float* x, const PackedCsr& W, float* y, const Epilogue& ep,
                 void* ws, int threads) {
-  check_conv(s, W.N, W.K, "csr_conv2d");
+  check_conv_shape(s, W.N, W.K, "csr_conv2d");
   if (!isa_supported(W.isa)) fail(Code::Unsupported, "csr_conv2d: the matrix was packed for an ISA this CPU lacks");
   if (s.N == 0) return;
   if (!x || !y) bad("null pointer");
-  const int64_t M = s.N * s.OH() * s.OW(), G = s.groups, Cg = s.C / G, Og = s.O / G, Kc = W.K;
+  const int64_t M = s.N * s.OH() * s.OW(), Og = s.O / s.groups;
   check_residual(M, s.O, y, s.O, ep, "csr");
   AlignedPtr<char> own;
   if (!ws) {
     own = aligned_array<char>(csr_conv2d_workspace(s, W, threads));
     ws = own.get();
   }
-  float* fws = static_cast<float*>(ws);
-  for (int64_t g = 0; g < G; ++g) {
-    Epilogue e = ep;
-    if (ep.bias) e.bias = ep.bias + g * Og;
-    if (ep.scale) e.scale = ep.scale + g * Og;
-    if (ep.residual) e.residual = ep.residual + g * Og, e.ldr = s.O;
-    if (s.plain_1x1()) {
-      run_rows(M, x + g * Cg, s.C, W, g * Og, (g + 1) * Og, y + g * Og, s.O, e, fws, threads);
-      continue;
-    }
-    float* cols = fws;
-    float* rest = fws + ((kCsrConvRows * Kc + 15) / 16) * 16;
-    for (int64_t m0 = 0; m0 < M; m0 += kCsrConvRows) {
-      const int64_t rows = std::min(kCsrConvRows, M - m0);
-      im2col_rows(s, x, g, m0, rows, cols);
-      Epilogue eb = e;
-      if (e.residual) eb.residual = e.residual + m0 * s.O;
-      run_rows(rows, cols, Kc, W, g * Og, (g + 1) * Og, y + m0 * s.O + g * Og, s.O, eb, rest, threads);
-    }
-  }
+  conv_by_row_blocks(s, x, y, ep, ws, kCsrConvRows,
+                     [&](int64_t g, int64_t rows, const float* a, int64_t lda, float* yg, int64_t ldy,
+                         const Epilogue& e, void* rest) {
+                       run_rows(rows, a, lda, W, g * Og, (g + 1) * Og, yg, ldy, e, static_cast<float*>(rest), threads);
+                     });
 }
 
 }  // namespace slimrt::kernels

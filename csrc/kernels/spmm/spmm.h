@@ -89,8 +89,5 @@ void epilogue_row(float* y, const float* acc, int64_t cnt, const float* rs, cons
 // Throws InvalidArgument ("<who>: ...") when ep.residual would overlap y or has ldr < N.
 void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epilogue& ep, const char* who);
 
-// Helper shared with lutgemm: gathers im2col rows [m0, m0+rows) (output pixels) of
-// group g of an NHWC input into dst[rows][KH*KW*Cg] (out-of-image taps are 0).
-void im2col_rows(const Conv2dShape& s, const float* x, int64_t g, int64_t m0, int64_t rows, float* dst);
 
 }  // namespace slimrt::kernels
