@@ -1,8 +1,12 @@
 """BERT-class encoders imported from PyTorch (slimrt.from_torch), run natively, and compressed.
 
-Parity: max|y_slim - y_torch| / max|y_torch| <= 1e-4 (fp32) on random ids with padding masks, at two
-sequence lengths and two batch sizes, for every ISA this CPU supports. The sequence length is static
-(one conversion per length, see slimrt.frontends.torch); the batch stays dynamic.
+Parity: max|y_slim - y_torch| / max|y_torch| <= 1e-4 (fp32) on random ids with padding masks, for every ISA
+this CPU supports. Sequence length and batch are dynamic: a model converted at one length runs at 1, 7, 64,
+128 ... up to the position table (max_position_embeddings); a longer input raises InputError.
+Eager attention (Hugging Face) becomes one ``attention`` node per layer, SDPA (nn.TransformerEncoder) a
+``scaled_masked_softmax`` between its matmuls; both ops are tested directly against numpy with every mask
+broadcast their row addressing must handle, and the dynamic-shape ops reshape_dims and slice_like against
+the float64 reference executor.
 Compression: cosine similarity of masked-mean sentence embeddings vs fp32 on 20 English sentences.
 """
 import zlib
@@ -13,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import slimrt  # noqa: E402
+from slimrt import Model  # noqa: E402
 from slimrt._native import core  # noqa: E402
 
 RTOL = 1e-4
@@ -46,26 +51,59 @@ def _pad_mask(rng, b, s):
     return m
 
 
-@pytest.mark.parametrize("seq", [7, 16])
+def _enc_feeds(rng, b, s, masked):
+    feeds = [rng.standard_normal((b, s, 64)).astype(np.float32)]
+    if masked:
+        feeds.append(_pad_mask(rng, b, s) if s > 1 else np.zeros((b, s), np.float32))
+    return feeds
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_transformer_encoder(seq, masked, norm_first):
+def test_transformer_encoder(masked, norm_first):
+    """Converted at seq 128, run at other lengths and batches."""
     mod = _Enc(norm_first=norm_first, act="gelu" if norm_first else "relu").eval()
-    rng = np.random.default_rng(seq)
-    ex = [torch.randn(2, seq, 64)] + ([torch.from_numpy(_pad_mask(rng, 2, seq))] if masked else [])
-    m = slimrt.from_torch(mod, tuple(ex))
-    assert m.inputs[0].shape == (None, seq, 64)
+    rng = np.random.default_rng(11)
+    m = slimrt.from_torch(mod, tuple(torch.from_numpy(f) for f in _enc_feeds(rng, 2, 128, masked)))
+    assert m.inputs[0].shape == (None, None, 64)
+    ops = [n.op for n in m.nodes]
+    assert ops.count("scaled_masked_softmax") == 2 and "softmax" not in ops
     for isa in ISAS:
         s = slimrt.Session(m, isa=isa, threads=2)
-        for b in (1, 3):
-            feeds = [rng.standard_normal((b, seq, 64)).astype(np.float32)]
-            if masked:
-                feeds.append(_pad_mask(rng, b, seq))
+        for b, seq in ((1, 1), (3, 7), (2, 64), (1, 128), (2, 200)):
+            feeds = _enc_feeds(rng, b, seq, masked)
             with torch.no_grad():
                 want = mod(*[torch.from_numpy(f) for f in feeds]).numpy()
             got = s.run({i.name: f for i, f in zip(m.inputs, feeds)})[0]
             assert got.shape == want.shape
-            assert _rel(got, want) <= RTOL, (isa, b)
+            assert _rel(got, want) <= RTOL, (isa, b, seq)
+
+
+def test_transformer_encoder_fixed_length_still_available():
+    """dynamic_seq=False keeps the example's length (the earlier behaviour); a wrong length is refused."""
+    mod = _Enc().eval()
+    x = torch.randn(2, 9, 64)
+    m = slimrt.from_torch(mod, (x,), dynamic_seq=False)
+    assert m.inputs[0].shape == (None, 9, 64)
+    with torch.no_grad():
+        want = mod(x[:1]).numpy()
+    s = slimrt.Session(m, threads=2)
+    assert _rel(s.run(x[:1].numpy())[0], want) <= RTOL
+    with pytest.raises(slimrt.InputError):
+        s.run(np.zeros((1, 10, 64), np.float32))
+
+
+def test_optimized_and_saved_encoder_keeps_dynamic_length(tmp_path):
+    mod = _Enc(norm_first=True, act="gelu").eval()
+    rng = np.random.default_rng(3)
+    m = slimrt.from_torch(mod, tuple(torch.from_numpy(f) for f in _enc_feeds(rng, 2, 32, True)))
+    path = m.save(str(tmp_path / "enc.slim"))  # runs the optimizer
+    s = slimrt.Session(path, threads=2)
+    for b, seq in ((1, 5), (2, 48)):
+        feeds = _enc_feeds(rng, b, seq, True)
+        with torch.no_grad():
+            want = mod(*[torch.from_numpy(f) for f in feeds]).numpy()
+        assert _rel(s.run(feeds)[0], want) <= RTOL
 
 
 # ------------------------------------------------------------------ Hugging Face BertModel
@@ -92,29 +130,66 @@ def bert():
     return _bert()
 
 
-@pytest.mark.parametrize("seq", [9, 32])
-def test_bert_matches_torch(bert, seq):
-    rng = np.random.default_rng(seq)
-    ex = _bert_inputs(rng, 2, seq)
-    m = slimrt.from_torch(bert, tuple(torch.from_numpy(a) for a in ex))
+def _check_bert(bert, s, b, seq, rng, isa=""):
+    ids, am, tt = _bert_inputs(rng, b, seq)
+    with torch.no_grad():
+        o = bert(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(am),
+                 token_type_ids=torch.from_numpy(tt))
+    hs, pooled = o.last_hidden_state.numpy(), o.pooler_output.numpy()
+    mean = slimrt.frontends.torch.masked_mean_pool(hs, am)
+    got = s.run({"input_ids": ids, "attention_mask": am, "token_type_ids": tt})
+    for g, w in zip(got, (hs, pooled, mean)):
+        assert g.shape == w.shape
+        assert _rel(g, w) <= RTOL, (isa, b, seq)
+    np.testing.assert_allclose(slimrt.frontends.torch.cls_pool(got[0]), hs[:, 0], rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def bert128(bert):
+    """The model converted once, at batch 2 x seq 128."""
+    ex = _bert_inputs(np.random.default_rng(128), 2, 128)
+    return slimrt.from_torch(bert, tuple(torch.from_numpy(a) for a in ex))
+
+
+def test_bert_matches_torch(bert, bert128):
+    m = bert128
     assert [i.name for i in m.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
     assert m.outputs == ["last_hidden_state", "pooler_output", "mean_pooled"]
-    assert all(i.shape == (None, seq) for i in m.inputs)
+    assert all(i.shape == (None, None) for i in m.inputs)
     assert not bert.training
+    ops = [n.op for n in m.nodes]
+    # head split, q k^T, scale + mask + softmax, @ v and head merge: one attention node per layer, no transposes
+    assert ops.count("attention") == 2 and not {"softmax", "scaled_masked_softmax", "matmul", "transpose"} & set(ops)
+    rng = np.random.default_rng(9)
     for isa in ISAS:
         s = slimrt.Session(m, isa=isa, threads=2)
-        for b in (1, 4):
-            ids, am, tt = _bert_inputs(rng, b, seq)
-            with torch.no_grad():
-                o = bert(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(am),
-                         token_type_ids=torch.from_numpy(tt))
-            hs, pooled = o.last_hidden_state.numpy(), o.pooler_output.numpy()
-            mean = slimrt.frontends.torch.masked_mean_pool(hs, am)
-            got = s.run({"input_ids": ids, "attention_mask": am, "token_type_ids": tt})
-            for g, w in zip(got, (hs, pooled, mean)):
-                assert g.shape == w.shape
-                assert _rel(g, w) <= RTOL, (isa, b)
-            np.testing.assert_allclose(slimrt.frontends.torch.cls_pool(got[0]), hs[:, 0], rtol=0, atol=1e-4)
+        for b, seq in ((1, 1), (4, 7), (2, 64), (1, 128), (3, 33)):
+            _check_bert(bert, s, b, seq, rng, isa)
+
+
+def test_bert_up_to_the_position_table_and_beyond(bert, bert128):
+    n_pos = bert.config.max_position_embeddings
+    s = slimrt.Session(bert128, threads=2)
+    _check_bert(bert, s, 1, n_pos, np.random.default_rng(1))
+    ids, am, tt = _bert_inputs(np.random.default_rng(2), 2, n_pos + 1)
+    feeds = {"input_ids": ids, "attention_mask": am, "token_type_ids": tt}
+    with pytest.raises(slimrt.InputError, match=f"position_embeddings.*{n_pos + 1}.*exceeds the {n_pos}"):
+        s.run(feeds)
+    with pytest.raises(slimrt.InputError, match="exceeds"):
+        bert128.run_reference({k: v[:1] for k, v in feeds.items()})
+    _check_bert(bert, s, 2, 5, np.random.default_rng(3))  # the session is still usable
+
+
+def test_bert_reference_executor_agrees(bert128):
+    """The float64 reference executor runs the new ops too (slice_like, attention)."""
+    ops = {n.op for n in bert128.nodes}
+    assert {"slice_like", "attention"} <= ops
+    ids, am, tt = _bert_inputs(np.random.default_rng(4), 2, 11)
+    feeds = {"input_ids": ids, "attention_mask": am, "token_type_ids": tt}
+    want = bert128.run_reference(feeds)
+    got = slimrt.Session(bert128, threads=2).run(feeds)
+    for g, w in zip(got, want):
+        assert _rel(g, w) <= RTOL
 
 
 def test_bert_without_token_types_or_pooler():
@@ -130,12 +205,11 @@ def test_bert_without_token_types_or_pooler():
     assert _rel(got[0], hs) <= RTOL
 
 
-def test_bert_rejects_non_binary_mask(bert):
+def test_bert_rejects_non_binary_mask(bert128):
     ids, am, tt = _bert_inputs(np.random.default_rng(0), 2, 8)
-    m = slimrt.from_torch(bert, tuple(torch.from_numpy(a) for a in (ids, am, tt)))
     am[0, 0] = 2
-    with pytest.raises(Exception):
-        slimrt.Session(m, threads=2).run({"input_ids": ids, "attention_mask": am, "token_type_ids": tt})
+    with pytest.raises(slimrt.InputError, match="out of range"):
+        slimrt.Session(bert128, threads=2).run({"input_ids": ids, "attention_mask": am, "token_type_ids": tt})
 
 
 # ------------------------------------------------------------------ compression on real sentences
@@ -201,3 +275,238 @@ def test_bert_compression_cosine(bert):
               f"pooler cosine min {cos_pool.min():.5f}")
         assert cos_mean.min() >= floor, (tag, results[tag])
         assert cos_pool.min() >= floor, (tag, results[tag])
+
+
+# ------------------------------------------------------------------ the ops behind dynamic attention
+def _sm_ref(x, mask, scale):
+    v = x.astype(np.float64) * scale + (0.0 if mask is None else mask.astype(np.float64))
+    e = np.exp(v - v.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# (scores shape, mask shape): key padding, causal, full, per-batch-and-query (walked leading dims), a mask row
+# for all, no mask; last dims 1, tile-1, tile, tile+1 and a prime.
+SOFTMAX_CASES = [
+    ((2, 3, 5, 16), (2, 1, 1, 16)), ((2, 3, 17, 17), (17, 17)), ((2, 3, 7, 15), (2, 3, 7, 15)),
+    ((3, 2, 4, 33), (3, 1, 4, 33)), ((2, 2, 3, 31), (1, 31)), ((4, 9), (9,)), ((2, 5, 1), (2, 1, 1)),
+    ((3, 4, 6, 8), None), ((2, 3, 2, 5, 7), (2, 1, 2, 1, 7)),
+]
+
+
+@pytest.mark.parametrize("shape,mshape", SOFTMAX_CASES, ids=lambda v: "x".join(map(str, v)) if v else "none")
+def test_scaled_masked_softmax_op(shape, mshape):
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    m = Model(inputs=[("x", (None,) + shape[1:])] + ([("mask", mshape)] if mshape else []))
+    ins = ["x"] + (["mask"] if mshape else [])
+    m.outputs = [m.add_node("scaled_masked_softmax", ins, {"scale": 0.125})]
+    x = (rng.standard_normal(shape) * 8).astype(np.float32)
+    feeds = {"x": x}
+    mask = None
+    if mshape:
+        mask = np.where(rng.random(mshape) < 0.3, np.float32(np.finfo(np.float32).min), 0.0).astype(np.float32)
+        mask[..., 0] = 0.0  # every row keeps a token
+        mask[..., -1] = -np.inf if shape[-1] > 1 else 0.0
+        feeds["mask"] = mask
+    want = _sm_ref(x, mask, 0.125)
+    assert _rel(m.run_reference(feeds)[0], want) <= 1e-7  # float64 math, float32 result
+    for isa in ISAS:
+        for threads in (1, 2):
+            got = slimrt.Session(m, isa=isa, threads=threads).run(feeds)[0]
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=2e-6, err_msg=f"{isa} threads={threads}")
+
+
+def test_scaled_masked_softmax_rejects_bad_masks():
+    for mshape in ((2, 1, 1, 15), (4, 1, 16), (2, 2, 3, 4, 16)):
+        m = Model(inputs=[("x", (2, 3, 4, 16)), ("mask", mshape)])
+        m.outputs = [m.add_node("scaled_masked_softmax", ["x", "mask"])]
+        with pytest.raises(slimrt.InputError, match="mask"):
+            slimrt.Session(m, threads=1).run({"x": np.zeros((2, 3, 4, 16), np.float32),
+                                              "mask": np.zeros(mshape, np.float32)})
+
+
+def _attention_ref(q, k, v, mask, heads, scale):
+    b, sq, e = q.shape
+    d = e // heads
+    split = lambda t: t.astype(np.float64).reshape(b, t.shape[1], heads, d).transpose(0, 2, 1, 3)  # noqa: E731
+    s = split(q) @ split(k).transpose(0, 1, 3, 2) * scale + (0.0 if mask is None else mask.astype(np.float64))
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return (p @ split(v)).transpose(0, 2, 1, 3).reshape(b, sq, e)
+
+
+# (batch, q length, k length, heads, head dim), mask shape with B/H/Q/K placeholders
+ATTENTION_CASES = [
+    ((1, 1, 1, 1, 1), None), ((2, 7, 7, 3, 5), "B11K"), ((2, 16, 16, 12, 32), "B11K"), ((3, 17, 9, 2, 8), "QK"),
+    ((2, 33, 33, 4, 16), "BHQK"), ((2, 5, 31, 2, 7), "1H1K"), ((2, 15, 15, 2, 3), "B1QK"), ((1, 9, 4, 3, 4), "K"),
+]
+
+
+@pytest.mark.parametrize("dims,mspec", ATTENTION_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple)
+                         else str(v))
+def test_attention_op(dims, mspec):
+    b, sq, sk, h, d = dims
+    rng = np.random.default_rng(sum(dims))
+    q, k, v = (rng.standard_normal((b, n, h * d)).astype(np.float32) for n in (sq, sk, sk))
+    feeds = {"q": q, "k": k, "v": v}
+    mask = None
+    inputs = [("q", (None, None, h * d)), ("k", (None, None, h * d)), ("v", (None, None, h * d))]
+    if mspec:
+        mshape = tuple({"B": b, "H": h, "Q": sq, "K": sk, "1": 1}[c] for c in mspec)
+        mask = np.where(rng.random(mshape) < 0.3, np.float32(np.finfo(np.float32).min), 0.0).astype(np.float32)
+        mask[..., 0] = 0.0
+        if sk > 1:
+            mask[..., -1] = -np.inf
+        feeds["mask"] = mask
+        inputs.append(("mask", mshape))
+    m = Model(inputs=inputs)
+    m.outputs = [m.add_node("attention", [n for n, _ in inputs], {"heads": h, "scale": 1.0 / np.sqrt(d)})]
+    want = _attention_ref(q, k, v, mask, h, 1.0 / np.sqrt(d))
+    np.testing.assert_allclose(m.run_reference(feeds)[0], want, rtol=0, atol=1e-6)
+    for isa in ISAS:
+        for threads in (1, 2):
+            got = slimrt.Session(m, isa=isa, threads=threads).run(feeds)[0]
+            assert got.shape == want.shape
+            assert _rel(got, want) <= 1e-5, (isa, threads)
+
+
+def test_attention_rejects_bad_shapes():
+    m = Model(inputs=[("q", (None, None, 12)), ("k", (None, None, 12)), ("v", (None, None, 12)),
+                      ("mask", (None, None))])
+    m.outputs = [m.add_node("attention", ["q", "k", "v", "mask"], {"heads": 5, "scale": 0.5})]
+    z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    s = slimrt.Session(m, threads=1)
+    with pytest.raises(slimrt.InputError, match="multiple of 5 heads"):
+        s.run({"q": z(2, 3, 12), "k": z(2, 4, 12), "v": z(2, 4, 12), "mask": z(2, 4)})
+    m.nodes[0].attrs["heads"] = 3
+    s = slimrt.Session(m, threads=1)
+    with pytest.raises(slimrt.InputError, match="do not match"):
+        s.run({"q": z(2, 3, 12), "k": z(2, 4, 12), "v": z(2, 5, 12), "mask": z(2, 4)})
+    with pytest.raises(slimrt.InputError, match="broadcast"):
+        s.run({"q": z(2, 3, 12), "k": z(2, 4, 12), "v": z(2, 4, 12), "mask": z(2, 4)})  # [2, 4] is [Sq=2?, Sk]
+    np.testing.assert_array_equal(s.run({"q": z(2, 3, 12), "k": z(2, 4, 12), "v": z(2, 4, 12),
+                                         "mask": z(3, 4)})[0], z(2, 3, 12))
+    m.nodes[0].attrs["heads"] = 0
+    with pytest.raises(slimrt.FormatError, match="heads"):
+        slimrt.Session(m, threads=1)
+
+
+def test_reshape_dims_op():
+    """[B*S, H*D] -> [B, S, H, D] with B and S read from a reference input, then -> [B, H*S*D/H]."""
+    m = Model(inputs=[("x", (None, 12)), ("ids", (None, None), "int64")])
+    y = m.add_node("reshape_dims", ["x", "ids"], {"dims": [-2, -2, 3, -1], "refs": [1, 0, 1, 1]})
+    z = m.add_node("reshape_dims", [y, "ids"], {"dims": [0, -1, 4], "refs": []})
+    m.outputs = [y, m.add_node("add", [z, m.add_constant("one", np.ones(4, np.float32))])]
+    rng = np.random.default_rng(0)
+    for b, s in ((1, 1), (2, 7), (3, 5)):
+        x = rng.standard_normal((b * s, 12)).astype(np.float32)
+        ids = np.zeros((b, s), np.int64)
+        want = [x.reshape(b, s, 3, 4), x.reshape(b, -1, 4) + 1]
+        for w, r in zip(want, m.run_reference({"x": x, "ids": ids})):
+            np.testing.assert_array_equal(r, w)
+        for isa in ISAS:
+            for w, g in zip(want, slimrt.Session(m, isa=isa, threads=2).run({"x": x, "ids": ids})):
+                np.testing.assert_array_equal(g, w)
+    with pytest.raises(slimrt.InputError, match="reshape_dims"):
+        slimrt.Session(m, threads=1).run({"x": np.zeros((5, 12), np.float32), "ids": np.zeros((2, 4), np.int64)})
+
+
+@pytest.mark.parametrize("attrs,err", [({"dims": [-2, -1], "refs": []}, "refs"),
+                                       ({"dims": [-2, -1], "refs": [0, 0]}, "refs"),
+                                       ({"dims": [-1, -1], "refs": []}, "-1"),
+                                       ({"dims": [-3, 4], "refs": []}, ">= -2")])
+def test_reshape_dims_bad_attributes_refused_at_load(attrs, err):
+    m = Model(inputs=[("x", (None, 12)), ("r", (None, 3))])
+    m.outputs = [m.add_node("reshape_dims", ["x", "r"], attrs)]
+    with pytest.raises(slimrt.FormatError, match=err):
+        slimrt.Session(m, threads=1)
+
+
+def test_slice_like_op():
+    """A table cut to the length of the ids (with a start offset), on a computed tensor too."""
+    rng = np.random.default_rng(1)
+    table = rng.standard_normal((10, 5)).astype(np.float32)
+    m = Model(inputs=[("ids", (None, None), "int64"), ("x", (None, None, 5))])
+    t = m.add_node("slice_like", [m.add_constant("table", table), "ids"], {"axes": [0], "starts": [2], "ref_axes": [1]})
+    cut = m.add_node("slice_like", ["x", "ids"], {"axes": [1, 2], "starts": [1, 0], "ref_axes": [1, 0]})
+    m.outputs = [t, cut]
+    for b, s in ((1, 1), (2, 3), (3, 8)):
+        ids = np.zeros((b, s), np.int64)
+        x = rng.standard_normal((b, s + 1, 5)).astype(np.float32)
+        want = [table[2:2 + s], x[:, 1:1 + s, :b]]
+        for isa in ISAS:
+            got = slimrt.Session(m, isa=isa, threads=2).run({"ids": ids, "x": x})
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+        for g, w in zip(m.run_reference({"ids": ids, "x": x}), want):
+            np.testing.assert_array_equal(g, w)
+    s = slimrt.Session(m, threads=1)
+    with pytest.raises(slimrt.InputError, match="length 9 .* exceeds the 8 available along axis 0"):
+        s.run({"ids": np.zeros((1, 9), np.int64), "x": np.zeros((1, 10, 5), np.float32)})
+    with pytest.raises(slimrt.InputError, match="exceeds"):
+        m.run_reference({"ids": np.zeros((1, 9), np.int64), "x": np.zeros((1, 10, 5), np.float32)})
+
+
+# ------------------------------------------------------------------ converter paths for dynamic lengths
+class _TinyGPT(torch.nn.Module):
+    """Learned positions cut to the input length, causal SDPA (needs a fixed length to build its mask)."""
+
+    def __init__(self, causal, n_pos=40, d=16):
+        super().__init__()
+        torch.manual_seed(2)
+        self.causal = causal
+        self.pos = torch.nn.Parameter(torch.randn(1, n_pos, d))
+        self.qkv = torch.nn.Linear(d, 3 * d)
+
+    def forward(self, x):
+        h = x + self.pos[:, :x.size(1)]
+        b, s, d = h.shape
+        q, k, v = self.qkv(h).view(b, s, 3, 2, d // 2).permute(2, 0, 3, 1, 4)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        return y.transpose(1, 2).reshape(b, s, d)
+
+
+def test_learned_positions_sliced_to_the_input_length():
+    mod = _TinyGPT(causal=False).eval()
+    m = slimrt.from_torch(mod, torch.randn(2, 10, 16))
+    assert m.inputs[0].shape == (None, None, 16)
+    assert {"slice_like", "scaled_masked_softmax"} <= {n.op for n in m.nodes}
+    rng = np.random.default_rng(0)
+    for isa in ISAS:
+        s = slimrt.Session(m, isa=isa, threads=2)
+        for b, seq in ((1, 1), (3, 9), (2, 40)):
+            x = rng.standard_normal((b, seq, 16)).astype(np.float32)
+            with torch.no_grad():
+                want = mod(torch.from_numpy(x)).numpy()
+            assert _rel(s.run(x)[0], want) <= RTOL, (isa, b, seq)
+    with pytest.raises(slimrt.InputError, match="pos.*length 41 .*exceeds the 40"):
+        slimrt.Session(m, threads=1).run(np.zeros((1, 41, 16), np.float32))
+
+
+def test_causal_attention_keeps_a_fixed_length():
+    mod = _TinyGPT(causal=True).eval()
+    x = torch.randn(2, 12, 16)
+    with pytest.warns(UserWarning, match="sequence dimension stays fixed"):
+        m = slimrt.from_torch(mod, x)
+    assert m.inputs[0].shape == (None, 12, 16)
+    assert "scaled_masked_softmax" in {n.op for n in m.nodes}  # the causal mask is fused too
+    with torch.no_grad():
+        want = mod(x).numpy()
+    assert _rel(slimrt.Session(m, threads=2).run(x.numpy())[0], want) <= RTOL
+    with pytest.raises(slimrt.UnsupportedError, match="dynamic sequence length"):
+        slimrt.from_torch(mod, x, dynamic_seq=True)
+
+
+class _CutLike(torch.nn.Module):
+    def forward(self, x, ids):
+        return x[:, :ids.size(1)] * 2.0
+
+
+def test_slice_of_a_computed_tensor_to_another_inputs_length():
+    mod = _CutLike()
+    m = slimrt.from_torch(mod, (torch.randn(2, 20, 3), torch.zeros(2, 6, dtype=torch.int64)))
+    assert "slice_like" in {n.op for n in m.nodes}
+    x = np.random.default_rng(1).standard_normal((3, 20, 3)).astype(np.float32)
+    for seq in (1, 13, 20):
+        ids = np.zeros((3, seq), np.int64)
+        np.testing.assert_array_equal(slimrt.Session(m, threads=1).run([x, ids])[0], x[:, :seq] * 2)

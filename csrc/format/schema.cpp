@@ -45,6 +45,13 @@ std::vector<OpSchema> build() {
   const std::vector<AttrSpec> pool = {Is("kernel", {2, 2}), Is("strides", {2, 2}), Is("pads", {0, 0, 0, 0}),
                                       I("ceil_mode", 0)};
   auto avg = pool;
+  // qdense / qconv2d: input, output (out_scale 0 = float output) and u8-residual parameters
+  auto qlayer = [](std::vector<AttrSpec> v) {
+    for (AttrSpec a : {F("x_scale", 1.0), I("x_zero", 0), F("out_scale", 0.0), I("out_zero", 0), I("residual", 0),
+                       F("res_scale", 1.0), I("res_zero", 0)})
+      v.push_back(a);
+    return v;
+  };
   avg.push_back(I("count_include_pad", 1));
   return {
       {"dense", 2, 4, 1, act({I("residual", 0)})},
@@ -74,6 +81,22 @@ std::vector<OpSchema> build() {
       {"layer_norm", 2, 3, 1, {F("epsilon", 1e-5)}},
       {"embedding", 2, 2, 1, {}},
       {"slice", 1, 1, 1, {Is("axes", {}), Is("starts", {}), Is("ends", {})}},
+      // static int8 activation chains (ops/quant_ops.cpp): u8 values x ~ scale * (q - zero)
+      {"quantize", 1, 1, 1, {F("scale", 1.0), I("zero_point", 0)}},
+      {"dequantize", 1, 1, 1, {F("scale", 1.0), I("zero_point", 0)}},
+      {"qdense", 2, 4, 1, act(qlayer({}))},
+      {"qconv2d", 2, 4, 1,
+       act(qlayer({Is("strides", {1, 1}), Is("dilations", {1, 1}), Is("pads", {0, 0, 0, 0}), I("groups", 1)}))},
+      {"qmax_pool", 1, 1, 1, pool},
+      {"qglobal_avg_pool", 1, 1, 1, {F("x_scale", 1.0), I("x_zero", 0), F("out_scale", 0.0), I("out_zero", 0),
+                                      I("keepdims", 0)}},
+      {"qadd", 2, 2, 1, act({F("a_scale", 1.0), I("a_zero", 0), F("b_scale", 1.0), I("b_zero", 0),
+                             F("out_scale", 0.0), I("out_zero", 0)})},
+      {"qactivation", 1, 1, 1, act({F("x_scale", 1.0), I("x_zero", 0), F("out_scale", 1.0), I("out_zero", 0)})},
+      {"reshape_dims", 2, 9, 1, {Is("dims", {}), Is("refs", {})}},
+      {"slice_like", 2, 2, 1, {Is("axes", {}), Is("starts", {}), Is("ref_axes", {})}},
+      {"scaled_masked_softmax", 1, 2, 1, {F("scale", 1.0)}},
+      {"attention", 3, 4, 1, {I("heads", 1), F("scale", 1.0)}},
   };
 }
 
@@ -155,6 +178,15 @@ void check_node_attrs(const NodeDef& node, const OpSchema& schema, const std::st
       }
       for (int64_t x : v.ints)
         if (x < 0) bad(key, "must be >= 0, got " + list_str(v.ints));
+    } else if (key == "scale" || key == "x_scale" || key == "res_scale" || key == "a_scale" || key == "b_scale" ||
+               key == "out_scale") {
+      // quantization scales (quantize / dequantize / q* ops); out_scale 0 means a float output
+      bool zero_ok = key == "out_scale" && schema.name != "qactivation";
+      if (v.kind == AttrValue::Float && (!std::isfinite(v.f) || v.f < 0 || (v.f == 0 && !zero_ok)))
+        bad(key, std::string("must be ") + (zero_ok ? ">= 0" : "> 0") + " and finite, got " + std::to_string(v.f));
+    } else if (key == "zero_point" || key == "x_zero" || key == "res_zero" || key == "a_zero" || key == "b_zero" ||
+               key == "out_zero") {
+      if (v.i < 0 || v.i > 255) bad(key, "must be a uint8 zero point in [0, 255], got " + std::to_string(v.i));
     } else if (key == "groups") {
       if (v.i < 1) bad(key, "must be >= 1, got " + std::to_string(v.i));
     } else if (key == "act") {

@@ -1,9 +1,12 @@
 // Elementwise and normalisation ops: activation, prelu, add/sub/mul/div,
-// softmax, batch_norm, layer_norm, transpose, pad.
+// softmax, scaled_masked_softmax, attention (multi-head, on the sgemm), batch_norm, layer_norm, transpose, pad.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/threadpool.h"
 #include "kernels/eltwise/eltwise.h"
+#include "kernels/gemm/sgemm.h"
 #include "ops/common.h"
 #include "runtime/op.h"
 
@@ -138,6 +141,189 @@ class SoftmaxOp : public Op {
   int64_t axis_;
 };
 SLIMRT_REGISTER_OP("softmax", [](BuildContext& c) { return std::make_unique<SoftmaxOp>(c); });
+
+// ---- scaled_masked_softmax: y = softmax(x * scale + mask) over the last axis ------------
+// The attention-score pattern (q @ k^T) * scale + mask -> softmax as one pass over the scores.
+// mask (optional) is float, its last dim equals x's, and its leading dims broadcast to x's
+// (numpy rules, never enlarging x). Rows of x are [d0 .. d_{k-1}] (the leading dims); the
+// kernel's SoftmaxMask addresses a mask row as ((r / div) % mod) * n, which covers a mask whose
+// non-broadcast leading dims are one run [lo, hi) (e.g. [B, 1, 1, S] key padding, [S, S]
+// causal, or a full mask); dims before the run that the mask does not broadcast over are walked
+// here, one segment of rows per index, with the mask pointer moved along.
+class ScaledMaskedSoftmaxOp : public Op {
+ public:
+  ScaledMaskedSoftmaxOp(BuildContext& c)
+      : isa_(c.isa), scale_(static_cast<float>(c.node.attr_float("scale"))), has_mask_(c.node.inputs.size() > 1) {
+    if (!std::isfinite(scale_)) c.fail(Code::Format, "scale must be finite");
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    same_shape(in, out);
+    const auto& s = in[0]->shape;
+    if (s.empty()) shape_error("scaled_masked_softmax of a scalar");
+    if (!has_mask_) return;
+    ops::expect_f32(*in[1], "mask");
+    const auto& m = in[1]->shape;
+    if (m.empty() || m.size() > s.size() || m.back() != s.back())
+      shape_error("mask " + shape_str(m) + " must end in the " + std::to_string(s.back()) + " of input " + shape_str(s) +
+                  " and have no more dims");
+    for (size_t i = 1; i < m.size(); ++i) {
+      int64_t md = m[m.size() - 1 - i], xd = s[s.size() - 1 - i];
+      if (md != 1 && md != xd) shape_error("mask " + shape_str(m) + " does not broadcast to input " + shape_str(s));
+    }
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*, const RunContext& ctx) const override {
+    const auto& s = in[0]->shape();
+    const int64_t n = s.back(), rows = n ? in[0]->numel() / n : 0;
+    if (rows == 0 || n == 0) return;
+    const float* x = in[0]->as<float>();
+    float* y = out[0]->as<float>();
+    const int k = static_cast<int>(s.size()) - 1;  // leading dims of x
+    // Mask row stride (in rows) per leading dim of x, 0 where the mask broadcasts.
+    std::vector<int64_t> ms(k, 0);
+    const float* mdata = nullptr;
+    if (has_mask_) {
+      mdata = in[1]->as<float>();
+      const auto& m = in[1]->shape();
+      int64_t st = 1;
+      for (int i = k - 1, j = static_cast<int>(m.size()) - 2; i >= 0 && j >= 0; --i, --j) {
+        if (m[j] != 1) ms[i] = st;
+        st *= m[j];
+      }
+    }
+    // [hi, k): broadcast dims after the run -> div; [lo, hi): the run -> mod; [0, lo): walked.
+    int hi = k;
+    while (hi > 0 && ms[hi - 1] == 0) --hi;
+    int lo = hi;
+    while (lo > 0 && ms[lo - 1] != 0) --lo;  // mask-contiguous: ms[i - 1] = ms[i] * s[i]
+    if (lo == hi) lo = hi = k;  // no mask, or a mask with one row for all
+    int64_t div = 1, mod = 1, seg = 1;
+    for (int i = hi; i < k; ++i) div *= s[i];
+    for (int i = lo; i < hi; ++i) mod *= s[i];
+    seg = div * mod;  // rows per index of the walked dims
+    bool walk = false;
+    for (int i = 0; i < lo; ++i) walk = walk || ms[i] != 0;
+    if (!walk) seg = rows;
+    const kernels::EltwiseKernels& kt = kernels::eltwise_kernels(isa_);
+    const int64_t grain = std::max<int64_t>(1, 16384 / n);
+    parallel_for(rows, ctx.threads, grain, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e;) {
+        const int64_t o = r / seg, base = o * seg, end = std::min(e, base + seg);
+        kernels::SoftmaxMask mk;
+        if (mdata) {
+          int64_t off = 0, rest = o;  // mask row offset of walked index o
+          for (int i = lo - 1; i >= 0 && walk; --i) {
+            off += (rest % s[i]) * ms[i];
+            rest /= s[i];
+          }
+          mk.data = mdata + off * n;
+          mk.stride = n;
+          mk.div = div;
+          mk.mod = mod;
+        }
+        kt.softmax(x + base * n, y + base * n, r - base, end - base, n, scale_, mk);
+        r = end;
+      }
+    });
+  }
+  std::string kernel_name() const override { return std::string("masked_softmax_") + isa_name(isa_); }
+ private:
+  Isa isa_;
+  float scale_;
+  bool has_mask_;
+};
+SLIMRT_REGISTER_OP("scaled_masked_softmax", [](BuildContext& c) { return std::make_unique<ScaledMaskedSoftmaxOp>(c); });
+
+// ---- attention: multi-head softmax(q k^T * scale + mask) v on head-interleaved rows ---------------
+// q [B, Sq, H*D], k and v [B, Sk, H*D] (the outputs of the q/k/v projections, heads side by side in
+// each row), y [B, Sq, H*D]. Per (batch, head): scores = q_bh k_bh^T (sgemm reading the head's
+// columns with leading dimension H*D: no transposes), the scaled masked softmax in place on the
+// [Sq, Sk] scores (a per-thread buffer, cache resident), then y_bh = probs v_bh written straight into
+// the head's columns of y. mask (optional, float) broadcasts to [B, H, Sq, Sk] (rank <= 4, last dim Sk).
+// (batch, head) pairs are split over threads; each GEMM runs on one thread.
+class AttentionOp : public Op {
+ public:
+  AttentionOp(BuildContext& c)
+      : isa_(c.isa), heads_(c.node.attr_int("heads")), scale_(static_cast<float>(c.node.attr_float("scale"))),
+        has_mask_(c.node.inputs.size() > 3) {
+    if (heads_ < 1) c.fail(Code::Format, "heads must be >= 1");
+    if (!std::isfinite(scale_)) c.fail(Code::Format, "scale must be finite");
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    for (int i = 0; i < 3; ++i) ops::expect_f32(*in[i], i == 0 ? "q" : i == 1 ? "k" : "v");
+    const auto &q = in[0]->shape, &k = in[1]->shape, &v = in[2]->shape;
+    if (q.size() != 3 || k.size() != 3 || v.size() != 3)
+      shape_error("q, k, v must be [batch, length, heads*dim], got " + shape_str(q) + ", " + shape_str(k) + ", " +
+                  shape_str(v));
+    if (k != v || k[0] != q[0] || k[2] != q[2])
+      shape_error("q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v) + " do not match");
+    if (q[2] % heads_) shape_error("width " + std::to_string(q[2]) + " is not a multiple of " + std::to_string(heads_) + " heads");
+    if (has_mask_) {
+      ops::expect_f32(*in[3], "mask");
+      const auto& m = in[3]->shape;
+      const int64_t full[4] = {q[0], heads_, q[1], k[1]};
+      if (m.empty() || m.size() > 4 || m.back() != k[1])
+        shape_error("mask " + shape_str(m) + " must have rank <= 4 and end in the key length " + std::to_string(k[1]));
+      for (size_t i = 0; i < m.size(); ++i) {
+        int64_t d = m[m.size() - 1 - i], want = full[3 - i];
+        if (d != 1 && d != want)
+          shape_error("mask " + shape_str(m) + " does not broadcast to [batch, heads, q length, k length] " +
+                      shape_str({full[0], full[1], full[2], full[3]}));
+      }
+    }
+    out[0] = {DType::F32, q};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*, const RunContext& ctx) const override {
+    const auto& qs = in[0]->shape();
+    const int64_t B = qs[0], Sq = qs[1], Sk = in[1]->shape()[1], E = qs[2], H = heads_, D = E / H;
+    float* y = out[0]->as<float>();
+    if (B * Sq * E == 0) return;
+    if (Sk == 0) {  // softmax over no keys: NaN, as torch
+      std::fill(y, y + B * Sq * E, NAN);
+      return;
+    }
+    const float *q = in[0]->as<float>(), *k = in[1]->as<float>(), *v = in[2]->as<float>();
+    // mask strides (floats) for batch, head and query row; 0 where it broadcasts
+    int64_t mb = 0, mh = 0, mq = 0;
+    const float* mask = nullptr;
+    if (has_mask_) {
+      mask = in[3]->as<float>();
+      const auto& m = in[3]->shape();
+      int64_t md[4] = {1, 1, 1, Sk};
+      for (size_t i = 0; i < m.size(); ++i) md[4 - m.size() + i] = m[i];
+      mq = md[2] > 1 ? Sk : 0;
+      mh = md[1] > 1 ? md[2] * Sk : 0;
+      mb = md[0] > 1 ? md[1] * md[2] * Sk : 0;
+    }
+    const kernels::EltwiseKernels& kt = kernels::eltwise_kernels(isa_);
+    const int64_t pairs = B * H;
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(ctx.threads, pairs));
+    Epilogue ep;
+    ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
+      auto scores = aligned_array<float>(static_cast<size_t>(Sq * Sk));
+      float* sc = scores.get();
+      for (int64_t p = pairs * t / chunks; p < pairs * (t + 1) / chunks; ++p) {
+        const int64_t b = p / H, h = p % H;
+        kernels::sgemm_nn(Sq, Sk, D, q + b * Sq * E + h * D, E, k + b * Sk * E + h * D, E, true, sc, Sk, ep, isa_, 1);
+        kernels::SoftmaxMask mk;
+        if (mask) {
+          mk.data = mask + b * mb + h * mh;
+          mk.stride = mq;
+          mk.div = 1;
+          mk.mod = Sq;
+        }
+        kt.softmax(sc, sc, 0, Sq, Sk, scale_, mk);
+        kernels::sgemm_nn(Sq, D, Sk, sc, Sk, v + b * Sk * E + h * D, E, false, y + b * Sq * E + h * D, E, ep, isa_, 1);
+      }
+    });
+  }
+  std::string kernel_name() const override { return std::string("attention_sgemm_") + isa_name(isa_); }
+ private:
+  Isa isa_;
+  int64_t heads_;
+  float scale_;
+  bool has_mask_;
+};
+SLIMRT_REGISTER_OP("attention", [](BuildContext& c) { return std::make_unique<AttentionOp>(c); });
 
 // ---- batch_norm (inference): y = x * s + t over the last axis --------------------------
 class BatchNormOp : public Op {

@@ -1,5 +1,5 @@
-// Ops that move or select data without arithmetic: reshape, flatten (views),
-// concat, slice, embedding; and the reductions reduce_mean / reduce_max.
+// Ops that move or select data without arithmetic: reshape, reshape_dims, flatten (views),
+// concat, slice, slice_like, embedding; and the reductions reduce_mean / reduce_max.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -74,6 +74,70 @@ class FlattenOp : public Op {
 SLIMRT_REGISTER_OP("reshape", [](BuildContext& c) { return std::make_unique<ReshapeOp>(c.node.attr_ints("shape")); });
 SLIMRT_REGISTER_OP("flatten", [](BuildContext& c) { return std::make_unique<FlattenOp>(c.node.attr_int("axis")); });
 
+// ---- reshape_dims: a reshape whose sizes may come from other tensors' shapes -------
+// dims[j] > 0: that size; 0: x's dim j; -1: inferred (at most one); -2: the next pair of
+// `refs` (input i >= 1, dim d) gives inputs[i].shape[d]. The reference inputs are only
+// looked at for their shapes (e.g. the graph input that carries the sequence length).
+// Output 0 aliases input 0.
+class ReshapeDimsOp : public Op {
+ public:
+  ReshapeDimsOp(BuildContext& c) : dims_(c.node.attr_ints("dims")), refs_(c.node.attr_ints("refs")) {
+    size_t nref = 0;
+    int inferred = 0;
+    for (int64_t d : dims_) {
+      if (d < -2) c.fail(Code::Format, "dims entries must be >= -2");
+      nref += d == -2;
+      inferred += d == -1;
+    }
+    if (inferred > 1) c.fail(Code::Format, "dims has more than one -1");
+    if (refs_.size() != 2 * nref) c.fail(Code::Format, "refs must hold one (input, dim) pair per -2 in dims");
+    for (size_t k = 0; k < nref; ++k)
+      if (refs_[2 * k] < 1 || refs_[2 * k] >= static_cast<int64_t>(c.node.inputs.size()))
+        c.fail(Code::Format, "refs names input " + std::to_string(refs_[2 * k]) + ", not a reference input");
+  }
+  bool is_view() const override { return true; }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    const auto& s = in[0]->shape;
+    std::vector<int64_t> r(dims_.size());
+    int infer_at = -1;
+    int64_t known = 1;
+    size_t k = 0;
+    for (size_t i = 0; i < dims_.size(); ++i) {
+      int64_t d = dims_[i];
+      if (d == 0) {
+        if (i >= s.size()) shape_error("reshape_dims: 0 at position " + std::to_string(i) + " beyond input rank");
+        r[i] = s[i];
+      } else if (d == -1) {
+        infer_at = static_cast<int>(i);
+        continue;
+      } else if (d == -2) {
+        const auto& rs = in[refs_[2 * k]]->shape;
+        int64_t a = normalize_axis(refs_[2 * k + 1], rs.size(), "reshape_dims reference");
+        r[i] = rs[a];
+        ++k;
+      } else {
+        r[i] = d;
+      }
+      known *= r[i];
+    }
+    int64_t total = in[0]->numel();
+    if (infer_at >= 0) {
+      if (known == 0 || total % known)
+        shape_error("reshape_dims: cannot reshape " + shape_str(s) + " to " + shape_str(r) + " with one inferred dim");
+      r[infer_at] = total / known;
+    } else if (known != total) {
+      shape_error("reshape_dims: cannot reshape " + shape_str(s) + " to " + shape_str(r));
+    }
+    out[0] = {in[0]->dtype, r};
+  }
+  void run(const std::vector<const Tensor*>&, const std::vector<Tensor*>&, void*, const RunContext&) const override {}
+  bool reads_at_run(size_t i) const override { return i == 0; }
+  std::string kernel_name() const override { return "view"; }
+ private:
+  std::vector<int64_t> dims_, refs_;
+};
+SLIMRT_REGISTER_OP("reshape_dims", [](BuildContext& c) { return std::make_unique<ReshapeDimsOp>(c); });
+
 // ---- concat --------------------------------------------------------------------
 class ConcatOp : public Op {
  public:
@@ -119,6 +183,33 @@ class ConcatOp : public Op {
 };
 SLIMRT_REGISTER_OP("concat", [](BuildContext& c) { return std::make_unique<ConcatOp>(c.node.attr_int("axis")); });
 
+// Copies the box of `in` that starts at `begin` and has out's shape into `out` (contiguous innermost runs).
+void copy_box(const Tensor& in, Tensor& out, const std::vector<int64_t>& begin) {
+  const auto& s = in.shape();
+  const auto& os = out.shape();
+  size_t es = dtype_size(in.info.dtype);
+  int64_t rank = s.size();
+  if (rank == 0 || out.numel() == 0) {
+    if (rank == 0) std::memcpy(out.data, in.data, es);
+    return;
+  }
+  std::vector<int64_t> istride(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d) istride[d] = istride[d + 1] * s[d + 1];
+  int64_t run = os[rank - 1] * es, rows = out.numel() / os[rank - 1];
+  std::vector<int64_t> idx(rank, 0);
+  const uint8_t* src = in.as<uint8_t>();
+  uint8_t* dst = out.as<uint8_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t off = 0;
+    for (int64_t d = 0; d < rank; ++d) off += (idx[d] + begin[d]) * istride[d];
+    std::memcpy(dst + r * run, src + off * es, run);
+    for (int64_t d = rank - 2; d >= 0; --d) {
+      if (++idx[d] < os[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
 // ---- slice (step 1) ------------------------------------------------------------
 class SliceOp : public Op {
  public:
@@ -143,32 +234,9 @@ class SliceOp : public Op {
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
            const RunContext&) const override {
-    const auto& s = in[0]->shape();
     std::vector<int64_t> b, e;
-    ranges(s, b, e);
-    const auto& os = out[0]->shape();
-    size_t es = dtype_size(in[0]->info.dtype);
-    int64_t rank = s.size();
-    if (rank == 0 || out[0]->numel() == 0) {
-      if (rank == 0) std::memcpy(out[0]->data, in[0]->data, es);
-      return;
-    }
-    // Copy contiguous innermost runs.
-    std::vector<int64_t> istride(rank, 1);
-    for (int64_t d = rank - 2; d >= 0; --d) istride[d] = istride[d + 1] * s[d + 1];
-    int64_t run = os[rank - 1] * es, rows = out[0]->numel() / os[rank - 1];
-    std::vector<int64_t> idx(rank, 0);
-    const uint8_t* src = in[0]->as<uint8_t>();
-    uint8_t* dst = out[0]->as<uint8_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t off = 0;
-      for (int64_t d = 0; d < rank; ++d) off += (idx[d] + b[d]) * istride[d];
-      std::memcpy(dst + r * run, src + off * es, run);
-      for (int64_t d = rank - 2; d >= 0; --d) {
-        if (++idx[d] < os[d]) break;
-        idx[d] = 0;
-      }
-    }
+    ranges(in[0]->shape(), b, e);
+    copy_box(*in[0], *out[0], b);
   }
   std::string kernel_name() const override { return "copy"; }
  private:
@@ -179,6 +247,52 @@ SLIMRT_REGISTER_OP("slice", [](BuildContext& c) {
   if (axes.size() != st.size() || axes.size() != en.size()) c.fail(Code::Format, "axes, starts and ends differ in length");
   return std::make_unique<SliceOp>(axes, st, en);
 });
+
+// ---- slice_like: x[starts[i] : starts[i] + ref.shape[ref_axes[i]]] along axes[i] ------------
+// The length comes from the reference input's shape (e.g. a position table cut to the
+// sequence length of the ids); a length that does not fit x is an error, not a clip.
+class SliceLikeOp : public Op {
+ public:
+  SliceLikeOp(BuildContext& c)
+      : axes_(c.node.attr_ints("axes")), starts_(c.node.attr_ints("starts")), ref_axes_(c.node.attr_ints("ref_axes")) {
+    if (axes_.size() != starts_.size() || axes_.size() != ref_axes_.size())
+      c.fail(Code::Format, "axes, starts and ref_axes differ in length");
+    for (int64_t st : starts_)
+      if (st < 0) c.fail(Code::Format, "starts must be >= 0");
+  }
+  void box(const TensorInfo& x, const TensorInfo& ref, std::vector<int64_t>& b, std::vector<int64_t>& len) const {
+    const auto& s = x.shape;
+    b.assign(s.size(), 0);
+    len = s;
+    for (size_t i = 0; i < axes_.size(); ++i) {
+      int64_t a = normalize_axis(axes_[i], s.size(), "slice_like");
+      int64_t ra = normalize_axis(ref_axes_[i], ref.shape.size(), "slice_like reference");
+      int64_t n = ref.shape[ra];
+      if (starts_[i] + n > s[a])
+        shape_error("length " + std::to_string(n) + " (dim " + std::to_string(ra) + " of input " +
+                    shape_str(ref.shape) + ") exceeds the " + std::to_string(s[a] - starts_[i]) +
+                    " available along axis " + std::to_string(a) + " of " + shape_str(s));
+      b[a] = starts_[i];
+      len[a] = n;
+    }
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    std::vector<int64_t> b, len;
+    box(*in[0], *in[1], b, len);
+    out[0] = {in[0]->dtype, len};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext&) const override {
+    std::vector<int64_t> b, len;
+    box(in[0]->info, in[1]->info, b, len);
+    copy_box(*in[0], *out[0], b);
+  }
+  bool reads_at_run(size_t i) const override { return i == 0; }
+  std::string kernel_name() const override { return "copy"; }
+ private:
+  std::vector<int64_t> axes_, starts_, ref_axes_;
+};
+SLIMRT_REGISTER_OP("slice_like", [](BuildContext& c) { return std::make_unique<SliceLikeOp>(c); });
 
 // ---- embedding -------------------------------------------------------------------
 class EmbeddingOp : public Op {

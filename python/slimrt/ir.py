@@ -36,6 +36,8 @@ ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "gelu",
 INT, FLOAT, STR, INTS, FLOATS = "int", "float", "str", "ints", "floats"
 
 _ACT_ATTRS = {"act": (STR, "none"), "alpha": (FLOAT, 0.0)}
+_Q_LAYER = {"x_scale": (FLOAT, 1.0), "x_zero": (INT, 0), "out_scale": (FLOAT, 0.0), "out_zero": (INT, 0),
+            "residual": (INT, 0), "res_scale": (FLOAT, 1.0), "res_zero": (INT, 0)}
 
 # op -> (min inputs, max inputs, {attr: (type, default)})
 OPS: dict[str, tuple[int, int, dict[str, tuple[str, Any]]]] = {
@@ -82,6 +84,40 @@ OPS: dict[str, tuple[int, int, dict[str, tuple[str, Any]]]] = {
     "embedding": (2, 2, {}),
     # x[..., starts:ends:1] along axes (ends clipped)
     "slice": (1, 1, {"axes": (INTS, []), "starts": (INTS, []), "ends": (INTS, [])}),
+    # ---- static int8 activation chains (optimize.int8_chain): a uint8 value q stands for
+    # x = scale * (q - zero_point); each op carries the parameters of the u8 values it reads and writes.
+    # q = clip(rint(x / scale) + zero_point, 0, 255)
+    "quantize": (1, 1, {"scale": (FLOAT, 1.0), "zero_point": (INT, 0)}),
+    # x = (q - zero_point) * scale
+    "dequantize": (1, 1, {"scale": (FLOAT, 1.0), "zero_point": (INT, 0)}),
+    # dense / conv2d on a uint8 input (x_scale, x_zero) with a QInt8 weight: y = act(x W^T + b + r), then
+    # uint8 (out_scale > 0: requantized with out_scale, out_zero) or float32 (out_scale == 0); a uint8
+    # residual r is read with (res_scale, res_zero), a float32 one as is
+    "qdense": (2, 4, {**_Q_LAYER, **_ACT_ATTRS}),
+    "qconv2d": (2, 4, {"strides": (INTS, [1, 1]), "dilations": (INTS, [1, 1]), "pads": (INTS, [0, 0, 0, 0]),
+                       "groups": (INT, 1), **_Q_LAYER, **_ACT_ATTRS}),
+    # max_pool on the codes of a uint8 value (same scale and zero point out; padding never wins)
+    "qmax_pool": (1, 1, {"kernel": (INTS, [2, 2]), "strides": (INTS, [2, 2]),
+                         "pads": (INTS, [0, 0, 0, 0]), "ceil_mode": (INT, 0)}),
+    # mean over H, W of a uint8 value -> uint8 (out_scale > 0) or float32
+    "qglobal_avg_pool": (1, 1, {"x_scale": (FLOAT, 1.0), "x_zero": (INT, 0), "out_scale": (FLOAT, 0.0),
+                                "out_zero": (INT, 0), "keepdims": (INT, 0)}),
+    # act(a + b) of two same-shaped uint8 values -> uint8 or float32 (act none / relu / relu6)
+    "qadd": (2, 2, {"a_scale": (FLOAT, 1.0), "a_zero": (INT, 0), "b_scale": (FLOAT, 1.0), "b_zero": (INT, 0),
+                    "out_scale": (FLOAT, 0.0), "out_zero": (INT, 0), **_ACT_ATTRS}),
+    # uint8 -> uint8 activation through a 256-entry table (any activation)
+    "qactivation": (1, 1, {"x_scale": (FLOAT, 1.0), "x_zero": (INT, 0), "out_scale": (FLOAT, 1.0),
+                           "out_zero": (INT, 0), **_ACT_ATTRS}),
+    # reshape whose sizes may come from other inputs' shapes: dims[j] > 0 literal, 0 = x's dim j, -1 inferred,
+    # -2 = inputs[i].shape[d] for the next (i, d) pair of refs (i >= 1); inputs 1.. are read for their shapes only
+    "reshape_dims": (2, 9, {"dims": (INTS, []), "refs": (INTS, [])}),
+    # x[starts[i] : starts[i] + ref.shape[ref_axes[i]]] along axes[i]; a length beyond x's dim is an error
+    "slice_like": (2, 2, {"axes": (INTS, []), "starts": (INTS, []), "ref_axes": (INTS, [])}),
+    # softmax(x * scale + mask) over the last axis; mask (optional) ends in x's last dim and broadcasts to x
+    "scaled_masked_softmax": (1, 2, {"scale": (FLOAT, 1.0)}),
+    # multi-head attention on head-interleaved rows: q [B, Sq, H*D], k, v [B, Sk, H*D], mask (optional) broadcast
+    # to [B, H, Sq, Sk]; y[b, i, h*D:(h+1)*D] = softmax_j(q_bh[i] . k_bh[j] * scale + mask[b, h, i, j]) @ v_bh
+    "attention": (3, 4, {"heads": (INT, 1), "scale": (FLOAT, 1.0)}),
 }
 
 
@@ -174,7 +210,8 @@ class Model:
                 if k not in schema:
                     raise FormatError(f"node '{n.name}' ({n.op}): unknown attribute '{k}'")
                 _check_attr(n, k, schema[k][0], v)
-            if n.op in ("dense", "matmul", "conv2d", "activation") and n.attr("act") not in ACTIVATIONS:
+            if n.op in ("dense", "matmul", "conv2d", "activation", "qdense", "qconv2d", "qadd", "qactivation") \
+                    and n.attr("act") not in ACTIVATIONS:
                 raise FormatError(f"node '{n.name}': unknown activation '{n.attr('act')}'")
             for i in n.inputs:
                 if i not in defined:

@@ -421,3 +421,230 @@ def optimize(model: Model, disable=(), only=None, max_rounds=50) -> Model:
             break
     m.validate()
     return m
+
+
+# ---------------------------------------------------------------- static int8 activation chains
+# u8 value: q stands for scale * (q - zero_point). The calibration (compress(..., calib=x)) stores the
+# [scale, zero_point] of every float value in metadata["act_quant"]; int8_chain keeps values uint8 between
+# the layers that can read and write them, so consecutive int8 layers never go through float.
+_Q8_TRANSPARENT = ("max_pool", "flatten", "reshape")   # the codes pass through (same parameters)
+_Q8_INLINE_ACTS = ("none", "relu", "relu6", "leaky_relu")
+_Q8_OPS = ("quantize", "dequantize", "qdense", "qconv2d", "qmax_pool", "qglobal_avg_pool", "qadd", "qactivation")
+
+
+def _act_quant_params(model):
+    """{value: (scale, zero_point)} from metadata["act_quant"], or None (absent or malformed)."""
+    import json
+    import math
+
+    raw = model.metadata.get("act_quant")
+    if not raw or "widths" in model.metadata:
+        return None
+    try:
+        d = json.loads(raw)
+        out = {}
+        for k, v in d.items():
+            s, z = float(v[0]), int(v[1])
+            if math.isfinite(s) and s > 0 and 0 <= z <= 255 and np.float32(s) > 0:
+                out[k] = (s, z)
+        return out
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return None
+
+
+def _q8_layer_ok(model, n):
+    """dense / conv2d whose weight is QInt8 (per output channel or per tensor) with constant bias."""
+    if n.op not in ("dense", "conv2d") or len(n.inputs) < 2:
+        return False
+    w = model.constants.get(n.inputs[1])
+    if not isinstance(w, QInt8) or w.axis not in (0, -1):
+        return False
+    if n.op == "dense" and len(w.shape) != 2:
+        return False
+    if n.op == "conv2d":
+        if len(w.shape) != 4 or n.attr("kernel"):
+            return False
+        depthwise = n.attr("groups") > 1 and w.shape[3] == 1
+        if depthwise and (n.attr("act") not in _Q8_INLINE_ACTS or w.shape[0] != n.attr("groups")):
+            return False
+        k = w.shape[1] * w.shape[2] * w.shape[3]
+    else:
+        k = w.shape[1]
+    if k > 65536:
+        return False
+    nb = len(n.inputs) - (1 if n.attr("residual") else 0)
+    return nb <= 2 or n.inputs[2] in model.constants
+
+
+def _cancel_dq_q(model, uses):
+    """dequantize -> quantize: the same parameters cancel; others become one requantizing table."""
+    prod = _producer(model)
+    for q in list(model.nodes):
+        if q.op != "quantize":
+            continue
+        d = prod.get(q.inputs[0])
+        if d is None or d.op != "dequantize":
+            continue
+        same = (np.float32(d.attr("scale")) == np.float32(q.attr("scale"))
+                and d.attr("zero_point") == q.attr("zero_point"))
+        if same and q.outputs[0] not in model.outputs:
+            model.nodes.remove(q)
+            _rename_uses(model, q.outputs[0], d.inputs[0])
+        else:
+            q.op, q.inputs = "qactivation", [d.inputs[0]]
+            q.attrs = {"x_scale": d.attr("scale"), "x_zero": d.attr("zero_point"), "out_scale": q.attr("scale"),
+                       "out_zero": q.attr("zero_point")}
+        return True
+    return False
+
+
+def int8_chain(model: Model) -> bool:
+    """Static int8 activations (on when ``metadata["act_quant"]`` holds a calibration and weights are QInt8):
+    dense / conv2d with QInt8 weights become qdense / qconv2d reading uint8 activations and writing uint8
+    ones requantized in their epilogue (bias, residual, activation first); max_pool, flatten, reshape,
+    global average pooling, add and activations between them stay uint8 (qmax_pool, views,
+    qglobal_avg_pool, qadd, qactivation). A quantize enters each chain, a dequantize leaves it (the
+    last layer writes float directly when only float ops read it); dequantize -> quantize pairs cancel."""
+    uses = _consumers(model)
+    if _cancel_dq_q(model, uses):
+        return True
+    aq = _act_quant_params(model)
+    if not aq:
+        return False
+    outputs = set(model.outputs)
+    qp = {}                       # value -> (scale, zero) of values that will be uint8
+    done = set()                  # nodes already reading or writing uint8 (chains made before)
+    for n in model.nodes:
+        o = n.outputs[0]
+        if n.op in _Q8_OPS:
+            done.add(n.name)
+        if n.op == "quantize":
+            qp[o] = (float(n.attr("scale")), int(n.attr("zero_point")))
+        elif n.op in ("qdense", "qconv2d", "qglobal_avg_pool", "qadd") and n.attr("out_scale") > 0:
+            qp[o] = (float(n.attr("out_scale")), int(n.attr("out_zero")))
+        elif n.op == "qactivation":
+            qp[o] = (float(n.attr("out_scale")), int(n.attr("out_zero")))
+        elif n.op in ("qmax_pool", "flatten", "reshape") and n.inputs[0] in qp:
+            qp[o] = qp[n.inputs[0]]
+            done.add(n.name)
+    plan = {}                     # node name -> kind of rewrite
+    for n in model.nodes:
+        if n.name in done:
+            continue
+        x = n.inputs[0] if n.inputs else None
+        o = n.outputs[0]
+        out_ok = o in aq and o not in outputs
+        if _q8_layer_ok(model, n) and (x in qp or x in aq):
+            plan[n.name] = "layer"
+            if out_ok:
+                qp[o] = aq[o]
+        elif n.op in _Q8_TRANSPARENT and x in qp and o not in outputs:
+            plan[n.name] = "transparent"
+            qp[o] = qp[x]
+        elif n.op in ("global_avg_pool", "reduce_mean") and x in qp and _is_spatial_mean(model, n):
+            plan[n.name] = "gap"
+            if out_ok:
+                qp[o] = aq[o]
+        elif n.op == "add" and x in qp and n.inputs[1] in qp and out_ok and _same_shape(model, n):
+            plan[n.name] = "add"
+            qp[o] = aq[o]
+        elif n.op == "activation" and x in qp and out_ok:
+            plan[n.name] = "act"
+            # relu / relu6 keep the input's parameters: on the codes they are a clamp (exact, fast)
+            qp[o] = qp[x] if n.attr("act") in ("relu", "relu6") else aq[o]
+    if not plan:
+        return False
+    # A planned uint8 output that only float ops read: layers and pools write float instead.
+    for n in model.nodes:
+        o = n.outputs[0]
+        if plan.get(n.name) in ("layer", "gap") and o in qp:
+            readers = uses.get(o, [])
+            if readers and all(not _reads_u8(plan, r, o) for r in readers):
+                del qp[o]
+    # Rewrite.
+    conv = {}  # (value, "q" | "f") -> converted name
+
+    def as_u8(v):
+        if v in qp:
+            return v
+        key = (v, "q")
+        if key not in conv:
+            s, z = aq[v]
+            conv[key] = model.unique_name(v + ":q8")
+            new.append(Node("quantize", [v], [conv[key]], {"scale": s, "zero_point": z}, conv[key]))
+        return conv[key]
+
+    def as_f32(v):
+        if v not in qp or v in model.constants:
+            return v
+        key = (v, "f")
+        if key not in conv:
+            s, z = qp[v]
+            conv[key] = model.unique_name(v + ":f32")
+            new.append(Node("dequantize", [v], [conv[key]], {"scale": s, "zero_point": z}, conv[key]))
+        return conv[key]
+
+    def out_attrs(o):
+        return {"out_scale": qp[o][0], "out_zero": qp[o][1]} if o in qp else {"out_scale": 0.0, "out_zero": 0}
+
+    new = []
+    for n in model.nodes:
+        kind = plan.get(n.name)
+        o = n.outputs[0]
+        if kind == "layer":
+            x = as_u8(n.inputs[0])
+            a = {k: v for k, v in n.attrs.items() if k in ("act", "alpha", "residual", "strides", "dilations",
+                                                              "pads", "groups")}
+            s, z = qp.get(n.inputs[0]) or aq[n.inputs[0]]
+            a.update(x_scale=s, x_zero=z, **out_attrs(o))
+            ins = [x] + n.inputs[1:]
+            if n.attr("residual"):
+                r = n.inputs[-1]
+                if r in qp:
+                    a.update(res_scale=qp[r][0], res_zero=qp[r][1])
+            n.op, n.inputs, n.attrs = "q" + n.op, ins, a
+        elif kind == "transparent":
+            if n.op == "max_pool":
+                n.op = "qmax_pool"
+        elif kind == "gap":
+            keep = n.attr("keepdims")
+            s, z = qp[n.inputs[0]]
+            n.op, n.attrs = "qglobal_avg_pool", {"x_scale": s, "x_zero": z, "keepdims": keep, **out_attrs(o)}
+        elif kind == "add":
+            (sa, za), (sb, zb) = qp[n.inputs[0]], qp[n.inputs[1]]
+            n.op, n.attrs = "qadd", {"a_scale": sa, "a_zero": za, "b_scale": sb, "b_zero": zb, **out_attrs(o)}
+        elif kind == "act":
+            s, z = qp[n.inputs[0]]
+            n.op = "qactivation"
+            n.attrs = {"act": n.attr("act"), "alpha": n.attr("alpha"), "x_scale": s, "x_zero": z,
+                       "out_scale": qp[o][0], "out_zero": qp[o][1]}
+        elif n.name not in done:
+            n.inputs = [as_f32(i) for i in n.inputs]
+        new.append(n)
+    model.nodes = new
+    return True
+
+
+def _reads_u8(plan, node, value):
+    """True when ``node`` (after the rewrite) reads ``value`` as uint8."""
+    kind = plan.get(node.name)
+    if kind == "layer":
+        return node.inputs[0] == value or (node.attr("residual") and node.inputs[-1] == value)
+    return kind in ("transparent", "gap", "add", "act")
+
+
+def _is_spatial_mean(model, n):
+    if n.op == "global_avg_pool":
+        return True
+    shapes = infer_shapes(model)
+    s = shapes.get(n.inputs[0])
+    return s is not None and len(s) == 4 and sorted(a % 4 for a in n.attr("axes")) == [1, 2]
+
+
+def _same_shape(model, n):
+    shapes = infer_shapes(model)
+    a, b = shapes.get(n.inputs[0]), shapes.get(n.inputs[1])
+    return a is not None and a == b
+
+
+PASSES["int8_chain"] = int8_chain

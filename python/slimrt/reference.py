@@ -191,6 +191,41 @@ def run_node(node, args):
         for ax, s, e in zip(a("axes"), a("starts"), a("ends")):
             sl[ax] = slice(s, e)
         return x[tuple(sl)]
+    if op == "reshape_dims":
+        refs, k, out = list(a("refs")), 0, []
+        for j, d in enumerate(a("dims")):
+            if d == -2:
+                out.append(np.shape(args[refs[2 * k]])[refs[2 * k + 1]])
+                k += 1
+            else:
+                out.append(d)
+        return x.reshape(_reshape_target(x.shape, out))
+    if op == "slice_like":
+        sl = [slice(None)] * x.ndim
+        for ax, s0, rax in zip(a("axes"), a("starts"), a("ref_axes")):
+            n = np.shape(args[1])[rax]
+            if s0 + n > x.shape[ax]:
+                raise InputError(f"slice_like: length {n} exceeds the {x.shape[ax] - s0} available along axis {ax} "
+                                 f"of {tuple(x.shape)}")
+            sl[ax] = slice(s0, s0 + n)
+        return x[tuple(sl)]
+    if op == "scaled_masked_softmax":
+        v = x * a("scale") + (args[1] if len(args) > 1 else 0.0)
+        e = np.exp(v - v.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if op == "attention":
+        q, k, v = args[:3]
+        h = a("heads")
+        b, sq, e = q.shape
+        split = lambda t: t.reshape(t.shape[0], t.shape[1], h, e // h).transpose(0, 2, 1, 3)  # noqa: E731
+        s = split(q) @ split(k).transpose(0, 1, 3, 2) * a("scale")
+        if len(args) > 3:
+            s = s + args[3]
+        p = np.exp(s - s.max(axis=-1, keepdims=True))
+        p = p / p.sum(axis=-1, keepdims=True)
+        return (p @ split(v)).transpose(0, 2, 1, 3).reshape(b, sq, e)
+    if op in _QUANT_OPS:
+        return _run_quant(op, a, args)
     raise UnsupportedError(f"reference executor has no op '{op}'")
 
 
@@ -210,3 +245,60 @@ def run_reference(model: Model, feeds) -> list:
         v = np.asarray(env[o])
         outs.append(v.astype(np.float32) if v.dtype.kind == "f" else v)
     return outs
+
+
+# ---------------------------------------------------------------- static int8 activation chains
+_QUANT_OPS = ("quantize", "dequantize", "qdense", "qconv2d", "qmax_pool", "qglobal_avg_pool", "qadd", "qactivation")
+
+
+def quantize_u8(x, scale, zero_point):
+    """q = clip(rint(x / scale) + zero_point, 0, 255) as uint8 (float64 math; the runtime multiplies by
+    1/scale in float32, so a value within float rounding of a .5 tie may land one code away)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.clip(np.rint(x / scale) + zero_point, 0, 255).astype(np.uint8)
+
+
+def dequantize_u8(q, scale, zero_point):
+    return (np.asarray(q).astype(np.float64) - zero_point) * scale
+
+
+def _q_out(y, a):
+    """uint8 requantized with (out_scale, out_zero) when out_scale > 0, else float."""
+    return quantize_u8(y, a("out_scale"), a("out_zero")) if a("out_scale") > 0 else y
+
+
+def _run_quant(op, a, args):
+    x = args[0]
+    if op == "quantize":
+        return quantize_u8(x, a("scale"), a("zero_point"))
+    if op == "dequantize":
+        return dequantize_u8(x, a("scale"), a("zero_point"))
+    if op in ("qdense", "qconv2d"):
+        xf = dequantize_u8(x, a("x_scale"), a("x_zero"))
+        res = None
+        rest = list(args)
+        if a("residual"):
+            r = rest.pop()
+            res = dequantize_u8(r, a("res_scale"), a("res_zero")) if np.asarray(r).dtype == np.uint8 else r
+        w = rest[1]
+        b = rest[2] if len(rest) > 2 else None
+        if op == "qdense":
+            y = xf @ w.T + (0.0 if b is None else b)
+        else:
+            y = conv2d(xf, w, b, a("strides"), a("dilations"), a("pads"), a("groups"))
+        if res is not None:
+            y = y + res
+        return _q_out(activation(y, a("act"), a("alpha")), a)
+    if op == "qmax_pool":
+        return pool2d(np.asarray(x, dtype=np.float64), "max", a("kernel"), a("strides"), a("pads"),
+                      a("ceil_mode")).astype(np.uint8)
+    if op == "qglobal_avg_pool":
+        y = dequantize_u8(x, a("x_scale"), a("x_zero")).mean(axis=(1, 2), keepdims=bool(a("keepdims")))
+        return _q_out(y, a)
+    if op == "qadd":
+        y = dequantize_u8(x, a("a_scale"), a("a_zero")) + dequantize_u8(args[1], a("b_scale"), a("b_zero"))
+        return _q_out(activation(y, a("act"), a("alpha")), a)
+    if op == "qactivation":
+        y = activation(dequantize_u8(x, a("x_scale"), a("x_zero")), a("act"), a("alpha"))
+        return quantize_u8(y, a("out_scale"), a("out_zero"))
+    raise UnsupportedError(f"reference executor has no op '{op}'")

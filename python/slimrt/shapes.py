@@ -70,6 +70,10 @@ def _infer(n, ins):
         oh = None if x[1] is None else (x[1] + p[0] + p[2] - dl[0] * (kh - 1) - 1) // st[0] + 1
         ow = None if x[2] is None else (x[2] + p[1] + p[3] - dl[1] * (kw - 1) - 1) // st[1] + 1
         return (x[0], oh, ow, w[0])
+    if op in ("quantize", "dequantize", "qactivation", "qadd"):
+        return x
+    if op in ("qdense", "qconv2d", "qmax_pool", "qglobal_avg_pool"):  # shaped like their float twins
+        return _infer(_FLOAT_TWIN[op](n), ins)
     if op in ("batch_norm", "activation", "prelu", "softmax", "layer_norm"):
         return x
     if op in ("max_pool", "avg_pool"):
@@ -115,6 +119,25 @@ def _infer(n, ins):
             e = min(max(e + d if e < 0 else e, 0), d)
             out[ax] = max(e - s, 0)
         return tuple(out)
+    if op == "reshape_dims":
+        refs, k, spec = list(a("refs")), 0, []
+        for j, d in enumerate(a("dims")):
+            if d == -2:
+                spec.append(ins[refs[2 * k]][refs[2 * k + 1]])
+                k += 1
+            else:
+                spec.append(x[j] if d == 0 else d)
+        if -1 in spec:
+            total, known = _prod(x), _prod([d for d in spec if d != -1])
+            spec[spec.index(-1)] = None if total is None or not known else total // known
+        return tuple(spec)
+    if op == "slice_like":
+        out = list(x)
+        for ax, rax in zip(a("axes"), a("ref_axes")):
+            out[ax] = ins[1][rax]
+        return tuple(out)
+    if op in ("scaled_masked_softmax", "attention"):
+        return x
     return None
 
 
@@ -128,3 +151,16 @@ def dummy_feeds(model: Model, batch: int = 1, seed: int = 0) -> dict:
         else:
             feeds[i.name] = rng.standard_normal(shape).astype(i.dtype)
     return feeds
+
+
+def _twin(op):
+    def make(n):
+        from .ir import Node
+        return Node(op, n.inputs, n.outputs, {k: v for k, v in n.attrs.items() if k in _TWIN_ATTRS[op]}, n.name)
+    return make
+
+
+_TWIN_ATTRS = {"dense": (), "conv2d": ("strides", "dilations", "pads", "groups"),
+               "max_pool": ("kernel", "strides", "pads", "ceil_mode"), "global_avg_pool": ("keepdims",)}
+_FLOAT_TWIN = {"qdense": _twin("dense"), "qconv2d": _twin("conv2d"), "qmax_pool": _twin("max_pool"),
+               "qglobal_avg_pool": _twin("global_avg_pool")}

@@ -80,6 +80,8 @@ struct Run {
   const float* w_scale = nullptr;
   const float* bias = nullptr;
   const float* residual = nullptr;
+  const uint8_t* residual_u8 = nullptr;  // or a u8 residual, dequantized per tile
+  float res_scale = 1.f, res_zero = 0.f;
   int64_t ldr = 0;
   Act act = Act::None;
   float alpha = 0.f, inv_out_scale = 1.f, out_zero = 0.f;
@@ -93,6 +95,7 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   const Q8Config& cfg = *r.cfg;
   alignas(64) int32_t acc[kMaxTile];
   alignas(64) float tmp[kMaxTile];
+  alignas(64) float rtmp[kMaxTile];  // a u8 residual tile, dequantized
   const bool inline_act = act_is_inline(r.act);
   const int64_t kgroups = B.Kp / cfg.kg;
   const size_t osz = out_elem_bytes(r.kind);
@@ -116,6 +119,15 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
       t.bias = r.bias ? r.bias + n0 : nullptr;
       t.residual = r.residual ? r.residual + m * r.ldr + n0 : nullptr;
       t.ldr = r.ldr;
+      if (r.residual_u8) {
+        for (int i = 0; i < rows; ++i) {
+          const uint8_t* src = r.residual_u8 + (m + i) * r.ldr + n0;
+          for (int j = 0; j < nv; ++j)
+            rtmp[i * cfg.nr + j] = (static_cast<float>(src[j]) - r.res_zero) * r.res_scale;
+        }
+        t.residual = rtmp;
+        t.ldr = cfg.nr;
+      }
       t.kind = r.kind;
       t.out = static_cast<char*>(r.out) + (m * r.ldo + n0) * osz;
       t.ldo = r.ldo;
@@ -431,6 +443,44 @@ void q8_dense_static_f32(int64_t M, const uint8_t* Aq, int64_t lda, float a_scal
   run_static(M, Aq, lda, a_scale, a_zero, B, r, workspace, threads);
 }
 
+namespace {
+// Fills the epilogue fields of a Run from a Q8StaticEpilogue (checked).
+void set_static_epilogue(Run& r, const Q8StaticEpilogue& ep, const char* what) {
+  if (static_cast<int>(ep.act) < 0 || static_cast<int>(ep.act) >= kNumActs) bad(std::string(what) + ": unknown activation");
+  if (ep.out_scale < 0.f || !std::isfinite(ep.out_scale)) bad(std::string(what) + ": out_scale must be >= 0 and finite");
+  if (ep.out_scale > 0.f && (ep.out_zero < 0 || ep.out_zero > 255)) bad(std::string(what) + ": out_zero must be in [0, 255]");
+  if (ep.residual && ep.residual_u8) bad(std::string(what) + ": give a float or a u8 residual, not both");
+  if (ep.residual_u8 && (!(ep.res_scale > 0.f) || !std::isfinite(ep.res_scale) || ep.res_zero < 0 || ep.res_zero > 255))
+    bad(std::string(what) + ": bad residual quantization parameters");
+  r.kind = ep.out_scale > 0.f ? Q8Out::U8 : Q8Out::F32;
+  r.bias = ep.bias;
+  r.act = ep.act;
+  r.alpha = ep.alpha;
+  r.residual = ep.residual;
+  r.residual_u8 = ep.residual_u8;
+  r.res_scale = ep.res_scale;
+  r.res_zero = static_cast<float>(ep.res_zero);
+  r.ldr = ep.ldr;
+  r.inv_out_scale = ep.out_scale > 0.f ? 1.f / ep.out_scale : 1.f;
+  r.out_zero = static_cast<float>(ep.out_zero);
+}
+}  // namespace
+
+void q8_dense_static_ex(int64_t M, const uint8_t* Aq, int64_t lda, float a_scale, int32_t a_zero, const PackedQ8B& B,
+                        const float* w_scale, const Q8StaticEpilogue& ep, void* C, int64_t ldc, void* workspace,
+                        int threads) {
+  check_dense(M, Aq, lda, B, C, ldc);
+  if (!w_scale) bad("q8_dense_static_ex: null w_scale");
+  if ((ep.residual || ep.residual_u8) && ep.ldr < B.N && M > 1) bad("q8_dense_static_ex: residual ldr < N");
+  if (M == 0) return;
+  Run r;
+  set_static_epilogue(r, ep, "q8_dense_static_ex");
+  r.out = C;
+  r.ldo = ldc;
+  r.w_scale = w_scale;
+  run_static(M, Aq, lda, a_scale, a_zero, B, r, workspace, threads);
+}
+
 void q8_gemm_acc(int64_t M, const uint8_t* Aq, int64_t lda, int32_t a_zero, const PackedQ8B& B, int32_t* acc,
                  int64_t ldacc, void* workspace, int threads) {
   check_dense(M, Aq, lda, B, acc, ldacc);
@@ -518,6 +568,66 @@ void im2col_block(const Conv2dShape& s, const uint8_t* xq, int64_t n, int64_t g,
   }
 }
 
+// The GEMM of a convolution on the u8 NHWC input xq, whose (zero, scale) are per image
+// (step 1) or one for the tensor (step 0). proto holds the output kind, the base pointers of
+// y / w_scale / bias / residual and the epilogue; each (image, group, row block) offsets them.
+void conv_gemm(const Conv2dShape& s, const uint8_t* xq, const int32_t* zero, const float* scale, int64_t step,
+               const PackedQ8Conv2d& w, const Q8Config& cfg, const Run& proto, char* blocks, size_t block_bytes,
+               int threads) {
+  const int64_t OH = s.OH(), OW = s.OW(), P = OH * OW, img = s.H * s.W * s.C;
+  const int64_t Cg = w.Cg, Og = s.O / s.groups;
+  const size_t osz = out_elem_bytes(proto.kind);
+  auto base_run = [&](int64_t n, int64_t g) {
+    Run r = proto;
+    r.a_zero = zero + n * step;
+    r.a_scale = scale + n * step;
+    r.a_step = 0;
+    r.B = w.group_b[g].get();
+    r.cfg = &cfg;
+    r.out = static_cast<char*>(proto.out) + ((n * P) * s.O + g * Og) * osz;
+    r.ldo = s.O;
+    r.w_scale = proto.w_scale + g * Og;
+    r.bias = proto.bias ? proto.bias + g * Og : nullptr;
+    r.residual = proto.residual ? proto.residual + (n * P) * proto.ldr + g * Og : nullptr;
+    r.residual_u8 = proto.residual_u8 ? proto.residual_u8 + (n * P) * proto.ldr + g * Og : nullptr;
+    return r;
+  };
+  if (conv_is_direct(s, cfg)) {  // 1x1: the quantized NHWC input is the GEMM's A
+    for (int64_t n = 0; n < s.N; ++n) {
+      Run r = base_run(n, 0);
+      r.M = P;
+      r.a = xq + n * img;
+      r.lda = s.C;
+      run_parallel(r, threads);
+    }
+    return;
+  }
+  const int64_t Kp = w.group_b[0]->Kp, panels = w.group_b[0]->panels;
+  const int64_t nrb = ceil_div(P, kConvRowBlock), nblocks = s.N * nrb * s.groups;
+  const int64_t pchunks = std::min(panels, std::max<int64_t>(1, ceil_div(2 * threads, nblocks)));
+  const int64_t ppc = ceil_div(panels, pchunks), np = ceil_div(panels, ppc);
+  const int64_t items = nblocks * np;
+  std::atomic<int64_t> next{0};
+  const int workers = static_cast<int>(std::min<int64_t>(threads, items));
+  ThreadPool::global().run(workers, workers, [&](int64_t wid) {
+    void* buf = blocks + wid * block_bytes;
+    for (int64_t it; (it = next.fetch_add(1)) < items;) {
+      const int64_t pi = it % np, b = it / np;
+      const int64_t g = b % s.groups, rb = (b / s.groups) % nrb, n = b / (s.groups * nrb);
+      const int64_t r0 = rb * kConvRowBlock, rows = std::min(kConvRowBlock, P - r0);
+      im2col_block(s, xq, n, g, Cg, zero[n * step], r0, rows, Kp, cfg.a_bytes, buf);
+      Run r = base_run(n, g);
+      r.M = rows;
+      r.a = buf;
+      r.lda = Kp;
+      r.out = static_cast<char*>(r.out) + r0 * s.O * osz;
+      if (r.residual) r.residual += r0 * r.ldr;
+      if (r.residual_u8) r.residual_u8 += r0 * r.ldr;
+      run_tiles(r, 0, rows, pi * ppc, std::min(panels, (pi + 1) * ppc));
+    }
+  });
+}
+
 }  // namespace
 
 std::unique_ptr<PackedQ8Conv2d> pack_q8_conv2d(const int8_t* Wq, int64_t O, int64_t KH, int64_t KW, int64_t Cg,
@@ -556,8 +666,7 @@ void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2
     workspace = own.get();
   }
   const ConvWs cw = carve_conv(workspace, s);
-  const int64_t OH = s.OH(), OW = s.OW(), P = OH * OW, img = s.H * s.W * s.C;
-  const int64_t Cg = w.Cg, Og = s.O / s.groups;
+  const int64_t img = s.H * s.W * s.C;
 
   // 1. Per-image range (chunks in parallel), parameters, quantization to u8.
   constexpr int64_t kChunk = 65536;
@@ -593,57 +702,47 @@ void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2
   });
 
   // 2. GEMM per image (and group).
-  auto base_run = [&](int64_t n, int64_t g) {
-    Run r;
-    r.a_zero = &cw.zero[n];
-    r.a_scale = &cw.scale[n];
-    r.a_step = 0;
-    r.B = w.group_b[g].get();
-    r.cfg = &cfg;
-    r.kind = Q8Out::F32;
-    r.out = y + (n * P) * s.O + g * Og;
-    r.ldo = s.O;
-    r.w_scale = w_scale + g * Og;
-    r.bias = ep.bias ? ep.bias + g * Og : nullptr;
-    r.residual = ep.residual ? ep.residual + (n * P) * ep.ldr + g * Og : nullptr;
-    r.ldr = ep.ldr;
-    r.act = ep.act;
-    r.alpha = ep.alpha;
-    return r;
-  };
-  if (conv_is_direct(s, cfg)) {  // 1x1: the quantized NHWC input is the GEMM's A
-    for (int64_t n = 0; n < s.N; ++n) {
-      Run r = base_run(n, 0);
-      r.M = P;
-      r.a = cw.xq + n * img;
-      r.lda = s.C;
-      run_parallel(r, threads);
-    }
-    return;
+  Run proto;
+  proto.kind = Q8Out::F32;
+  proto.out = y;
+  proto.w_scale = w_scale;
+  proto.bias = ep.bias;
+  proto.residual = ep.residual;
+  proto.ldr = ep.ldr;
+  proto.act = ep.act;
+  proto.alpha = ep.alpha;
+  conv_gemm(s, cw.xq, cw.zero, cw.scale, 1, w, cfg, proto, cw.blocks, cw.block_bytes, threads);
+}
+
+size_t q8_conv2d_static_workspace(const Conv2dShape& s, const PackedQ8Conv2d& w, int threads) {
+  threads = resolve_threads(threads);
+  if (conv_is_direct(s, config_for(w.isa))) return 0;
+  const int64_t Kp = round_up(s.KH * s.KW * (s.C / std::max<int64_t>(s.groups, 1)), 4);
+  return static_cast<size_t>(threads) * align64(static_cast<size_t>(kConvRowBlock) * Kp * 2);
+}
+
+void q8_conv2d_static(const Conv2dShape& s, const uint8_t* xq, float x_scale, int32_t x_zero,
+                      const PackedQ8Conv2d& w, const float* w_scale, const Q8StaticEpilogue& ep, void* y,
+                      void* workspace, int threads) {
+  check_conv(s, w);
+  if (!xq || !y || !w_scale) bad("q8_conv2d_static: null operand");
+  if (x_zero < 0 || x_zero > 255) bad("q8_conv2d_static: x_zero must be in [0, 255]");
+  if ((ep.residual || ep.residual_u8) && ep.ldr < s.O) bad("q8_conv2d_static: residual ldr < O");
+  threads = resolve_threads(threads);
+  const Q8Config& cfg = config_for(w.isa);
+  AlignedPtr<char> own;
+  const size_t need = q8_conv2d_static_workspace(s, w, threads);
+  if (!workspace && need) {
+    own = aligned_array<char>(need);
+    workspace = own.get();
   }
-  const int64_t Kp = w.group_b[0]->Kp, panels = w.group_b[0]->panels;
-  const int64_t nrb = ceil_div(P, kConvRowBlock), blocks = s.N * nrb * s.groups;
-  const int64_t pchunks = std::min(panels, std::max<int64_t>(1, ceil_div(2 * threads, blocks)));
-  const int64_t ppc = ceil_div(panels, pchunks), np = ceil_div(panels, ppc);
-  const int64_t items = blocks * np;
-  std::atomic<int64_t> next{0};
-  const int workers = static_cast<int>(std::min<int64_t>(threads, items));
-  ThreadPool::global().run(workers, workers, [&](int64_t wid) {
-    void* buf = cw.blocks + wid * cw.block_bytes;
-    for (int64_t it; (it = next.fetch_add(1)) < items;) {
-      const int64_t pi = it % np, b = it / np;
-      const int64_t g = b % s.groups, rb = (b / s.groups) % nrb, n = b / (s.groups * nrb);
-      const int64_t r0 = rb * kConvRowBlock, rows = std::min(kConvRowBlock, P - r0);
-      im2col_block(s, cw.xq, n, g, Cg, cw.zero[n], r0, rows, Kp, cfg.a_bytes, buf);
-      Run r = base_run(n, g);
-      r.M = rows;
-      r.a = buf;
-      r.lda = Kp;
-      r.out = static_cast<float*>(r.out) + r0 * s.O;
-      if (r.residual) r.residual += r0 * ep.ldr;
-      run_tiles(r, 0, rows, pi * ppc, std::min(panels, (pi + 1) * ppc));
-    }
-  });
+  const int64_t Kp = round_up(s.KH * s.KW * (s.C / s.groups), 4);
+  Run proto;
+  set_static_epilogue(proto, ep, "q8_conv2d_static");
+  proto.out = y;
+  proto.w_scale = w_scale;
+  conv_gemm(s, xq, &x_zero, &x_scale, 0, w, cfg, proto, static_cast<char*>(workspace),
+            align64(static_cast<size_t>(kConvRowBlock) * Kp * 2), threads);
 }
 
 }  // namespace slimrt::kernels

@@ -83,6 +83,32 @@ void q8_dense_static(int64_t M, const uint8_t* Aq, int64_t lda, float a_scale, i
                      float out_scale, int32_t out_zero, uint8_t* Cq, int64_t ldc, void* workspace,
                      int threads);
 
+// What a static int8 layer does after the int32 accumulation, per output element [m][n]:
+//   y = act(fma(float(acc), x_scale * w_scale[n], bias[n]) + res[m][n])
+//   res = residual[m*ldr + n] (float), or (residual_u8[m*ldr + n] - res_zero) * res_scale (u8,
+//         dequantized in float; the same on every ISA), or 0
+//   out_scale > 0: u8 output clamp(rint(y * (1 / out_scale)) + out_zero, 0, 255); out_scale == 0: float y.
+// Every activation is supported (none/relu/relu6/leaky_relu inline, the others on a float tile).
+struct Q8StaticEpilogue {
+  const float* bias = nullptr;
+  Act act = Act::None;
+  float alpha = 0.f;
+  const float* residual = nullptr;
+  const uint8_t* residual_u8 = nullptr;
+  float res_scale = 1.f;
+  int32_t res_zero = 0;
+  int64_t ldr = 0;
+  float out_scale = 0.f;
+  int32_t out_zero = 0;
+};
+
+// Static quantization, any output: Aq u8 [M][K] (rows lda apart) with one (a_scale, a_zero);
+// C is uint8 (ep.out_scale > 0) or float, rows ldc apart. Workspace: q8_dense_workspace(M, K, threads)
+// bytes or null; none is touched when Aq can be read in place (VNNI and K a multiple of 4).
+void q8_dense_static_ex(int64_t M, const uint8_t* Aq, int64_t lda, float a_scale, int32_t a_zero,
+                        const PackedQ8B& B, const float* w_scale, const Q8StaticEpilogue& ep, void* C, int64_t ldc,
+                        void* workspace, int threads);
+
 // Static quantization with float output (same epilogue as q8_dense_dynamic).
 void q8_dense_static_f32(int64_t M, const uint8_t* Aq, int64_t lda, float a_scale, int32_t a_zero,
                          const PackedQ8B& B, const float* w_scale, float* C, int64_t ldc, const Epilogue& ep,
@@ -123,5 +149,14 @@ size_t q8_conv2d_workspace(const Conv2dShape& s, int threads);
 // quantized input into the workspace. Epilogue as q8_dense_dynamic (residual [M][ldr], M = N*OH*OW).
 void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2d& w, const float* w_scale,
                        float* y, const Epilogue& ep, void* workspace, int threads);
+
+// Static (calibrated) input: xq u8 NHWC [N][H][W][C] with one (x_scale, x_zero) for the whole
+// tensor; padding taps read x_zero (the value 0). y [N][OH][OW][O]: u8 or float per ep (residual
+// [M][ldr], M = N*OH*OW). 1x1 stride-1 unpadded convolutions read xq in place (VNNI, C % 4 == 0),
+// other shapes gather im2col row blocks into the workspace.
+size_t q8_conv2d_static_workspace(const Conv2dShape& s, const PackedQ8Conv2d& w, int threads);
+void q8_conv2d_static(const Conv2dShape& s, const uint8_t* xq, float x_scale, int32_t x_zero,
+                      const PackedQ8Conv2d& w, const float* w_scale, const Q8StaticEpilogue& ep, void* y,
+                      void* workspace, int threads);
 
 }  // namespace slimrt::kernels

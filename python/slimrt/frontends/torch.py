@@ -25,6 +25,26 @@ Dim 0 of every tensor input is marked ``Dim.AUTO``. A batch of 1 would be specia
 batch (``x.view(2, -1)``), the module is re-exported with the example as given and the converted model
 accepts only that batch (a ``UserWarning`` says so).
 
+Dynamic sequence length
+-----------------------
+With ``dynamic_seq`` (default: try), dim 1 of every rank-2/3 input with at least 2 positions (``[B, S]`` ids
+and masks, ``[B, S, D]`` features) is marked ``Dim.AUTO`` as well; code that needs a fixed size there (a
+Linear over a ``[B, F]`` input, a conv's channels) makes the tracer specialise it, which costs nothing. The
+traced sizes are then symbols (``s41``, ``4*s31``) and the converter lowers what depends on them to ops the
+runtime evaluates from the input shapes at run time:
+
+* reshapes the IR ``reshape`` can say (0 = copy the dim at the same position, one -1) stay ``reshape``;
+  others (``[B*S, D] -> [B, S, D]``, ``[B, H, 1, S] -> [B*H, 1, S]``) become ``reshape_dims``, which reads each
+  symbolic size from the graph input that carries it (only its shape; the input stays zero-copy);
+* ``table[:x.size(1)]`` (BERT's position embeddings, learned positions) and ``x[:, :y.size(1)]`` become
+  ``slice_like``; a length beyond the table raises ``InputError`` at run time naming the table and both sizes
+  (e.g. a BERT input longer than ``max_position_embeddings``).
+
+If the model cannot be traced or converted with a dynamic length (causal attention builds its mask from a
+fixed length; an op needs a static size), it is converted again with the example's length and a
+``UserWarning`` names the reason; ``dynamic_seq=True`` raises ``UnsupportedError`` instead, ``False`` never
+tries.
+
 Layout
 ------
 The converted model takes and returns tensors in PyTorch's own layout (NCHW). Inside, each traced
@@ -41,9 +61,15 @@ costs none beyond it.
 Transformer encoders
 --------------------
 ``torch.nn.TransformerEncoder(Layer)`` (``batch_first=True``, eval) traces to ``aten.scaled_dot_product_attention``,
-which the converter decomposes into ``matmul`` (q @ k^T) -> ``mul`` (scale) -> ``add`` (mask) -> ``softmax`` ->
-``matmul`` (@ v). A ``src_key_padding_mask`` must be passed as an **additive float** mask (0 for tokens,
-``-inf`` or a large negative number for padding): slimrt graph inputs are float32 or int ids, never bool.
+which the converter lowers to ``matmul`` (q @ k^T) -> ``scaled_masked_softmax`` (scale and mask fused in one
+pass over the scores) -> ``matmul`` (@ v). A ``src_key_padding_mask`` must be passed as an **additive float**
+mask (0 for tokens, ``-inf`` or a large negative number for padding): slimrt graph inputs are float32 or int
+ids, never bool. Eager attention code (Hugging Face's ``softmax(q @ k^T * scaling + mask)``) arrives as
+separate ``mul`` / ``add`` / ``softmax`` nodes; ``fuse_masked_softmax`` (torch_convert.py) rewrites that pattern
+into the same single node after conversion, then ``fuse_attention`` turns the whole block -- head split
+(reshape + transpose of the q/k/v projections), q @ k^T, the fused softmax, @ v, head merge -- into one
+``attention`` node that reads the heads' columns in place (no transposes; each head's scores stay in cache).
+Both sequence length and batch are dynamic (see above).
 
 A Hugging Face ``transformers.BertModel`` is imported through ``BertForExport`` (applied automatically by
 ``from_torch``): it calls the model's own embedding, encoder and pooler modules, but builds the additive
@@ -52,12 +78,9 @@ int64 0/1 mask into the float mask HF's eager attention adds, with ops the IR ha
 builder traces to ``index``/``where``/bool ops slimrt does not run). Inputs ``input_ids``, ``attention_mask``
 (int64, values 0/1; anything else is refused at run time as an out-of-range id), optional ``token_type_ids``;
 outputs ``last_hidden_state``, ``pooler_output`` (when the model has a pooler) and ``mean_pooled`` (the masked
-mean over tokens, computed in the graph).
-
-**Sequence length is static**: only the batch dimension is dynamic (the position-embedding slice and the
-attention head reshapes are specialised to the example's length by the tracer). Convert once per sequence
-length you serve (e.g. pad to 128). ``cls_pool`` / ``masked_mean_pool`` are numpy helpers for the same
-poolings on any output.
+mean over tokens, computed in the graph). One converted model serves every batch and every length up to
+``max_position_embeddings``. ``cls_pool`` / ``masked_mean_pool`` are numpy helpers for the same poolings on any
+output.
 
 Refusals
 --------
@@ -116,10 +139,11 @@ def _dim0_dynamic(ep, n_user):
     return flags
 
 
-def export(module, example_inputs, *, dynamic_batch: bool = True):
+def export(module, example_inputs, *, dynamic_batch: bool = True, dynamic_seq: bool = False):
     """Traces ``module`` (in eval mode) with ``torch.export`` as the importer does; returns the ExportedProgram.
 
-    Dim 0 of each tensor input is made dynamic where the code allows it (see the module docstring).
+    Dim 0 of each tensor input is made dynamic where the code allows it; with ``dynamic_seq`` dim 1 of
+    each rank-2/3 input too (see the module docstring).
     """
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
@@ -129,15 +153,23 @@ def export(module, example_inputs, *, dynamic_batch: bool = True):
     module.eval()
     try:
         with torch.no_grad():
-            return _export(torch, module, args, dynamic_batch)
+            return _export(torch, module, args, dynamic_batch, dynamic_seq)
     finally:
         module.train(was_training)
 
 
-def _dynamic_spec(torch, module, args, tensor_pos):
-    """``dynamic_shapes`` marking dim 0 of the tensor arguments, shaped like forward's signature
-    (a ``forward(self, *xs)`` needs its specs grouped under ``xs``)."""
-    specs = [{0: torch.export.Dim.AUTO} if i in tensor_pos else None for i in range(len(args))]
+def _seq_pos(torch, args):
+    """Arguments whose dim 1 may be a sequence length: rank-2 ([B, S] ids or masks) or rank-3 ([B, S, D])
+    tensors with at least 2 positions (a length-1 example would be specialised by the tracer)."""
+    return [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.dim() in (2, 3) and a.shape[1] >= 2]
+
+
+def _dynamic_spec(torch, module, args, tensor_pos, seq_pos=()):
+    """``dynamic_shapes`` marking dim 0 of the tensor arguments (and dim 1 of those in ``seq_pos``), shaped like
+    forward's signature (a ``forward(self, *xs)`` needs its specs grouped under ``xs``)."""
+    auto = torch.export.Dim.AUTO
+    specs = [({0: auto, 1: auto} if i in seq_pos else {0: auto}) if i in tensor_pos else None
+             for i in range(len(args))]
     import inspect
 
     try:
@@ -156,15 +188,20 @@ def _dynamic_spec(torch, module, args, tensor_pos):
     return out
 
 
-def _export(torch, module, args, dynamic_batch):
+class _SeqNotDynamic(Exception):
+    """Tracing with a dynamic sequence dimension failed (the caller retries with a dynamic batch only)."""
+
+
+def _export(torch, module, args, dynamic_batch, dynamic_seq=False):
     cls = type(module).__qualname__
     tensor_pos = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.dim() >= 1]
+    seq_pos = _seq_pos(torch, args) if dynamic_seq else []
     errors = []
     if dynamic_batch and tensor_pos:
         doubled = any(args[i].shape[0] == 1 for i in tensor_pos)
         trace_args = tuple(torch.cat([a, a]) if (i in tensor_pos and a.shape[0] == 1) else a
                            for i, a in enumerate(args))
-        dyn = _dynamic_spec(torch, module, trace_args, tensor_pos)
+        dyn = _dynamic_spec(torch, module, trace_args, tensor_pos, seq_pos)
         try:
             ep = torch.export.export(module, trace_args, dynamic_shapes=dyn, strict=False)
             flags = _dim0_dynamic(ep, len(args))
@@ -177,6 +214,8 @@ def _export(torch, module, args, dynamic_batch):
                 return ep
             errors.append("the code fixes the batch size")
         except Exception as e:  # noqa: BLE001 - retried statically below, reported if that fails too
+            if seq_pos:  # from_torch retries with a dynamic batch only
+                raise _SeqNotDynamic(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}") from e
             errors.append(f"{type(e).__name__}: {e}")
     try:
         ep = torch.export.export(module, args, strict=False)
@@ -191,7 +230,8 @@ def _export(torch, module, args, dynamic_batch):
     return ep
 
 
-def from_torch(module, example_inputs, *, dynamic_batch: bool = True, input_names=None, output_names=None):
+def from_torch(module, example_inputs, *, dynamic_batch: bool = True, dynamic_seq=None, input_names=None,
+               output_names=None):
     """Converts a PyTorch ``nn.Module`` traced on ``example_inputs`` to a slimrt ``Model``.
 
     ``example_inputs``: a tensor (or numpy array) or a tuple of them, the positional arguments of
@@ -199,6 +239,12 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, input_name
     model takes and returns PyTorch's layout (NCHW feature maps); nested outputs are flattened in
     ``torch.utils._pytree`` order. Inputs are named after ``forward``'s parameters unless
     ``input_names`` is given; outputs are ``output`` (one) or ``output_<i>`` unless ``output_names``.
+
+    ``dynamic_seq``: make dim 1 of the rank-2/3 inputs (``[B, S]`` ids and masks, ``[B, S, D]`` features)
+    dynamic as well, so one model serves every sequence length (see "Dynamic sequence length" in the module
+    docstring). ``None`` (default): try it, and fall back to a fixed length if the model cannot be traced or
+    converted that way (with a ``UserWarning`` naming the reason when the length stays fixed only for that);
+    ``True``: fail instead; ``False``: fixed length. Applies with ``dynamic_batch`` only.
 
     Raises ``UnsupportedError`` for an op slimrt cannot run (naming the op and the module path),
     ``InputError`` for bad arguments.
@@ -214,9 +260,24 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, input_name
         if input_names is None:
             n = len(example_inputs) if isinstance(example_inputs, (tuple, list)) else 1
             input_names = ["input_ids", "attention_mask", "token_type_ids"][:n]
-    ep = export(module, example_inputs, dynamic_batch=dynamic_batch)
-    model = Converter(ep, root_class=type(module).__qualname__).convert(input_names=input_names,
-                                                                        output_names=output_names)
+    root = type(module).__qualname__
+    model = None
+    if dynamic_seq is not False and dynamic_batch:
+        try:
+            ep = export(module, example_inputs, dynamic_batch=True, dynamic_seq=True)
+            model = Converter(ep, root_class=root).convert(input_names=input_names, output_names=output_names)
+        except (_SeqNotDynamic, UnsupportedError) as e:
+            if dynamic_seq:
+                raise UnsupportedError(f"{root}: cannot convert with a dynamic sequence length: {e}") from e
+            # with a fixed length (errors from here on are the model's own, raised as they come)
+            ep = export(module, example_inputs, dynamic_batch=True)
+            model = Converter(ep, root_class=root).convert(input_names=input_names, output_names=output_names)
+            if any(len(i.shape) in (2, 3) for i in model.inputs):
+                warnings.warn(f"{root}: the sequence dimension stays fixed to the example's length ({e})",
+                              stacklevel=2)
+    if model is None:
+        ep = export(module, example_inputs, dynamic_batch=dynamic_batch)
+        model = Converter(ep, root_class=root).convert(input_names=input_names, output_names=output_names)
     torch = _torch()
     model.metadata.update({"source": "torch", "source_class": type(module).__qualname__,
                            "torch_version": str(torch.__version__), "layout": "NCHW"})

@@ -8,8 +8,13 @@ Values while converting (``Converter.env``, one per fx node):
   a symbolic size such as ``"s77"``); ``layouts`` maps a permutation ``p`` to the IR value holding
   ``t.permute(p)``; ``primary`` is the layout it was produced in.
 * ``torch.Tensor``: a constant (parameter, buffer, or folded from constants only).
-* ``Sym``: a symbolic integer (``x.size(0)`` and arithmetic on it); only reshapes consume these, and
-  they read the traced output shape instead.
+* ``Sym``: a symbolic integer (``x.size(0)`` and arithmetic on it); reshapes read the traced output shape
+  instead, a slice ending at one becomes ``slice_like``.
+
+Symbolic sizes (the dynamic batch and sequence dims) are strings such as ``"s41"`` or ``"4*s31"``.
+``Converter.sym_ref`` maps each plain symbol to the graph input and dim that carries it, so a reshape the
+IR ``reshape`` cannot express (0 copies a dim only from the same position, one -1) becomes ``reshape_dims``
+reading the missing sizes from that input's shape, and ``x[:, :y.size(1)]`` becomes ``slice_like``.
 * Python scalars, lists, None: op arguments.
 """
 from __future__ import annotations
@@ -100,6 +105,28 @@ def _spec(in_shape, out_shape):
     return spec
 
 
+def _spec_refs(in_shape, out_shape, sym_ref):
+    """``(dims, refs)`` for a ``reshape_dims`` from ``in_shape`` to ``out_shape``: sizes the input's own
+    shape cannot give (a plain symbol at another position) are read from the graph input that carries
+    them (``sym_ref``: symbol -> (input name, dim)); at most one compound size (``"4*s31"``) is inferred.
+    None if impossible."""
+    dims, refs, unresolved = [], [], 0
+    for j, d in enumerate(out_shape):
+        if isinstance(d, int):
+            dims.append(d)
+        elif j < len(in_shape) and in_shape[j] == d:
+            dims.append(0)
+        elif d in sym_ref:
+            dims.append(-2)
+            refs.append(sym_ref[d])
+        else:
+            dims.append(-1)
+            unresolved += 1
+    if unresolved > 1:
+        return None
+    return dims, refs
+
+
 def _order_kept(shape, p, q):
     """Do layouts p and q of a tensor of this shape hold the elements in the same memory order?"""
     return [a for a in p if shape[a] != 1] == [a for a in q if shape[a] != 1]
@@ -130,6 +157,7 @@ class Converter:
         self._const_cache = {}
         self._tensor_names = {}
         self.node = None  # the fx node being converted (for names and errors)
+        self.sym_ref = {}  # plain symbol ("s41") -> (graph input name, dim) that carries it
 
     # ------------------------------------------------------------------ errors and names
     @staticmethod
@@ -211,9 +239,8 @@ class Converter:
         tag = "nchw" if perm == ident(len(perm)) else ("nhwc" if perm == chlast(len(perm)) else "perm")
         name = f"{src}/{tag}"
         if _order_kept(v.shape, src_p, perm):
-            spec = _spec(v.ir_shape(src_p), v.ir_shape(perm))
-            if spec is not None:
-                out = self.m.add_node("reshape", [src], {"shape": spec}, name=name)
+            out = self.reshape_node(src, v.ir_shape(src_p), v.ir_shape(perm), name=name)
+            if out is not None:
                 v.layouts[perm] = out
                 return out
         q = [src_p.index(perm[i]) for i in range(len(perm))]
@@ -241,16 +268,40 @@ class Converter:
         shape, dtype = self.out_shape(index=index)
         return Dyn(shape, dtype, name, perm)
 
+    def reshape_node(self, src, in_shape, out_shape, name=None, suffix=None):
+        """Emits a reshape of IR value ``src`` (IR shape ``in_shape``) to ``out_shape``: ``reshape`` when
+        0 / -1 say it, else ``reshape_dims`` with the symbolic sizes read from the graph inputs. Returns
+        the new value's name, or None when the sizes cannot be expressed."""
+        spec = _spec(in_shape, out_shape)
+        if spec is not None:
+            if name is not None:
+                return self.m.add_node("reshape", [src], {"shape": spec}, name=name)
+            return self.emit("reshape", [src], {"shape": spec}, suffix)
+        sr = _spec_refs(in_shape, out_shape, self.sym_ref)
+        if sr is None:
+            return None
+        dims, refs = sr
+        ref_inputs, flat = [], []
+        for vname, d in refs:
+            if vname not in ref_inputs:
+                ref_inputs.append(vname)
+            flat += [1 + ref_inputs.index(vname), d]
+        attrs = {"dims": dims, "refs": flat}
+        if name is not None:
+            return self.m.add_node("reshape_dims", [src] + ref_inputs, attrs, name=name)
+        return self.emit("reshape_dims", [src] + ref_inputs, attrs, suffix)
+
     def reshape_to(self, v: Dyn, out_shape, suffix=None):
         """IR value holding ``v`` reshaped (PyTorch semantics) to ``out_shape``; returns its name (identity layout)."""
         p, src = self.compatible(v)
         in_shape = v.ir_shape(p)
         if tuple(in_shape) == tuple(out_shape):
             return src
-        spec = _spec(in_shape, out_shape)
-        if spec is None:
-            raise self.unsupported(f"reshape to {out_shape} has more than one dynamic dimension")
-        return self.emit("reshape", [src], {"shape": spec}, suffix)
+        out = self.reshape_node(src, in_shape, out_shape, suffix=suffix)
+        if out is None:
+            raise self.unsupported(f"reshape from {tuple(in_shape)} to {tuple(out_shape)}: more than one size "
+                                   "is a product of dynamic dimensions")
+        return out
 
     # ------------------------------------------------------------------ driver
     def convert(self, input_names=None, output_names=None) -> Model:
@@ -299,6 +350,9 @@ class Converter:
                     name = input_names[n_in] if input_names is not None else node.name
                     n_in += 1
                     self.m.add_input(name, [d if isinstance(d, int) else None for d in shape], dtype)
+                    for j, d in enumerate(shape):
+                        if isinstance(d, str) and d.isidentifier():
+                            self.sym_ref.setdefault(d, (name, j))
                     self.env[node] = Dyn(shape, dtype, name, ident(len(shape)))
             elif node.op == "call_function":
                 self.env[node] = self.call(node)
@@ -321,8 +375,29 @@ class Converter:
         elif len(list(output_names)) != len(names):
             raise InputError(f"output_names has {len(list(output_names))} names, the module returns {len(names)}")
         self.m.outputs = self._rename_outputs(names, list(output_names))
+        shapes = self._ir_shapes()
+        fuse_masked_softmax(self.m, shapes)
+        fuse_attention(self.m, shapes)
         self.m.validate()
         return self.m
+
+    def _ir_shapes(self):
+        """{IR value: shape} for the values the converted tensors are held in (sizes: ints or symbol strings)."""
+        shapes = {i.name: None for i in self.m.inputs}
+
+        def visit(v):
+            if isinstance(v, Dyn):
+                for p, n in v.layouts.items():
+                    shapes[n] = v.ir_shape(p)
+            elif isinstance(v, (list, tuple)):
+                for e in v:
+                    visit(e)
+
+        for v in self.env.values():
+            visit(v)
+        for k, t in self.m.constants.items():
+            shapes[k] = tuple(t.shape)
+        return shapes
 
     def _rename_outputs(self, names, wanted):
         inputs = {i.name for i in self.m.inputs}
@@ -404,6 +479,144 @@ class Converter:
             raise
         except (ValueError, TypeError, IndexError, KeyError) as e:
             raise self.unsupported(f"{type(e).__name__}: {e}") from e
+
+
+def _bcast_into(mask, x):
+    """Does ``mask`` broadcast to ``x`` (numpy rules) without enlarging it, with the same last dim?"""
+    if mask is None or x is None or not mask or len(mask) > len(x) or mask[-1] != x[-1]:
+        return False
+    return all(m == 1 or m == d for m, d in zip(mask[::-1], x[::-1]))
+
+
+def fuse_masked_softmax(m: Model, shapes) -> int:
+    """softmax(last axis) of ``add(mul(scores, scalar), mask)`` (or of the add, or of the mul) -> one
+    ``scaled_masked_softmax(scores, mask)`` node, the attention-score pattern of eager attention code
+    (Hugging Face's ``matmul * scaling + attention_mask``). The intermediate values must have no other
+    reader; ``shapes`` ({IR value: shape}) must show the mask broadcasting into the scores. Returns the
+    number of fused nodes."""
+    producer = {o: n for n in m.nodes for o in n.outputs}
+    uses = {}
+    for n in m.nodes:
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    outs = set(m.outputs)
+
+    def private(v):
+        return uses.get(v, 0) == 1 and v not in outs and v in producer
+
+    def scalar(v):
+        t = m.constants.get(v)
+        if t is None or int(np.prod(t.shape)) != 1:
+            return None
+        d = np.asarray(t.to_dense(), np.float64).reshape(-1)
+        return float(d[0]) if np.isfinite(d[0]) else None
+
+    drop, fused = set(), 0
+    for node in m.nodes:
+        if node.op != "softmax":
+            continue
+        x = node.inputs[0]
+        shp = shapes.get(x)
+        if shp is None or node.attr("axis") not in (-1, len(shp) - 1):
+            continue
+        mask, scale, gone = None, 1.0, []
+        src = producer.get(x)
+        if src is not None and src.op == "add" and private(x):
+            a, b = src.inputs
+            for sc, mk in ((a, b), (b, a)):
+                if shapes.get(sc) == shp and sc not in m.constants and _bcast_into(shapes.get(mk), shp):
+                    x, mask = sc, mk
+                    gone.append(src)
+                    break
+            src = producer.get(x) if mask is not None else None
+        if src is not None and src.op == "mul" and private(x):
+            a, b = src.inputs
+            for sc, k in ((a, b), (b, a)):
+                f = scalar(k)
+                if f is not None and f > 0 and shapes.get(sc) == shp:  # the schema wants scale > 0
+                    x, scale = sc, f
+                    gone.append(src)
+                    break
+        if not gone:
+            continue
+        node.op = "scaled_masked_softmax"
+        node.inputs = [x] + ([mask] if mask is not None else [])
+        node.attrs = {"scale": scale}
+        drop.update(id(g) for g in gone)
+        fused += 1
+    m.nodes = [n for n in m.nodes if id(n) not in drop]
+    return fused
+
+
+def fuse_attention(m: Model, shapes) -> int:
+    """The head split / attention / head merge of eager multi-head attention as one ``attention`` node:
+
+        reshape(X, [B, S, H, D]) -> transpose(0, 2, 1, 3)          for X = q, k (and v) [B, S, H*D]
+        matmul(q_h, k_h, trans_b=1) (or k held as [B, H, D, S]) -> scaled_masked_softmax(., mask)
+        matmul(probs, v_h) -> transpose(0, 2, 1, 3) -> reshape [B, S, H*D]
+
+    becomes ``attention(Xq, Xk, Xv, mask, heads=H, scale)``: no transposes, the scores never leave the cache.
+    Every intermediate must have no other reader. Returns the number of fused blocks."""
+    producer = {o: n for n in m.nodes for o in n.outputs}
+    uses = {}
+    for n in m.nodes:
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    outs = set(m.outputs)
+
+    def private(v):
+        return uses.get(v, 0) == 1 and v not in outs and v in producer
+
+    def head_split(v, perm):
+        """X [B, S, H*D] if v = transpose(reshape(X, [B, S, H, D]), perm) (both private), else None."""
+        t = producer.get(v)
+        if t is None or t.op != "transpose" or list(t.attr("perm")) != list(perm) or not private(v):
+            return None
+        r = producer.get(t.inputs[0])
+        if r is None or r.op not in ("reshape", "reshape_dims") or not private(t.inputs[0]):
+            return None
+        xs, rs = shapes.get(r.inputs[0]), shapes.get(t.inputs[0])
+        if xs is None or rs is None or len(xs) != 3 or len(rs) != 4 or tuple(rs[:2]) != tuple(xs[:2]):
+            return None
+        if not (isinstance(rs[2], int) and isinstance(rs[3], int) and xs[2] == rs[2] * rs[3]):
+            return None
+        return r.inputs[0], rs[2], [t, r]
+
+    drop, fused = set(), 0
+    for node in list(m.nodes):
+        if node.op not in ("reshape", "reshape_dims") or id(node) in drop:
+            continue
+        ot = node.inputs[0]
+        t = producer.get(ot)
+        if t is None or t.op != "transpose" or list(t.attr("perm")) != [0, 2, 1, 3] or not private(ot):
+            continue
+        pv = producer.get(t.inputs[0])
+        ys, os_ = shapes.get(node.outputs[0]), shapes.get(ot)
+        if pv is None or pv.op != "matmul" or pv.attr("trans_b") or pv.attr("act") != "none" \
+                or not private(t.inputs[0]) or ys is None or os_ is None or len(ys) != 3 or len(os_) != 4 \
+                or tuple(ys[:2]) != tuple(os_[:2]) or not isinstance(os_[2], int) or not isinstance(os_[3], int) \
+                or ys[2] != os_[2] * os_[3]:
+            continue
+        probs, vh = pv.inputs
+        sm = producer.get(probs)
+        if sm is None or sm.op != "scaled_masked_softmax" or not private(probs):
+            continue
+        qk = producer.get(sm.inputs[0])
+        if qk is None or qk.op != "matmul" or qk.attr("act") != "none" or not private(sm.inputs[0]):
+            continue
+        qs = head_split(qk.inputs[0], [0, 2, 1, 3])
+        ks = head_split(qk.inputs[1], [0, 2, 1, 3] if qk.attr("trans_b") else [0, 2, 3, 1])
+        vs = head_split(vh, [0, 2, 1, 3])
+        if qs is None or ks is None or vs is None or not (qs[1] == ks[1] == vs[1] == os_[2]):
+            continue
+        mask = sm.inputs[1:]
+        node.op = "attention"
+        node.inputs = [qs[0], ks[0], vs[0]] + list(mask)
+        node.attrs = {"heads": int(os_[2]), "scale": float(sm.attr("scale"))}
+        drop.update(id(n) for n in [t, pv, sm, qk] + qs[2] + ks[2] + vs[2])
+        fused += 1
+    m.nodes = [n for n in m.nodes if id(n) not in drop]
+    return fused
 
 
 def _opname(target):
@@ -800,6 +1013,11 @@ def _h_linear(c, a):
     return c.new(out, p)
 
 
+def _inner_kept(v: Dyn, perm):
+    """Is some held layout of v laid out with the same innermost axis as ``perm`` (a cheap transpose)?"""
+    return any(p[-1] == perm[-1] for p in v.layouts)
+
+
 @handles("matmul", "mm", "bmm")
 def _h_matmul(c, a):
     x, y = a["self"], a.get("other", a.get("mat2"))
@@ -824,6 +1042,10 @@ def _h_matmul(c, a):
         swapped = ident(r - 2) + (r - 1, r - 2)
         if ident(r) not in y.layouts and swapped in y.layouts:
             yn, attrs = y.layouts[swapped], {"trans_b": 1}  # y is held transposed: no transpose node
+        elif ident(r) not in y.layouts and _inner_kept(y, swapped) and not _inner_kept(y, ident(r)):
+            # e.g. k.transpose(-1, -2) of a head-split [B, S, H, D] tensor: moving it to [B, H, S, D] copies
+            # D-long runs, to [B, H, D, S] would scatter every element; the kernel reads B transposed
+            yn, attrs = c.ir(y, swapped), {"trans_b": 1}
         else:
             yn = c.ir(y, ident(r))
     else:
@@ -966,10 +1188,9 @@ def _h_layer_norm(c, a):
     flat_shape = tuple(x.shape[:r - k]) + (D,)
     xf = c.reshape_to(x, flat_shape, "flat")
     y = c.emit("layer_norm", [xf] + ins_gb, {"epsilon": eps})
-    spec = _spec(flat_shape, x.shape)
-    if spec is None:
+    y = c.reshape_node(y, flat_shape, x.shape, suffix="unflat")
+    if y is None:
         raise c.unsupported("layer norm over a dynamic shape")
-    y = c.emit("reshape", [y], {"shape": spec}, "unflat")
     return c.new(y, ident(r))
 
 
@@ -1182,11 +1403,11 @@ def _drop_unit_axes(c, x: Dyn, dims):
     out_ir = tuple(in_shape[i] for i in keep_ir)
     if not dims:
         return x
-    spec = _spec(in_shape, out_ir)
-    if spec is None:
+    out = c.reshape_node(src, in_shape, out_ir)
+    if out is None:
         raise c.unsupported("squeezing a tensor with several dynamic dimensions")
     shape = tuple(d for i, d in enumerate(x.shape) if i not in dims)
-    return Dyn(shape, x.dtype, c.emit("reshape", [src], {"shape": spec}), new_perm)
+    return Dyn(shape, x.dtype, out, new_perm)
 
 
 @handles("squeeze")
@@ -1212,10 +1433,10 @@ def _h_unsqueeze(c, a):
     in_shape = x.ir_shape(p)
     shape, _ = c.out_shape()
     out_ir = tuple(shape[q] for q in new_perm)
-    spec = _spec(in_shape, out_ir)
-    if spec is None:
+    out = c.reshape_node(x.layouts[p], in_shape, out_ir)
+    if out is None:
         return _reshape_like(c, x)
-    return c.new(c.emit("reshape", [x.layouts[p]], {"shape": spec}), new_perm)
+    return c.new(out, new_perm)
 
 
 def _permuted(c, x: Dyn, q):
@@ -1282,12 +1503,44 @@ def _slice(c, x: Dyn, p, dim, start, end, suffix=None):
                   suffix)
 
 
+def _slice_to_sym(c, x, dim, start, end: Sym):
+    """``x[start : end]`` along ``dim`` where ``end`` is a symbolic size (``table[:ids.size(1)]``): a
+    ``slice_like`` reading the length from the graph input that carries the symbol."""
+    if end.expr not in c.sym_ref:
+        raise c.unsupported(f"slice ending at the computed size {end.expr}")
+    start = 0 if start is None else start
+    if not isinstance(start, int) or start < 0:
+        raise c.unsupported("slice to a dynamic size from a negative or dynamic start")
+    vname, rd = c.sym_ref[end.expr]
+    if isinstance(x, Dyn):
+        n = x.shape[dim]
+        if start == 0 and n == end.expr:
+            return x
+        p = x.primary
+        src, axis = x.layouts[p], p.index(dim)
+    else:
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            raise c.unsupported("slice of a non-tensor")
+        p = ident(x.dim())
+        src, axis = c.const(x, hint=c.tname(x, None)), dim
+    attrs = {"axes": [axis], "starts": [start], "ref_axes": [rd]}
+    if isinstance(x, Dyn):
+        return c.new(c.emit("slice_like", [src, vname], attrs), p)
+    # a table cut to an input's length (position embeddings): named after the table for the error message
+    name = c.m.add_node("slice_like", [src, vname], attrs, name=f"{c.tname(x, c.base_name())}[:{vname}.shape[{rd}]]")
+    return c.new(name, p)
+
+
 @handles("slice")
 def _h_slice(c, a):
-    x = _need_dyn(c, a["self"])
-    dim = int(a.get("dim", 0)) % x.rank
+    x = a["self"]
     if int(a.get("step", 1) or 1) != 1:
         raise c.unsupported("slicing with a step")
+    if isinstance(a.get("end"), Sym) and isinstance(x, (Dyn, torch.Tensor)):
+        r = x.rank if isinstance(x, Dyn) else x.dim()
+        return _slice_to_sym(c, x, int(a.get("dim", 0)) % max(r, 1), a.get("start"), a["end"])
+    x = _need_dyn(c, x)
+    dim = int(a.get("dim", 0)) % x.rank
     n = x.shape[dim]
     start, end = _norm_range(a.get("start"), a.get("end"), n)
     if start == 0 and (end >= INT64_MAX or (isinstance(n, int) and end >= n)):
@@ -1469,7 +1722,8 @@ def _h_expand(c, a):
 
 @handles("scaled_dot_product_attention")
 def _h_sdpa(c, a):
-    """softmax(q @ k^T * scale + mask) @ v, decomposed into matmul / mul / add / softmax / matmul."""
+    """softmax(q @ k^T * scale + mask) @ v, decomposed into matmul / scaled_masked_softmax / matmul (or
+    mul / add / softmax when the mask does not broadcast into the scores)."""
     q, k, v = (_need_float(c, _need_dyn(c, a[n])) for n in ("query", "key", "value"))
     if float(a.get("dropout_p") or 0.0) != 0.0:
         raise c.unsupported("attention dropout")
@@ -1488,26 +1742,34 @@ def _h_sdpa(c, a):
     else:
         kn, attrs = c.ir(k, ident(r)), {"trans_b": 1}
     scores = c.emit("matmul", [qn, kn], attrs, "scores")
-    scores = c.emit("mul", [scores, c.const(np.float32([scale]))], suffix="scale")
+    score_shape = tuple(q.shape[:-1]) + (S,)
     mask = a.get("attn_mask")
-    if a.get("is_causal"):
+    mn = mshape = None
+    if a.get("is_causal"):  # (torch refuses is_causal together with attn_mask)
         if not (isinstance(L, int) and isinstance(S, int)):
             raise c.unsupported("causal attention over a dynamic sequence length")
         tri = np.where(np.tril(np.ones((L, S), bool)), 0.0, -np.inf).astype(np.float32)
-        scores = c.emit("add", [scores, c.const(tri)], suffix="causal")
-    if mask is not None:
+        mn, mshape = c.const(tri), tri.shape
+    elif mask is not None:
         if isinstance(mask, Dyn):
             if mask.dtype != "float32":
                 raise c.unsupported("a boolean/integer attention mask computed in the graph (pass an additive "
                                     "float mask)")
-            mn = c.ir(mask, ident(mask.rank))
+            mn, mshape = c.ir(mask, ident(mask.rank)), mask.shape
         else:
             m = mask.detach()
             if m.dtype == torch.bool:
                 m = torch.zeros(m.shape).masked_fill(~m, float("-inf"))
-            mn = c.const(m.to(torch.float32))
-        scores = c.emit("add", [scores, mn], suffix="mask")
-    probs = c.emit("softmax", [scores], {"axis": -1}, "softmax")
+            mn, mshape = c.const(m.to(torch.float32)), tuple(m.shape)
+    # softmax(scores * scale + mask) as one node when the mask broadcasts into the scores (scale > 0: schema)
+    if scale > 0 and (mn is None or _bcast_into(tuple(mshape), score_shape)):
+        probs = c.emit("scaled_masked_softmax", [scores] + ([mn] if mn is not None else []), {"scale": float(scale)},
+                       "softmax")
+    else:
+        scores = c.emit("mul", [scores, c.const(np.float32([scale]))], suffix="scale")
+        if mn is not None:
+            scores = c.emit("add", [scores, mn], suffix="mask")
+        probs = c.emit("softmax", [scores], {"axis": -1}, "softmax")
     out = c.emit("matmul", [probs, c.ir(v, ident(r))], suffix="context")
     return c.new(out, ident(r))
 

@@ -1,0 +1,451 @@
+// Static int8 activation chains: ops on u8 activation values x ~ scale * (q - zero_point).
+// The (scale, zero_point) of every u8 value is an attribute of the ops that read or write it
+// (python/slimrt/optimize.py int8_chain writes them from the calibration in metadata["act_quant"]).
+//
+//   quantize          f32 -> u8                  q = clamp(rint(x * (1/scale)) + zero_point, 0, 255)
+//   dequantize        u8 -> f32                  (q - zero_point) * scale
+//   qdense / qconv2d  u8 x, QInt8 weight -> u8 (out_scale > 0, requantized in the GEMM epilogue) or f32;
+//                     bias, a fused residual (u8 with res_scale/res_zero, or f32) and the activation
+//                     run in the epilogue. Depthwise qconv2d (groups == C == O) runs the int8
+//                     depthwise kernel (activations none/relu/relu6/leaky_relu).
+//   qmax_pool         u8 -> u8 on the codes (same scale / zero point)
+//   qglobal_avg_pool  u8 -> u8 (requantized) or f32
+//   qadd              u8 + u8 -> u8 or f32 (act none/relu/relu6)
+//   qactivation       u8 -> u8 through a 256-entry table built at load (any activation)
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/threadpool.h"
+#include "kernels/gemm/sgemm.h"
+#include "kernels/pool/pool.h"
+#include "kernels/qdwconv/qdwconv.h"
+#include "kernels/qgemm/q8_eltwise.h"
+#include "kernels/qgemm/qgemm.h"
+#include "ops/common.h"
+#include "runtime/op.h"
+
+namespace slimrt {
+namespace {
+
+// (scale, zero) attributes of a u8 value; scale must be > 0 unless allow_zero (then 0 = float).
+struct QParams {
+  float scale = 1.f;
+  int32_t zero = 0;
+};
+QParams qparams(const BuildContext& c, const char* scale_key, const char* zero_key, bool allow_zero = false) {
+  const double s = c.node.attr_float(scale_key);
+  const int64_t z = c.node.attr_int(zero_key);
+  if (!std::isfinite(s) || s < 0 || (s == 0 && !allow_zero) || (s > 0 && !(static_cast<float>(s) > 0.f)))
+    c.fail(Code::Format, std::string("attribute '") + scale_key + "' must be a positive finite float");
+  if (z < 0 || z > 255) c.fail(Code::Format, std::string("attribute '") + zero_key + "' must be in [0, 255]");
+  return {static_cast<float>(s), static_cast<int32_t>(z)};
+}
+
+void expect_u8(const TensorInfo& t, const char* what) {
+  if (t.dtype != DType::U8) shape_error(std::string(what) + " must be uint8, got " + dtype_name(t.dtype));
+}
+
+std::string isa_suffix(Isa isa) { return std::string("_") + isa_name(isa); }
+
+// ---- quantize / dequantize ---------------------------------------------------------------
+class QuantizeOp : public Op {
+ public:
+  explicit QuantizeOp(BuildContext& c) : isa_(c.isa), p_(qparams(c, "scale", "zero_point")) {}
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    ops::expect_f32(*in[0], "input");
+    out[0] = {DType::U8, in[0]->shape};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    const float* x = in[0]->as<float>();
+    uint8_t* y = out[0]->as<uint8_t>();
+    parallel_for(in[0]->numel(), ctx.threads, 65536, [&](int64_t i0, int64_t i1) {
+      kernels::quantize_u8(x + i0, i1 - i0, p_.scale, p_.zero, y + i0, isa_);
+    });
+  }
+  std::string kernel_name() const override { return "quantize_u8" + isa_suffix(isa_); }
+
+ private:
+  Isa isa_;
+  QParams p_;
+};
+SLIMRT_REGISTER_OP("quantize", [](BuildContext& c) { return std::make_unique<QuantizeOp>(c); });
+
+class DequantizeOp : public Op {
+ public:
+  explicit DequantizeOp(BuildContext& c) : p_(qparams(c, "scale", "zero_point")) {}
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    out[0] = {DType::F32, in[0]->shape};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    const uint8_t* x = in[0]->as<uint8_t>();
+    float* y = out[0]->as<float>();
+    parallel_for(in[0]->numel(), ctx.threads, 65536, [&](int64_t i0, int64_t i1) {
+      kernels::dequantize_u8(x + i0, i1 - i0, p_.scale, p_.zero, y + i0);
+    });
+  }
+  std::string kernel_name() const override { return "dequantize_u8"; }
+
+ private:
+  QParams p_;
+};
+SLIMRT_REGISTER_OP("dequantize", [](BuildContext& c) { return std::make_unique<DequantizeOp>(c); });
+
+// ---- shared parts of qdense / qconv2d --------------------------------------------------------
+// The int8 weight (per output channel or per tensor scale) of input 1.
+const TensorDef& int8_weight(BuildContext& c) {
+  const TensorDef& w = c.tensor_def(1);
+  if (w.format != TFormat::Int8 || !(w.axis == -1 || w.axis == 0))
+    c.fail(Code::Format, std::string("weight '") + w.name + "' must be stored as int8 (QInt8, per output channel)");
+  return w;
+}
+
+struct QLayer {
+  QParams x, out, res;
+  int ridx = -1;
+  const float* bias = nullptr;
+  std::pair<Act, float> act;
+  AlignedPtr<float> w_scale;
+
+  void build(BuildContext& c, const TensorDef& w, int64_t n) {
+    x = qparams(c, "x_scale", "x_zero");
+    out = qparams(c, "out_scale", "out_zero", true);
+    res = qparams(c, "res_scale", "res_zero");
+    int bi;
+    ridx = ops::residual_input(c, &bi);
+    if (bi >= 0) bias = ops::vector_constant(c, bi, n, "bias");
+    act = ops::parse_act(c);
+    w_scale = aligned_array<float>(n);
+    for (int64_t i = 0; i < n; ++i) w_scale[i] = w.scale.as<float>()[w.axis < 0 ? 0 : i];
+  }
+  DType out_dtype() const { return out.scale > 0.f ? DType::U8 : DType::F32; }
+  void check_residual(const std::vector<const TensorInfo*>& in, const TensorInfo& o) const {
+    if (ridx < 0) return;
+    const TensorInfo& r = *in[ridx];
+    if ((r.dtype != DType::U8 && r.dtype != DType::F32) || r.shape != o.shape)
+      shape_error("residual " + std::string(dtype_name(r.dtype)) + " " + shape_str(r.shape) +
+                  " does not match the output " + shape_str(o.shape) + " (uint8 or float32)");
+  }
+  kernels::Q8StaticEpilogue epilogue(const std::vector<const Tensor*>& in, int64_t ldr) const {
+    kernels::Q8StaticEpilogue ep;
+    ep.bias = bias;
+    ep.act = act.first;
+    ep.alpha = act.second;
+    ep.out_scale = out.scale;
+    ep.out_zero = out.zero;
+    if (ridx >= 0) {
+      if (in[ridx]->info.dtype == DType::U8) {
+        ep.residual_u8 = in[ridx]->as<uint8_t>();
+        ep.res_scale = res.scale;
+        ep.res_zero = res.zero;
+      } else {
+        ep.residual = in[ridx]->as<float>();
+      }
+      ep.ldr = ldr;
+    }
+    return ep;
+  }
+};
+
+// ---- qdense -----------------------------------------------------------------------------------
+class QDenseOp : public Op {
+ public:
+  explicit QDenseOp(BuildContext& c) : isa_(c.isa) {
+    const TensorDef& w = int8_weight(c);
+    if (w.shape.size() != 2) c.fail(Code::Format, "weight must be 2-D [out, in], got " + shape_str(w.shape));
+    n_ = w.shape[0];
+    k_ = w.shape[1];
+    if (k_ > kernels::kQ8MaxK) c.fail(Code::Format, "K = " + std::to_string(k_) + " exceeds the int8 GEMM's limit");
+    q_.build(c, w, n_);
+    try {
+      b_ = kernels::pack_q8_b(w.data.as<int8_t>(), n_, k_, isa_);
+    } catch (const Error& e) {
+      c.fail(Code::Format, e.what());
+    }
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    const auto& s = in[0]->shape;
+    if (s.empty() || s.back() != k_)
+      shape_error("input " + shape_str(s) + " does not end in " + std::to_string(k_) + " features");
+    std::vector<int64_t> r = s;
+    r.back() = n_;
+    out[0] = {q_.out_dtype(), r};
+    q_.check_residual(in, out[0]);
+  }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    return kernels::q8_dense_workspace(in[0]->numel() / k_, k_, threads);
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
+    kernels::q8_dense_static_ex(in[0]->numel() / k_, in[0]->as<uint8_t>(), k_, q_.x.scale, q_.x.zero, *b_,
+                                q_.w_scale.get(), q_.epilogue(in, n_), out[0]->data, n_, ws, ctx.threads);
+  }
+  bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == q_.ridx; }
+  std::string kernel_name() const override { return "q8_dense_static" + isa_suffix(isa_); }
+
+ private:
+  Isa isa_;
+  int64_t n_ = 0, k_ = 0;
+  QLayer q_;
+  std::unique_ptr<kernels::PackedQ8B> b_;
+};
+SLIMRT_REGISTER_OP("qdense", [](BuildContext& c) { return std::make_unique<QDenseOp>(c); });
+
+// ---- qconv2d (NHWC) -------------------------------------------------------------------------
+class QConv2dOp : public Op {
+ public:
+  explicit QConv2dOp(BuildContext& c) : isa_(c.isa) {
+    const TensorDef& w = int8_weight(c);
+    if (w.shape.size() != 4) c.fail(Code::Format, "weight must be 4-D [O, KH, KW, C/groups], got " + shape_str(w.shape));
+    o_ = w.shape[0];
+    kh_ = w.shape[1];
+    kw_ = w.shape[2];
+    cg_ = w.shape[3];
+    groups_ = c.node.attr_int("groups");
+    if (o_ % groups_) c.fail(Code::Format, "output channels " + std::to_string(o_) + " not divisible by groups");
+    auto st = c.node.attr_ints("strides"), dl = c.node.attr_ints("dilations"), pd = c.node.attr_ints("pads");
+    sh_ = st[0]; sw_ = st[1]; dh_ = dl[0]; dw_ = dl[1];
+    pt_ = pd[0]; pl_ = pd[1]; pb_ = pd[2]; pr_ = pd[3];
+    q_.build(c, w, o_);
+    const Act a = q_.act.first;
+    const bool inline_act = a == Act::None || a == Act::Relu || a == Act::Relu6 || a == Act::LeakyRelu;
+    try {
+      if (groups_ > 1 && cg_ == 1 && o_ == groups_ && inline_act && kh_ <= 64 && kw_ <= 64) {
+        dw_pack_ = kernels::pack_q8_dw(w.data.as<int8_t>(), o_, static_cast<int>(kh_), static_cast<int>(kw_), isa_);
+        mul_ = aligned_array<float>(o_);
+        for (int64_t i = 0; i < o_; ++i) mul_[i] = q_.x.scale * q_.w_scale[i];
+      } else {
+        if (kh_ * kw_ * cg_ > kernels::kQ8MaxK) c.fail(Code::Format, "K exceeds the int8 GEMM's limit");
+        pack_ = kernels::pack_q8_conv2d(w.data.as<int8_t>(), o_, kh_, kw_, cg_, groups_, isa_);
+      }
+    } catch (const Error& e) {
+      c.fail(Code::Format, e.what());
+    }
+  }
+  kernels::Conv2dShape shape_of(const std::vector<int64_t>& s) const {
+    kernels::Conv2dShape cs{};
+    cs.N = s[0]; cs.H = s[1]; cs.W = s[2]; cs.C = s[3]; cs.O = o_; cs.KH = kh_; cs.KW = kw_;
+    cs.stride_h = sh_; cs.stride_w = sw_; cs.dil_h = dh_; cs.dil_w = dw_;
+    cs.pad_t = pt_; cs.pad_l = pl_; cs.pad_b = pb_; cs.pad_r = pr_; cs.groups = groups_;
+    return cs;
+  }
+  kernels::DwConv2dShape dw_shape(const std::vector<int64_t>& s) const {
+    kernels::DwConv2dShape d;
+    d.n = s[0]; d.h = s[1]; d.w = s[2]; d.c = s[3]; d.mult = 1;
+    d.kh = static_cast<int>(kh_); d.kw = static_cast<int>(kw_);
+    d.sh = static_cast<int>(sh_); d.sw = static_cast<int>(sw_);
+    d.dh = static_cast<int>(dh_); d.dw = static_cast<int>(dw_);
+    d.pt = static_cast<int>(pt_); d.pl = static_cast<int>(pl_);
+    d.pb = static_cast<int>(pb_); d.pr = static_cast<int>(pr_);
+    kernels::dwconv2d_output_size(d);
+    return d;
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    const auto& s = in[0]->shape;
+    if (s.size() != 4) shape_error("input must be NHWC, got " + shape_str(s));
+    if (s[3] != cg_ * groups_)
+      shape_error("input has " + std::to_string(s[3]) + " channels, weights expect " + std::to_string(cg_ * groups_));
+    int64_t oh = ops::conv_out(s[1], kh_, sh_, dh_, pt_, pb_), ow = ops::conv_out(s[2], kw_, sw_, dw_, pl_, pr_);
+    if (oh <= 0 || ow <= 0) shape_error("input " + shape_str(s) + " is smaller than the kernel");
+    out[0] = {q_.out_dtype(), {s[0], oh, ow, o_}};
+    q_.check_residual(in, out[0]);
+  }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    if (dw_pack_) return 0;
+    return kernels::q8_conv2d_static_workspace(shape_of(in[0]->shape), *pack_, threads);
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
+    const kernels::Q8StaticEpilogue ep = q_.epilogue(in, o_);
+    if (dw_pack_) {
+      kernels::Q8DwEpilogue d;
+      d.x_zero = q_.x.zero;
+      d.mul = mul_.get();
+      d.bias = ep.bias;
+      d.residual = ep.residual;
+      d.residual_u8 = ep.residual_u8;
+      d.res_scale = ep.res_scale;
+      d.res_zero = ep.res_zero;
+      d.ldr = ep.ldr;
+      d.act = ep.act;
+      d.alpha = ep.alpha;
+      d.out_scale = ep.out_scale;
+      d.out_zero = ep.out_zero;
+      kernels::q8_dwconv2d(dw_shape(in[0]->shape()), in[0]->as<uint8_t>(), *dw_pack_, d, out[0]->data, ctx.threads);
+      return;
+    }
+    kernels::q8_conv2d_static(shape_of(in[0]->shape()), in[0]->as<uint8_t>(), q_.x.scale, q_.x.zero, *pack_,
+                              q_.w_scale.get(), ep, out[0]->data, ws, ctx.threads);
+  }
+  bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == q_.ridx; }
+  std::string kernel_name() const override {
+    if (dw_pack_) return "q8_dwconv" + isa_suffix(isa_);
+    bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
+    return std::string(pointwise ? "q8_conv1x1_static" : "q8_conv_im2col_static") + isa_suffix(isa_);
+  }
+
+ private:
+  Isa isa_;
+  int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
+  QLayer q_;
+  std::unique_ptr<kernels::PackedQ8Conv2d> pack_;
+  std::unique_ptr<kernels::PackedQ8Dw> dw_pack_;
+  AlignedPtr<float> mul_;
+};
+SLIMRT_REGISTER_OP("qconv2d", [](BuildContext& c) { return std::make_unique<QConv2dOp>(c); });
+
+// ---- qmax_pool / qglobal_avg_pool ------------------------------------------------------------
+class QMaxPoolOp : public Op {
+ public:
+  explicit QMaxPoolOp(BuildContext& c) {
+    auto k = c.node.attr_ints("kernel"), s = c.node.attr_ints("strides"), p = c.node.attr_ints("pads");
+    base_.kh = static_cast<int>(k[0]); base_.kw = static_cast<int>(k[1]);
+    base_.sh = static_cast<int>(s[0]); base_.sw = static_cast<int>(s[1]);
+    base_.pt = static_cast<int>(p[0]); base_.pl = static_cast<int>(p[1]);
+    base_.pb = static_cast<int>(p[2]); base_.pr = static_cast<int>(p[3]);
+    base_.ceil_mode = c.node.attr_int("ceil_mode") != 0;
+  }
+  kernels::Pool2dShape shape_of(const std::vector<int64_t>& x) const {
+    if (x.size() != 4) shape_error("pooling input must be NHWC, got " + shape_str(x));
+    kernels::Pool2dShape s = base_;
+    s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
+    kernels::pool2d_output_size(s);
+    return s;
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    auto s = shape_of(in[0]->shape);
+    out[0] = {DType::U8, {s.n, s.oh, s.ow, s.c}};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    kernels::q8_max_pool2d(in[0]->as<uint8_t>(), out[0]->as<uint8_t>(), shape_of(in[0]->shape()), ctx.threads);
+  }
+  std::string kernel_name() const override { return "q8_maxpool"; }
+
+ private:
+  kernels::Pool2dShape base_;
+};
+SLIMRT_REGISTER_OP("qmax_pool", [](BuildContext& c) { return std::make_unique<QMaxPoolOp>(c); });
+
+class QGlobalAvgPoolOp : public Op {
+ public:
+  explicit QGlobalAvgPoolOp(BuildContext& c)
+      : x_(qparams(c, "x_scale", "x_zero")), out_(qparams(c, "out_scale", "out_zero", true)),
+        keep_(c.node.attr_int("keepdims") != 0) {}
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    const auto& x = in[0]->shape;
+    if (x.size() != 4) shape_error("global pooling input must be NHWC, got " + shape_str(x));
+    if (x[1] * x[2] == 0) shape_error("global pooling over an empty image");
+    const DType t = out_.scale > 0.f ? DType::U8 : DType::F32;
+    out[0] = keep_ ? TensorInfo{t, {x[0], 1, 1, x[3]}} : TensorInfo{t, {x[0], x[3]}};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    const auto& x = in[0]->shape();
+    kernels::q8_global_avg_pool(in[0]->as<uint8_t>(), x[0], x[1] * x[2], x[3], x_.scale, x_.zero, out_.scale,
+                                out_.zero, out[0]->data, ctx.threads);
+  }
+  std::string kernel_name() const override { return "q8_global_avg"; }
+
+ private:
+  QParams x_, out_;
+  bool keep_;
+};
+SLIMRT_REGISTER_OP("qglobal_avg_pool", [](BuildContext& c) { return std::make_unique<QGlobalAvgPoolOp>(c); });
+
+// ---- qadd ---------------------------------------------------------------------------------------
+class QAddOp : public Op {
+ public:
+  explicit QAddOp(BuildContext& c)
+      : a_(qparams(c, "a_scale", "a_zero")), b_(qparams(c, "b_scale", "b_zero")),
+        out_(qparams(c, "out_scale", "out_zero", true)) {
+    act_ = ops::parse_act(c).first;
+    if (act_ != Act::None && act_ != Act::Relu && act_ != Act::Relu6)
+      c.fail(Code::Format, "qadd supports the activations none, relu and relu6");
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "a");
+    expect_u8(*in[1], "b");
+    if (in[0]->shape != in[1]->shape)
+      shape_error("qadd needs equal shapes, got " + shape_str(in[0]->shape) + " and " + shape_str(in[1]->shape));
+    out[0] = {out_.scale > 0.f ? DType::U8 : DType::F32, in[0]->shape};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    kernels::q8_add(in[0]->as<uint8_t>(), a_.scale, a_.zero, in[1]->as<uint8_t>(), b_.scale, b_.zero,
+                    in[0]->numel(), act_, out_.scale, out_.zero, out[0]->data, ctx.threads);
+  }
+  std::string kernel_name() const override { return "q8_add"; }
+
+ private:
+  QParams a_, b_, out_;
+  Act act_;
+};
+SLIMRT_REGISTER_OP("qadd", [](BuildContext& c) { return std::make_unique<QAddOp>(c); });
+
+// ---- qactivation: u8 -> u8 through a table -------------------------------------------------------
+double act_f64(double x, Act a, double alpha) {
+  switch (a) {
+    case Act::None: return x;
+    case Act::Relu: return x < 0 ? 0 : x;
+    case Act::Relu6: return x < 0 ? 0 : (x > 6 ? 6 : x);
+    case Act::LeakyRelu: return x >= 0 ? x : alpha * x;
+    case Act::Sigmoid: return 1 / (1 + std::exp(-x));
+    case Act::Tanh: return std::tanh(x);
+    case Act::Gelu: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    case Act::GeluTanh: return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case Act::Silu: return x / (1 + std::exp(-x));
+    case Act::HardSwish: return x * std::min(std::max(x + 3, 0.0), 6.0) / 6;
+    case Act::Elu: return x >= 0 ? x : alpha * (std::exp(std::min(x, 0.0)) - 1);
+    case Act::HardSigmoid: return std::min(std::max(x + 3, 0.0), 6.0) / 6;
+  }
+  return x;
+}
+
+class QActivationOp : public Op {
+ public:
+  explicit QActivationOp(BuildContext& c) {
+    const QParams x = qparams(c, "x_scale", "x_zero"), o = qparams(c, "out_scale", "out_zero");
+    const auto act = ops::parse_act(c);
+    // In float64, like the reference executor: q' = clamp(rint(act((q - zx) * sx) / so) + zo, 0, 255).
+    for (int q = 0; q < 256; ++q) {
+      const double y = act_f64((q - x.zero) * static_cast<double>(x.scale), act.first, act.second);
+      double t = std::nearbyint(y / static_cast<double>(o.scale)) + o.zero;
+      t = !(t >= 0) ? 0 : (t > 255 ? 255 : t);
+      table_[q] = static_cast<uint8_t>(t);
+    }
+    // A table of the form clamp(q, lo, hi) (relu / relu6 with the input's parameters) runs as a clamp.
+    lo_ = table_[0];
+    hi_ = table_[255];
+    clamp_ = lo_ <= hi_;
+    for (int q = 0; q < 256 && clamp_; ++q) clamp_ = table_[q] == std::min<int>(std::max<int>(q, lo_), hi_);
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    out[0] = {DType::U8, in[0]->shape};
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
+           const RunContext& ctx) const override {
+    if (clamp_)
+      kernels::q8_clamp(in[0]->as<uint8_t>(), in[0]->numel(), lo_, hi_, out[0]->as<uint8_t>(), ctx.threads);
+    else
+      kernels::q8_lut(in[0]->as<uint8_t>(), in[0]->numel(), table_, out[0]->as<uint8_t>(), ctx.threads);
+  }
+  std::string kernel_name() const override { return clamp_ ? "q8_clamp" : "q8_lut"; }
+
+ private:
+  uint8_t table_[256];
+  uint8_t lo_ = 0, hi_ = 255;
+  bool clamp_ = false;
+};
+SLIMRT_REGISTER_OP("qactivation", [](BuildContext& c) { return std::make_unique<QActivationOp>(c); });
+
+}  // namespace
+}  // namespace slimrt
