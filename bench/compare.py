@@ -77,7 +77,8 @@ def _rss_cell(rss, model, batch, engines):
 
 
 def table(results, notes, rss=None) -> str:
-    head = ["model", "batch", "thr", "slimrt fp32", "slimrt int8", "best ORT (config)", "best vs best ORT",
+    head = ["model", "batch", "thr", "slimrt fp32", "slimrt int8 (dynamic)", "slimrt int8 (static)",
+            "best ORT (config)", "best vs best ORT",
             "fp32 vs ORT fp32", "torch (best)", "best vs torch"]
     if rss:
         head.append("peak RSS MB slimrt/ORT/torch")
@@ -85,7 +86,7 @@ def table(results, notes, rss=None) -> str:
     keys = sorted(results, key=lambda k: (MODEL_ORDER.index(k[0]) if k[0] in MODEL_ORDER else 99, k[1], k[2]))
     for model, batch, threads in keys:
         eng = results[(model, batch, threads)]
-        s_best = _best(eng, ["slimrt_fp32", "slimrt_int8"])
+        s_best = _best(eng, ["slimrt_fp32", "slimrt_int8", "slimrt_int8s"])
         o_best = _best(eng, ORT)
         o_fp32 = _best(eng, ["ort_fp32", "ort_fp32_spin"])
         t_best = _best(eng, TORCH)
@@ -98,7 +99,7 @@ def table(results, notes, rss=None) -> str:
         short = {"ort_fp32": "fp32", "ort_fp32_spin": "fp32 spin", "ort_int8_dyn": "int8 dyn",
                  "ort_int8_qdq": "int8 QDQ", "torch_fp32": "fp32", "torch_dynq": "dyn-q"}
         row = [model, str(batch), str(threads), _cell(eng.get("slimrt_fp32"), batch),
-               _cell(eng.get("slimrt_int8"), batch),
+               _cell(eng.get("slimrt_int8"), batch), _cell(eng.get("slimrt_int8s"), batch),
                f"{_cell(eng.get(o_best), batch)} ({short.get(o_best, '-')})" if o_best else "n/a",
                ratio(o_best, s_best), ratio(o_fp32, "slimrt_fp32" if "slimrt_fp32" in eng else None),
                f"{_cell(eng.get(t_best), batch)} ({short.get(t_best, '-')})" if t_best else "n/a",
@@ -203,7 +204,7 @@ def main(argv=None):
     ap.add_argument("--rss", help="peak-RSS JSON written by --measure-rss")
     ap.add_argument("--measure-rss", metavar="OUT", help="measure peak RSS per engine and model into OUT")
     ap.add_argument("--models", default=",".join(MODEL_ORDER))
-    ap.add_argument("--engines", default="slimrt_fp32,slimrt_int8,ort_fp32,ort_int8_dyn,ort_int8_qdq,torch_fp32,torch_dynq",
+    ap.add_argument("--engines", default="slimrt_fp32,slimrt_int8,slimrt_int8s,ort_fp32,ort_int8_dyn,ort_int8_qdq,torch_fp32,torch_dynq",
                     help="engines for --measure-rss (results merge into an existing OUT)")
     ap.add_argument("--rss-child", nargs=4, metavar=("ENGINE", "PATH", "SHAPE", "BATCH"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
