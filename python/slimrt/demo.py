@@ -45,6 +45,7 @@ def measure(sess, x, seconds):
 RECIPES = [
     ("fp32", None),
     ("int8 (per-channel weights)", dict(quant="int8")),
+    ("int8 static (calibrated)", dict(quant="int8", calib=CALIB)),
     ("log2 4-bit", dict(quant="log2")),
     ("codebook 4-bit (k-means)", dict(share=16, share_mode="per_channel")),
     ("prune 80% dense + codebook 4-bit", dict(share=16, share_mode="per_channel", per_layer={"dense": {"prune": 0.8}})),
@@ -71,7 +72,10 @@ def run(threads=None, quick=False, out=print, recipes=RECIPES, tune=True):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, recipe in recipes:
-            m = model.optimize() if recipe is None else model.compress(seed=0, **recipe)
+            if recipe is not None and recipe.get("calib") is CALIB:  # 200 of the bundled calibration images
+                recipe = dict(recipe, calib=load_samples(CALIB)[0][:200])
+            # optimize() after compress: with calibration data its int8_chain pass keeps activations uint8
+            m = model.optimize() if recipe is None else model.compress(seed=0, **recipe).optimize()
             path = os.path.join(tmp, "model.slim")
             m.save(path, optimize=False)  # convert -> save -> load -> run
             sess = slimrt.Session(path, threads=threads, tune=tune)
@@ -82,7 +86,7 @@ def run(threads=None, quick=False, out=print, recipes=RECIPES, tune=True):
             rows.append(dict(recipe=label, bytes=wb, file_bytes=os.path.getsize(path), ratio=fp32_bytes / wb,
                              accuracy=acc, b1=b1["p50"], b64=b64["p50"],
                              kernels=sorted({k for _, op, k in sess.kernels(x[:64].shape)
-                                             if op in ("dense", "conv2d")})))
+                                             if op in ("dense", "conv2d", "qdense", "qconv2d")})))
     out("")
     out(f"| {'recipe':34s} | {'weight bytes':>12s} | {'ratio':>6s} | {'accuracy':>8s} | {'b=1 p50 ms':>10s} | "
         f"{'b=64 p50 ms':>11s} | kernels")

@@ -452,6 +452,9 @@ def _act_quant_params(model):
         return None
 
 
+_Q8_MIN_K = 16  # reduction length below which a conv stays float (vpdpbusd works on groups of 4, tiles of 64)
+
+
 def _q8_layer_ok(model, n):
     """dense / conv2d whose weight is QInt8 (per output channel or per tensor) with constant bias."""
     if n.op not in ("dense", "conv2d") or len(n.inputs) < 2:
@@ -468,6 +471,8 @@ def _q8_layer_ok(model, n):
         if depthwise and (n.attr("act") not in _Q8_INLINE_ACTS or w.shape[0] != n.attr("groups")):
             return False
         k = w.shape[1] * w.shape[2] * w.shape[3]
+        if not depthwise and k < _Q8_MIN_K:
+            return False  # e.g. a 3x3 conv on 1 channel: too short a reduction for int8 to pay; stays float
     else:
         k = w.shape[1]
     if k > 65536:
