@@ -208,41 +208,60 @@ const uint8_t* packed_arg(const pyb::object& o, const char* name, int64_t N, int
   return static_cast<const uint8_t*>(keep->data());
 }
 
+// A codebook table argument: C-contiguous [per_row ? N : 1][lut_size], float32 (or int8 when allowed).
+pyb::array lut_arg(const pyb::object& lut_o, bool per_row, int64_t N, bool allow_i8) {
+  pyb::array lut = arr_arg(lut_o, "lut");
+  if ((!is<float>(lut) && !(allow_i8 && is<int8_t>(lut))) || !(lut.flags() & pyb::array::c_style))
+    bad(allow_i8 ? "lut must be a C-contiguous int8 or float32 array" : "lut must be a C-contiguous float32 array");
+  const int64_t groups = per_row ? N : 1;
+  if (lut.ndim() != 2 || lut.shape(0) != groups)
+    bad("lut must have shape (" + std::to_string(groups) + ", lut_size)");
+  return lut;
+}
+
+// A log2 scale argument: a C-contiguous float32 scalar or 1-D array.
+pyb::array log2_scale_arg(const pyb::object& scale_o) {
+  pyb::array sc = arr_arg(scale_o, "scale");
+  if (!is<float>(sc) || !(sc.flags() & pyb::array::c_style) || sc.ndim() > 1)
+    bad("scale must be a C-contiguous float32 scalar or 1-D array");
+  return sc;
+}
+
 std::unique_ptr<PyLut> make_lut(const pyb::object& idx_o, const pyb::object& lut_o, int bits, int64_t N, int64_t K,
                                 bool per_row, const pyb::object& isa_o) {
   pyb::array keep;
   const uint8_t* pk = packed_arg(idx_o, "packed_idx", N, K, bits, &keep);
-  pyb::array lut = arr_arg(lut_o, "lut");
-  if (!is<float>(lut) || !(lut.flags() & pyb::array::c_style)) bad("lut must be a C-contiguous float32 array");
-  const int64_t groups = per_row ? N : 1;
-  if (lut.ndim() != 2 || lut.shape(0) != groups)
-    bad("lut must have shape (" + std::to_string(groups) + ", lut_size)");
-  const int64_t lut_size = lut.shape(1);
+  pyb::array lut = lut_arg(lut_o, per_row, N, false);
   const Isa isa = isa_arg(isa_o);
   auto p = std::make_unique<PyLut>();
   const float* lp = static_cast<const float*>(lut.data());
   pyb::gil_scoped_release nogil;
-  p->w = kernels::pack_codebook(pk, N, K, bits, lp, lut_size, per_row, isa);
+  p->w = kernels::pack_codebook(pk, N, K, bits, lp, lut.shape(1), per_row, isa);
   return p;
 }
 
 struct PyLog2 : PyLut {};  // a distinct Python class over the same kernels
 template <typename T> struct type_tag { using type = T; };
 
-std::unique_ptr<PyLog2> make_log2(const pyb::object& codes_o, const pyb::object& scale_o, int bits, int64_t N,
-                                 int64_t K, const pyb::object& isa_o) {
+// Log2 matrices for both LUT kernel families: Pack is pack_log2 or pack_lutq8_log2.
+template <class Py, class Pack>
+std::unique_ptr<Py> make_log2_with(const pyb::object& codes_o, const pyb::object& scale_o, int bits, int64_t N,
+                                   int64_t K, const pyb::object& isa_o, Pack pack) {
   pyb::array keep;
   const uint8_t* pk = packed_arg(codes_o, "packed_codes", N, K, bits, &keep);
-  pyb::array sc = arr_arg(scale_o, "scale");
-  if (!is<float>(sc) || !(sc.flags() & pyb::array::c_style) || sc.ndim() > 1)
-    bad("scale must be a C-contiguous float32 scalar or 1-D array");
+  pyb::array sc = log2_scale_arg(scale_o);
   const Isa isa = isa_arg(isa_o);
-  auto p = std::make_unique<PyLog2>();
+  auto p = std::make_unique<Py>();
   const float* sp = static_cast<const float*>(sc.data());
   const int64_t ns = sc.size();
   pyb::gil_scoped_release nogil;
-  p->w = kernels::pack_log2(pk, N, K, bits, sp, ns, isa);
+  p->w = pack(pk, N, K, bits, sp, ns, isa);
   return p;
+}
+
+std::unique_ptr<PyLog2> make_log2(const pyb::object& codes_o, const pyb::object& scale_o, int bits, int64_t N,
+                                  int64_t K, const pyb::object& isa_o) {
+  return make_log2_with<PyLog2>(codes_o, scale_o, bits, N, K, isa_o, kernels::pack_log2);
 }
 
 
@@ -287,13 +306,8 @@ std::unique_ptr<PyLutQ8> make_lutq8_codebook(const pyb::object& idx_o, const pyb
                                              int64_t K, bool per_row, const pyb::object& isa_o) {
   pyb::array keep;
   const uint8_t* pk = packed_arg(idx_o, "packed_idx", N, K, bits, &keep);
-  pyb::array lut = arr_arg(lut_o, "lut");
+  pyb::array lut = lut_arg(lut_o, per_row, N, true);
   const bool i8 = is<int8_t>(lut);
-  if ((!i8 && !is<float>(lut)) || !(lut.flags() & pyb::array::c_style))
-    bad("lut must be a C-contiguous int8 or float32 array");
-  const int64_t groups = per_row ? N : 1;
-  if (lut.ndim() != 2 || lut.shape(0) != groups)
-    bad("lut must have shape (" + std::to_string(groups) + ", lut_size)");
   const int64_t lut_size = lut.shape(1);
   const Isa isa = isa_arg(isa_o);
   auto p = std::make_unique<PyLutQ8>();
@@ -306,18 +320,7 @@ std::unique_ptr<PyLutQ8> make_lutq8_codebook(const pyb::object& idx_o, const pyb
 
 std::unique_ptr<PyLutQ8> make_lutq8_log2(const pyb::object& codes_o, const pyb::object& scale_o, int bits, int64_t N,
                                          int64_t K, const pyb::object& isa_o) {
-  pyb::array keep;
-  const uint8_t* pk = packed_arg(codes_o, "packed_codes", N, K, bits, &keep);
-  pyb::array sc = arr_arg(scale_o, "scale");
-  if (!is<float>(sc) || !(sc.flags() & pyb::array::c_style) || sc.ndim() > 1)
-    bad("scale must be a C-contiguous float32 scalar or 1-D array");
-  const Isa isa = isa_arg(isa_o);
-  auto p = std::make_unique<PyLutQ8>();
-  const float* sp = static_cast<const float*>(sc.data());
-  const int64_t ns = sc.size();
-  pyb::gil_scoped_release nogil;
-  p->w = kernels::pack_lutq8_log2(pk, N, K, bits, sp, ns, isa);
-  return p;
+  return make_log2_with<PyLutQ8>(codes_o, scale_o, bits, N, K, isa_o, kernels::pack_lutq8_log2);
 }
 
 }  // namespace
