@@ -53,4 +53,23 @@ void expect_f32(const TensorInfo& t, const char* what) {
     shape_error(std::string(what) + " must be float32, got " + dtype_name(t.dtype));
 }
 
+kernels::Pool2dShape pool_window(const BuildContext& c) {
+  kernels::Pool2dShape w;
+  auto k = c.node.attr_ints("kernel"), s = c.node.attr_ints("strides"), p = c.node.attr_ints("pads");
+  w.kh = static_cast<int>(k[0]); w.kw = static_cast<int>(k[1]);
+  w.sh = static_cast<int>(s[0]); w.sw = static_cast<int>(s[1]);
+  w.pt = static_cast<int>(p[0]); w.pl = static_cast<int>(p[1]);
+  w.pb = static_cast<int>(p[2]); w.pr = static_cast<int>(p[3]);
+  w.ceil_mode = c.node.attr_int("ceil_mode") != 0;
+  return w;
+}
+
+kernels::Pool2dShape pool_shape(const kernels::Pool2dShape& window, const std::vector<int64_t>& x) {
+  if (x.size() != 4) shape_error("pooling input must be NHWC, got " + shape_str(x));
+  kernels::Pool2dShape s = window;
+  s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
+  kernels::pool2d_output_size(s);
+  return s;
+}
+
 }  // namespace slimrt::ops

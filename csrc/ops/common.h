@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "kernels/act.h"
+#include "kernels/pool/pool.h"
 #include "runtime/op.h"
 
 namespace slimrt::ops {
@@ -32,6 +33,11 @@ inline int64_t conv_out(int64_t size, int64_t k, int64_t stride, int64_t dil, in
   int64_t num = size + p0 + p1 - eff;
   return num < 0 ? 0 : num / stride + 1;
 }
+
+// A pooling node's window (kernel, strides, pads, ceil_mode) as a Pool2dShape without sizes, and the
+// full shape for an NHWC input x (shape_error unless x is 4-D).
+kernels::Pool2dShape pool_window(const BuildContext& c);
+kernels::Pool2dShape pool_shape(const kernels::Pool2dShape& window, const std::vector<int64_t>& x);
 
 // Returns the depthwise op for a conv2d node that is depthwise (groups == C,
 // one input channel per group), else nullptr.

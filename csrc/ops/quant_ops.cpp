@@ -302,21 +302,8 @@ SLIMRT_REGISTER_OP("qconv2d", [](BuildContext& c) { return std::make_unique<QCon
 // ---- qmax_pool / qglobal_avg_pool ------------------------------------------------------------
 class QMaxPoolOp : public Op {
  public:
-  explicit QMaxPoolOp(BuildContext& c) {
-    auto k = c.node.attr_ints("kernel"), s = c.node.attr_ints("strides"), p = c.node.attr_ints("pads");
-    base_.kh = static_cast<int>(k[0]); base_.kw = static_cast<int>(k[1]);
-    base_.sh = static_cast<int>(s[0]); base_.sw = static_cast<int>(s[1]);
-    base_.pt = static_cast<int>(p[0]); base_.pl = static_cast<int>(p[1]);
-    base_.pb = static_cast<int>(p[2]); base_.pr = static_cast<int>(p[3]);
-    base_.ceil_mode = c.node.attr_int("ceil_mode") != 0;
-  }
-  kernels::Pool2dShape shape_of(const std::vector<int64_t>& x) const {
-    if (x.size() != 4) shape_error("pooling input must be NHWC, got " + shape_str(x));
-    kernels::Pool2dShape s = base_;
-    s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
-    kernels::pool2d_output_size(s);
-    return s;
-  }
+  explicit QMaxPoolOp(BuildContext& c) : base_(ops::pool_window(c)) {}
+  kernels::Pool2dShape shape_of(const std::vector<int64_t>& x) const { return ops::pool_shape(base_, x); }
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
     expect_u8(*in[0], "input");
     auto s = shape_of(in[0]->shape);
