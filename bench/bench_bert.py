@@ -15,7 +15,9 @@ Groups:
 * ``bert <B>x128``: one pytest-benchmark entry per engine (rounds limited: batch 32 runs ~1-2 s a call).
 * ``bert <B>x128 interleaved``: the engines called round-robin in the same loop (so machine load hits all
   alike); ``extra_info`` and the ``-s`` output hold each engine's median/min and the ratios
-  ``ort / slimrt`` (fp32) and ``ort-int8 / slimrt-int8`` (> 1: slimrt faster) -- the figures to report.
+  ``ort / slimrt`` (fp32) and ``ort-int8 / slimrt-int8`` (> 1: slimrt faster) of the medians, of the minima
+  and the median of the per-round ratios (adjacent calls share the machine's load) -- the figures to report.
+  SLIMRT_BENCH_BERT_ROUNDS sets the rounds (default 20 at batch 1, 4 at the big batch).
 * ``bert embeddings``: cosine similarity of int8 / codebook-4 pooled embeddings (masked mean and pooler)
   against slimrt fp32 on the 20 real sentences of ``tests/test_bert.py``, plus model bytes; asserts the
   issue's floors (int8 >= 0.99, codebook-4 >= 0.97).
@@ -181,7 +183,8 @@ def test_bert_interleaved(benchmark, batch):
             times[e].append(time.perf_counter() - t)
 
     benchmark.group = f"bert {batch}x{SEQ} interleaved"
-    benchmark.pedantic(cycle, rounds=4 if batch > 1 else 20, warmup_rounds=0)
+    rounds = int(os.environ.get("SLIMRT_BENCH_BERT_ROUNDS", "0")) or (4 if batch > 1 else 20)
+    benchmark.pedantic(cycle, rounds=rounds, warmup_rounds=0)
     med = {e: float(np.median(v)) for e, v in times.items()}
     mn = {e: float(np.min(v)) for e, v in times.items()}
     info = {f"{e}_median_ms": round(med[e] * 1e3, 2) for e in med}
@@ -190,11 +193,15 @@ def test_bert_interleaved(benchmark, batch):
     info["fp32_ratio_min"] = round(mn["ort"] / mn["slimrt"], 3)
     info["int8_ratio_median"] = round(med["ort-int8"] / med["slimrt-int8"], 3)
     info["int8_ratio_min"] = round(mn["ort-int8"] / mn["slimrt-int8"], 3)
+    # per-round ratios (adjacent calls see the same machine load): the steadiest figure on a shared machine
+    for tag, peer, ours in (("fp32", "ort", "slimrt"), ("int8", "ort-int8", "slimrt-int8")):
+        info[f"{tag}_ratio_per_round"] = round(float(np.median(np.array(times[peer]) / np.array(times[ours]))), 3)
     benchmark.extra_info.update(info)
     print(f"\nbert {batch}x{SEQ} interleaved ({len(times['slimrt'])} rounds): " +
           ", ".join(f"{e} {med[e] * 1e3:.1f} ms (min {mn[e] * 1e3:.1f})" for e in med) +
-          f"; ort/slimrt fp32 x{info['fp32_ratio_median']} (min x{info['fp32_ratio_min']}), "
-          f"ort-int8/slimrt-int8 x{info['int8_ratio_median']} (min x{info['int8_ratio_min']})")
+          f"; ort/slimrt fp32 x{info['fp32_ratio_median']} (min x{info['fp32_ratio_min']}, per round "
+          f"x{info['fp32_ratio_per_round']}), ort-int8/slimrt-int8 x{info['int8_ratio_median']} (min "
+          f"x{info['int8_ratio_min']}, per round x{info['int8_ratio_per_round']})")
 
 
 def _cos(a, b):
