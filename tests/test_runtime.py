@@ -295,3 +295,23 @@ def test_tuned_plan_picks_a_variant_and_keeps_results(rng):
     assert len(names) == 2 and all(("codebook4" in k) or ("sgemm" in k) or ("conv_direct" in k) for k in names)
     plain = slimrt.Session(m)
     assert all("codebook4" in k for _, op, k in plain.kernels((3, 6, 6, 8)) if op in ("conv2d", "dense"))
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_embedding_int8_table_gathers_int8_rows(rng, axis):
+    """An int8 table (per row or per tensor) is gathered as int8 rows and scaled, not decoded at load."""
+    from slimrt.formats import QInt8
+
+    v, d = 50, 24
+    q = rng.integers(-127, 128, (v, d)).astype(np.int8)
+    scale = (np.abs(rnd(rng, v)) + 0.01) if axis == 0 else np.array([0.02], np.float32)
+    m = Model(inputs=[("ids", (None, 7), "int64")])
+    m.outputs = [m.add_node("embedding", ["ids", m.add_constant("table", QInt8(q, scale, axis=axis))])]
+    ids = rng.integers(0, v, (3, 7)).astype(np.int64)
+    want = (q.astype(np.float64) * (scale[:, None] if axis == 0 else scale[0]))[ids]
+    for isa in ISAS:
+        sess = slimrt.Session(m, isa=isa)
+        assert sess.kernels()[0][2] == "gather_int8"
+        np.testing.assert_allclose(sess.run(ids)[0], want, rtol=1e-6, atol=0)
+    with pytest.raises(slimrt.InputError, match="id 50 out of range"):
+        slimrt.Session(m).run(np.full((1, 7), 50, np.int64))

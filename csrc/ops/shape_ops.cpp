@@ -295,37 +295,54 @@ class SliceLikeOp : public Op {
 SLIMRT_REGISTER_OP("slice_like", [](BuildContext& c) { return std::make_unique<SliceLikeOp>(c); });
 
 // ---- embedding -------------------------------------------------------------------
+// Table float32 [V][D] (any stored format, decoded at load), or int8 per row / per tensor
+// (QInt8 axis 0 or -1), gathered as int8 rows and scaled: a quarter of the table's bytes.
 class EmbeddingOp : public Op {
  public:
-  explicit EmbeddingOp(const Tensor& table) : table_(table) {}
+  EmbeddingOp(int64_t v, int64_t d, const float* f32, const int8_t* q, const float* scale, bool per_row)
+      : v_(v), d_(d), f32_(f32), q_(q), scale_(scale), per_row_(per_row) {}
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
     if (in[0]->dtype != DType::I32 && in[0]->dtype != DType::I64) shape_error("embedding: ids must be int32 or int64");
     std::vector<int64_t> r = in[0]->shape;
-    r.push_back(table_.shape()[1]);
+    r.push_back(d_);
     out[0] = {DType::F32, r};
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*,
            const RunContext&) const override {
-    int64_t n = in[0]->numel(), v = table_.shape()[0], d = table_.shape()[1];
-    const float* tab = table_.as<float>();
+    const int64_t n = in[0]->numel();
     float* y = out[0]->as<float>();
     for (int64_t i = 0; i < n; ++i) {
       int64_t id = in[0]->info.dtype == DType::I64 ? in[0]->as<int64_t>()[i] : in[0]->as<int32_t>()[i];
-      if (id < 0 || id >= v)
+      if (id < 0 || id >= v_)
         throw Error(Code::InvalidArgument, "embedding: id " + std::to_string(id) + " out of range [0, " +
-                                               std::to_string(v) + ")");
-      std::memcpy(y + i * d, tab + id * d, d * sizeof(float));
+                                               std::to_string(v_) + ")");
+      if (f32_) {
+        std::memcpy(y + i * d_, f32_ + id * d_, d_ * sizeof(float));
+      } else {
+        const int8_t* row = q_ + id * d_;
+        const float s = scale_[per_row_ ? id : 0];
+        for (int64_t j = 0; j < d_; ++j) y[i * d_ + j] = s * static_cast<float>(row[j]);
+      }
     }
   }
   bool reads_at_run(size_t i) const override { return i == 0; }
-  std::string kernel_name() const override { return "gather"; }
+  std::string kernel_name() const override { return f32_ ? "gather" : "gather_int8"; }
  private:
-  Tensor table_;
+  int64_t v_, d_;
+  const float* f32_;
+  const int8_t* q_;
+  const float* scale_;
+  bool per_row_;
 };
 SLIMRT_REGISTER_OP("embedding", [](BuildContext& c) {
+  const TensorDef& def = c.tensor_def(1);
+  if (def.shape.size() != 2) c.fail(Code::Format, "table must be 2-D");
+  if (def.format == TFormat::Int8 && (def.axis == 0 || def.axis == -1))  // read in place from the file
+    return std::make_unique<EmbeddingOp>(def.shape[0], def.shape[1], nullptr, def.data.as<int8_t>(),
+                                         def.scale.as<float>(), def.axis == 0);
   const Tensor& t = c.dense_constant(1);
-  if (t.shape().size() != 2 || t.info.dtype != DType::F32) c.fail(Code::Format, "table must be a 2-D float tensor");
-  return std::make_unique<EmbeddingOp>(t);
+  if (t.info.dtype != DType::F32) c.fail(Code::Format, "table must be a 2-D float tensor");
+  return std::make_unique<EmbeddingOp>(t.shape()[0], t.shape()[1], t.as<float>(), nullptr, nullptr, false);
 });
 
 // ---- reduce_mean / reduce_max --------------------------------------------------------

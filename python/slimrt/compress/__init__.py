@@ -49,7 +49,7 @@ from .share import index_bits, kmeans_1d, share_values
 __all__ = ["compress", "decode", "Recipe", "report", "format_table", "format_name", "calibrate", "weight_refs",
            "kmeans_1d"]
 
-WEIGHT_OPS = ("dense", "conv2d", "matmul")
+WEIGHT_OPS = ("dense", "conv2d", "matmul", "embedding")
 
 
 class WeightRef:
@@ -72,8 +72,8 @@ class WeightRef:
 
 
 def weight_refs(model: Model) -> list:
-    """The weights ``compress`` acts on, in node order: input 1 of dense / conv2d, and the constant
-    2-D ``b`` of a matmul whose ``a`` is not constant."""
+    """The weights ``compress`` acts on, in node order: input 1 of dense / conv2d, the constant
+    2-D ``b`` of a matmul whose ``a`` is not constant, and embedding tables (int8 only)."""
     refs = {}
     for n in model.nodes:
         if n.op not in WEIGHT_OPS or len(n.inputs) < 2:
@@ -149,6 +149,16 @@ def _build_recipe(recipe, prune, share, quant, per_layer, seed, options) -> Reci
     return Recipe.from_dict(d)
 
 
+def _embedding_plan(plan):
+    """Embedding tables take int8 per row (the runtime gathers int8 rows and scales them) and nothing
+    else: pruning, sharing and log2 leave them fp32."""
+    from .recipe import LayerPlan
+
+    if plan.skip or plan.quant != "int8":
+        return LayerPlan(skip=True)
+    return LayerPlan(quant="int8")
+
+
 def _check_names(r: Recipe, refs):
     known = set()
     for ref in refs:
@@ -219,7 +229,8 @@ def compress(model: Model, prune=None, share=None, quant=None, calib=None, per_l
     _transpose_matmul_weights(m)
     refs = weight_refs(m)
     _check_names(r, refs)
-    plans = {ref.weight: r.plan(ref.names) for ref in refs}
+    plans = {ref.weight: _embedding_plan(r.plan(ref.names)) if ref.op == "embedding" else r.plan(ref.names)
+             for ref in refs}
     mats = {}
     for ref in refs:
         if not plans[ref.weight].does_anything:
