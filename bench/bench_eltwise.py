@@ -3,8 +3,8 @@
     SLIMRT_DEV_CORE=... PYTHONPATH=python python3 -m pytest bench/bench_eltwise.py \
         --benchmark-only --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
 
-Depthwise 3x3 + bias + relu6 on MobileNetV2-like shapes vs torch (conv2d groups=C,
-NCHW and channels_last, then relu6); convolutions with few output channels or a short
+Depthwise 3x3 + bias + relu6 on MobileNetV2-like shapes, batch 1 and 16, vs torch (conv2d
+groups=C, NCHW and channels_last, then relu6); convolutions with few output channels or a short
 reduction (the direct kernel: LeNet-5's, MobileNetV2's stem and a 144->24 projection) with
 their fused activation vs torch conv2d + activation; softmax / layer norm vs numpy (and torch).
 Every engine is pinned to the same thread count (SLIMRT_BENCH_THREADS, default 1).
@@ -24,11 +24,23 @@ THREADS = int(os.environ.get("SLIMRT_BENCH_THREADS", "1"))
 torch.set_num_threads(THREADS)
 ISA = core.cpu_info()["isa"]
 
+# name: (N, H, W, C, stride); batch 16 = MobileNetV2's throughput batch, tensors far bigger than the caches
 DW_SHAPES = {
-    "112x112x96_s2": (112, 112, 96, 2),
-    "56x56x144_s1": (56, 56, 144, 1),
-    "14x14x576_s1": (14, 14, 576, 1),
+    "112x112x96_s2": (1, 112, 112, 96, 2),
+    "56x56x144_s1": (1, 56, 56, 144, 1),
+    "14x14x576_s1": (1, 14, 14, 576, 1),
+    "b16_112x112x96_s2": (16, 112, 112, 96, 2),
+    "b16_56x56x144_s1": (16, 56, 56, 144, 1),
+    "b16_28x28x192_s1": (16, 28, 28, 192, 1),
 }
+
+
+def aligned_empty(shape):
+    """A float32 array on a 64-byte boundary, as the runtime's arena gives every value."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + n].reshape(shape)
 
 
 # name: (N, H, W, C, O, K, stride, pad, act)
@@ -78,9 +90,9 @@ def test_conv_direct(benchmark, shape, engine):
 @pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "torch_nchw", "torch_channels_last"])
 @pytest.mark.parametrize("shape", list(DW_SHAPES))
 def test_dwconv3x3(benchmark, shape, engine):
-    H, W, C, s = DW_SHAPES[shape]
+    N, H, W, C, s = DW_SHAPES[shape]
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, H, W, C)).astype(np.float32)
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
     w = rng.standard_normal((3, 3, C)).astype(np.float32)
     b = rng.standard_normal(C).astype(np.float32)
     benchmark.group = f"dwconv3x3 {shape} relu6 threads={THREADS}"
@@ -89,7 +101,9 @@ def test_dwconv3x3(benchmark, shape, engine):
         isa = "avx2" if engine == "slimrt_avx2" else ISA
         if isa not in core.cpu_info()["supported_isas"]:
             pytest.skip(f"{isa} not supported")
-        out = K.dwconv2d(x, w, b, strides=s, pads=1, act="relu6", isa=isa, threads=THREADS)
+        oh, ow = (H - 1) // s + 1, (W - 1) // s + 1
+        out = K.dwconv2d(x, w, b, strides=s, pads=1, act="relu6", isa=isa, threads=THREADS,
+                         out=aligned_empty((N, oh, ow, C)))
         benchmark(K.dwconv2d, x, w, b, strides=s, pads=1, act="relu6", isa=isa, threads=THREADS, out=out)
     else:
         xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()

@@ -360,6 +360,51 @@ def test_dwconv2d_channel_sweep(isa):
                 assert_close(y, np.clip(ref + res, 0, 6), 1e-5, 1e-5)
 
 
+def aligned_guarded(shape, offset):
+    """A sentinel-guarded output whose first element sits `offset` floats past a 64-byte boundary."""
+    size = int(np.prod(shape))
+    raw = np.full(size + 2 * GUARD + 64, SENTINEL, np.float32)
+    start = (-raw.ctypes.data % 64) // 4 + 32 + offset  # 64-byte aligned + offset, >= GUARD floats in
+    buf = raw[start - GUARD:start + size + GUARD]
+    return buf, buf[GUARD:GUARD + size].reshape(shape)
+
+
+_BIG_DW = {}
+
+
+@pytest.mark.parametrize("st,c", [(1, 112), (2, 112), (1, 100)])
+@pytest.mark.parametrize("isa", ISAS)
+def test_dwconv2d_big_batch(isa, st, c):
+    """Tensors bigger than the caches (a batch of 6): inputs over 2 MB are prefetched a row ahead,
+    outputs over 8 MB go through streaming stores when C is a multiple of the vector width and the
+    output is vector-aligned (offset 0), plain stores otherwise (offset 5, C = 100); 3x3 fused
+    epilogue; guards around the output; threads 1 and 2 bitwise identical."""
+    if (st, c) not in _BIG_DW:  # the float64 reference once per case, shared by the ISAs
+        rng = np.random.default_rng(40 + st + c)
+        x = rnd(rng, 6, 56, 57, c)
+        w = rnd(rng, 3, 3, c)
+        bias, scale = rnd(rng, c), rnd(rng, c)
+        ref = ref_dwconv(x, w, None, (st, st), (1, 1), (1, 1, 1, 1), 1)
+        mag = ref_dwconv(np.abs(x), np.abs(w), None, (st, st), (1, 1), (1, 1, 1, 1), 1)
+        res = rnd(rng, *ref.shape)
+        want = np.clip(ref * scale + bias + res, 0, 6)
+        tol = 2e-6 * (mag * np.abs(scale) + np.abs(bias) + np.abs(res) + 1)
+        _BIG_DW[(st, c)] = (x, w, bias, scale, res, want, tol)
+    x, w, bias, scale, res, want, tol = _BIG_DW[(st, c)]
+    ref = want
+    outs = []
+    for offset, threads in [(0, 1), (5, 2), (0, 2)]:
+        buf, out = aligned_guarded(ref.shape, offset)
+        y = K.dwconv2d(x, w, bias, strides=st, pads=1, act="relu6", scale=scale, residual=res, isa=isa,
+                       threads=threads, out=out)
+        assert np.shares_memory(y, buf)
+        check_guard(buf)
+        assert np.all(np.abs(out - want) <= tol), f"max err {np.max(np.abs(out - want) - tol)}"
+        outs.append(out.copy())
+    for o in outs[1:]:
+        assert np.array_equal(o.view(np.uint32), outs[0].view(np.uint32))
+
+
 def test_dwconv2d_errors():
     x = np.zeros((1, 4, 4, 3), np.float32)
     with pytest.raises(core.InputError):

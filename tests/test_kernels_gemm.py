@@ -470,3 +470,51 @@ def test_sgemm_all_small_sizes(isa, rng):
             for m in SIZES:
                 a = a_all[:m]
                 check_gemm(p.run(a), a, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# Big-batch paths of the driver (sgemm.cpp): an output of >= 8 MB written once goes through a tile
+# buffer and streaming stores (unaligned row ends with plain stores); an A of >= 2 MB with K >= 64
+# read once is prefetched a row block ahead (the next task claimed before the current one runs);
+# row tiles sweep a sub-chunk of panels; A shared by the panel chunks of a job is packed once.
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,n,k", [(5003, 421, 40), (6001, 50, 100), (96, 700, 1100), (250, 1030, 300)])
+def test_sgemm_big_paths_threads_and_guards(isa, m, n, k, rng):
+    a, w, b = rand(rng, m, k), rand(rng, n, k) * 0.5, rand(rng, n)
+    r = rand(rng, m, n)
+    p = K.PackedSgemm(w, isa=isa)
+    outs = []
+    for threads in (1, 2):
+        out, big, org = guarded_out(m, n)  # row-strided output (ldc = n + 6): rows not 16-byte aligned
+        p.run(a, bias=b, residual=r, act="relu6", threads=threads, out=out)
+        assert_guards(big, org, (m, n))
+        outs.append(out.copy())
+    check_gemm(outs[0], a, w, bias=b, residual=r, act="relu6")
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("c,o", [(16, 336), (96, 48), (96, 24), (80, 40)])
+def test_conv2d_big_batch(isa, c, o, rng):
+    """Batch 8 NHWC convolutions whose tensors exceed the caches: 1x1 on the GEMM (streamed output at
+    16 -> 336, prefetched A at 96 -> 48), 1x1 and 3x3 on the direct kernel (prefetched input rows);
+    residual, relu; guards; threads 1 and 2 bitwise identical."""
+    k = 3 if c == 80 else 1
+    pads = (1, 1, 1, 1) if k == 3 else (0, 0, 0, 0)
+    x = rand(rng, 8, 28, 29, c)
+    w = rand(rng, o, k, k, c) * 0.3
+    b = rand(rng, o)
+    ref, mag = ref_conv2d(x, w, b, (1, 1), (1, 1), pads, 1)
+    res = rand(rng, *ref.shape)
+    want = np.maximum(ref + res, 0)
+    tol = lin_tol(k * k * c, mag + np.abs(res))
+    pc = K.PackedConv2d(w, isa=isa)
+    outs = []
+    for threads in (1, 2):
+        big = np.full(ref.size + 40, SENTINEL, np.float32)
+        out = big[13:13 + ref.size].reshape(ref.shape)
+        pc.run(x, bias=b, pads=pads, act="relu", residual=res, threads=threads, out=out)
+        assert np.all(big[:13] == SENTINEL) and np.all(big[13 + ref.size:] == SENTINEL)
+        assert np.all(np.abs(out - want) <= tol), f"max err {np.max(np.abs(out - want) - tol)}"
+        outs.append(out.copy())
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))

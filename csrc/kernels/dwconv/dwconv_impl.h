@@ -10,13 +10,15 @@
 //   Border pixels (taps clipped): 1 vector x 1 pixel (pixel()).
 #pragma once
 #include <cstdint>
+#include <cstddef>
 
 #include "kernels/dwconv/dwconv.h"
 #include "kernels/eltwise/vmath.h"
 
 namespace {
 
-template <class V>
+// St: the ISA's streaming store (St::stream(p, v) to a vector-aligned p, St::fence()).
+template <class V, class St>
 struct DwConvImpl {
   using T = typename V::T;
   using Shape = slimrt::kernels::DwConv2dShape;
@@ -147,7 +149,7 @@ struct DwConvImpl {
   // border pixels run in blocks too instead of one latency-bound chain each.
   template <int S, int P, bool FULL, bool EDGE>
   static void row3x3_block(const float* xi, const T (&wv)[3][3], const Epi& ep, float* yo, const float* res,
-                           const Shape& s, int64_t iw0, int64_t ih0, int kh0, int kh1, int64_t c, int k) {
+                           const Shape& s, int64_t iw0, int64_t ih0, int kh0, int kh1, int64_t c, int k, bool nt) {
     constexpr int NI = (P - 1) * S + 3;
     const int64_t C = s.c, ldh = s.w * C;
     T acc[P];
@@ -165,7 +167,8 @@ struct DwConvImpl {
     }
     for (int b = 0; b < P; ++b) {
       T v = epilogue(acc[b], ep, c, k, res ? res + b * ep.ldr : nullptr);
-      if (FULL) V::store(yo + b * C + c, v);
+      if (FULL && nt) St::stream(yo + b * C + c, v);
+      else if (FULL) V::store(yo + b * C + c, v);
       else V::store_n(yo + b * C + c, v, k);
     }
   }
@@ -173,25 +176,25 @@ struct DwConvImpl {
   template <int S, int P, bool FULL>
   static void block_any(int pb, bool edge, const float* xi, const T (&wv)[3][3], const Epi& ep, float* yo,
                         const float* res, const Shape& s, int64_t iw0, int64_t ih0, int kh0, int kh1, int64_t c,
-                        int k) {
+                        int k, bool nt) {
     if (pb == P) {
-      if (edge) row3x3_block<S, P, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
-      else row3x3_block<S, P, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      if (edge) row3x3_block<S, P, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
+      else row3x3_block<S, P, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
     } else if (pb >= 4) {
-      if (edge) row3x3_block<S, 4, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
-      else row3x3_block<S, 4, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      if (edge) row3x3_block<S, 4, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
+      else row3x3_block<S, 4, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
     } else if (pb >= 2) {
-      if (edge) row3x3_block<S, 2, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
-      else row3x3_block<S, 2, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      if (edge) row3x3_block<S, 2, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
+      else row3x3_block<S, 2, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
     } else {
-      if (edge) row3x3_block<S, 1, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
-      else row3x3_block<S, 1, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k);
+      if (edge) row3x3_block<S, 1, FULL, true>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
+      else row3x3_block<S, 1, FULL, false>(xi, wv, ep, yo, res, s, iw0, ih0, kh0, kh1, c, k, nt);
     }
   }
 
   template <int S, int P>
   static void rows3x3(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0,
-                      int64_t r1) {
+                      int64_t r1, bool nt, bool pf) {
     static_assert(P == 8 || P == 4, "block sizes are P, 4, 2, 1");
     const int64_t C = s.c, OW = s.ow;
     // Blocks whose every tap column is inside the image start at ow >= ow_lo and end at <= ow_hi.
@@ -207,6 +210,14 @@ struct DwConvImpl {
       while (kh0 < kh1 && ih0 + kh0 < 0) ++kh0;
       while (kh1 > kh0 && ih0 + kh1 - 1 >= s.h) --kh1;
       const float* resr = ep.residual ? ep.residual + r * OW * ep.ldr : nullptr;
+      // Rows ih0+3 .. ih0+3+S-1 (those inside the image) are new in the next output row.
+      const int64_t ldh = s.w * C;
+      const int64_t pf0 = ih0 + 3 < 0 ? 0 : ih0 + 3;
+      int64_t pf1 = ih0 + 3 + S;
+      if (pf1 > s.h) pf1 = s.h;
+      if (!pf || oh + 1 >= s.oh) pf1 = pf0;
+      const int pf_rows = pf1 > pf0 ? static_cast<int>(pf1 - pf0) : 0;
+      const float* pf_base = xi + pf0 * ldh;
       // Pixel blocks outer, channel vectors inner: each block reads its input pixels'
       // channels contiguously (a channel-outer sweep would stride through the three
       // input rows once per channel vector, which DRAM prefetching serves poorly once
@@ -216,6 +227,20 @@ struct DwConvImpl {
         const int pb = rem >= P ? P : (rem >= 4 ? 4 : (rem >= 2 ? 2 : 1));
         const bool edge = ow < ow_lo || ow + pb > ow_hi;
         const float* res = resr ? resr + ow * ep.ldr : nullptr;
+        if (pf_rows > 0) {
+          // The input rows the next output row adds (kh = 3 .. 3+S-1 of this one), at this
+          // block's columns: fetched into L2 a whole output row ahead of their use, so an
+          // input that comes from DRAM (a big batch) streams in while this row computes.
+          const int64_t c0 = ow * S - s.pl < 0 ? 0 : ow * S - s.pl;
+          int64_t c1 = (ow + pb) * S - s.pl;  // the next block starts there
+          if (c1 > s.w) c1 = s.w;
+          if (ow + pb >= OW) c1 = s.w;  // the row's last block also takes the trailing columns
+          for (int j = 0; j < pf_rows; ++j) {
+            const char* a = reinterpret_cast<const char*>(pf_base + j * ldh + c0 * C);
+            const char* b = reinterpret_cast<const char*>(pf_base + j * ldh + c1 * C);
+            for (; a < b; a += 64) __builtin_prefetch(a, 0, 2);
+          }
+        }
         for (int64_t c = 0; c < C; c += V::W) {
           const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
           T wv[3][3];
@@ -223,24 +248,32 @@ struct DwConvImpl {
             for (int kw = 0; kw < 3; ++kw)
               wv[kh][kw] = k == V::W ? V::load(w + (kh * 3 + kw) * C + c) : V::load_n(w + (kh * 3 + kw) * C + c, k);
           if (k == V::W)
-            block_any<S, P, true>(pb, edge, xi, wv, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k);
+            block_any<S, P, true>(pb, edge, xi, wv, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k, nt);
           else
-            block_any<S, P, false>(pb, edge, xi, wv, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k);
+            block_any<S, P, false>(pb, edge, xi, wv, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k, nt);
         }
         ow += pb;
       }
       row_act(yr, OW * C, ep);
     }
+    if (nt) St::fence();
   }
 
   // Pixels per block: enough independent FMA chains, inputs + weights + accumulators in registers.
   static constexpr int kP1 = V::W >= 16 ? 8 : 4;
   static constexpr int kP2 = 4;
 
-  static void rows(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0, int64_t r1) {
+  static void rows(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0, int64_t r1,
+                   unsigned flags) {
     const bool k3 = s.kh == 3 && s.kw == 3 && s.dh == 1 && s.dw == 1;
-    if (k3 && s.sw == 1) rows3x3<1, kP1>(x, w, ep, y, s, r0, r1);
-    else if (k3 && s.sw == 2) rows3x3<2, kP2>(x, w, ep, y, s, r0, r1);
+    // Streaming stores need every full vector aligned: C a multiple of the width, y aligned;
+    // transcendental activations re-read the row, so they keep it cached.
+    const bool pf = flags & slimrt::kernels::kDwPrefetch;
+    const bool nt = (flags & slimrt::kernels::kDwStream) && s.c % V::W == 0 &&
+                    reinterpret_cast<uintptr_t>(y) % (sizeof(float) * V::W) == 0 &&
+                    (ep.act == slimrt::Act::None || ep.act == slimrt::Act::Relu || ep.act == slimrt::Act::Relu6);
+    if (k3 && s.sw == 1) rows3x3<1, kP1>(x, w, ep, y, s, r0, r1, nt, pf);
+    else if (k3 && s.sw == 2) rows3x3<2, kP2>(x, w, ep, y, s, r0, r1, nt, pf);
     else if (s.kw == 3) rows_t<3>(x, w, ep, y, s, r0, r1);
     else rows_t<0>(x, w, ep, y, s, r0, r1);
   }

@@ -2,9 +2,16 @@
 #include "kernels/eltwise/vec_scalar.h"
 #include "kernels/dwconv/dwconv_impl.h"
 
+namespace {
+struct StreamScalar {  // no streaming stores on the reference path
+  static void stream(float* p, VecScalar::T v) { *p = v; }
+  static void fence() {}
+};
+}  // namespace
+
 namespace slimrt::kernels {
 const DwConvKernels& dwconv_kernels_scalar() {
-  static const DwConvKernels k = DwConvImpl<VecScalar>::table();
+  static const DwConvKernels k = DwConvImpl<VecScalar, StreamScalar>::table();
   return k;
 }
 }  // namespace slimrt::kernels

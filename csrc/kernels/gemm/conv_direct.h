@@ -36,6 +36,7 @@ struct DirectConv {
   int64_t ldr;
   Act act;
   float alpha;
+  bool prefetch;          // input far bigger than the caches: fetch the next row's input rows ahead
 };
 
 // Output rows [r0, r1) of the flattened (n, oh) index, all channels of the group.

@@ -116,14 +116,32 @@ struct ConvDirect {
     }
   }
 
+  // A byte range fetched towards L2 a slice per pixel block (software prefetch): the input
+  // rows the next output row adds, while this row computes (inputs that come from DRAM).
+  struct Pf {
+    const char* p = nullptr;
+    const char* end = nullptr;
+    int64_t step = 0;
+    void tick() {
+      const char* e = end - p > step ? p + step : end;
+      for (; p < e; p += 64) __builtin_prefetch(p, 0, 2);
+    }
+    void tick_all() {
+      for (; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+    }
+  };
+
   // Output columns [ow0, ow1) whose kw taps all lie inside src's columns, in blocks
   // of P, then 4, 2, 1 pixels.
   template <int NV>
   static void span(const DirectConv& a, const Src& src, const float* wb, int64_t r, int64_t o0, int last,
-                   int64_t ow0, int64_t ow1) {
+                   int64_t ow0, int64_t ow1, Pf* pf) {
     constexpr int P = NV == 1 ? P1 : P2;
     int64_t ow = ow0;
-    for (; ow + P <= ow1; ow += P) block<P, NV>(a, src, wb, r, ow, o0, last, 0, a.KW);
+    for (; ow + P <= ow1; ow += P) {
+      block<P, NV>(a, src, wb, r, ow, o0, last, 0, a.KW);
+      if (pf) pf->tick();
+    }
     if (P > 4 && ow + 4 <= ow1) { block<4, NV>(a, src, wb, r, ow, o0, last, 0, a.KW); ow += 4; }
     if (ow + 2 <= ow1) { block<2, NV>(a, src, wb, r, ow, o0, last, 0, a.KW); ow += 2; }
     if (ow < ow1) block<1, NV>(a, src, wb, r, ow, o0, last, 0, a.KW);
@@ -132,7 +150,7 @@ struct ConvDirect {
   // One output row from the image itself: border pixels (kw taps clipped) one at a time.
   template <int NV>
   static void row_in_place(const DirectConv& a, const Src& src, const float* wb, int64_t r, int64_t o0, int last,
-                           int64_t ow_lo, int64_t ow_hi) {
+                           int64_t ow_lo, int64_t ow_hi, Pf* pf) {
     auto border = [&](int64_t ow) {
       const int64_t iw0 = ow * a.sw - a.pl;
       int64_t kw0 = 0, kw1 = a.KW;
@@ -142,7 +160,7 @@ struct ConvDirect {
     };
     int64_t ow = 0;
     for (; ow < ow_lo; ++ow) border(ow);
-    span<NV>(a, src, wb, r, o0, last, ow_lo, ow_hi);
+    span<NV>(a, src, wb, r, o0, last, ow_lo, ow_hi, pf);
     for (ow = ow_hi; ow < a.OW; ++ow) border(ow);
   }
 
@@ -179,6 +197,19 @@ struct ConvDirect {
       while (kh0 < kh1 && ih0 + kh0 * a.dh < 0) ++kh0;
       while (kh1 > kh0 && ih0 + (kh1 - 1) * a.dh >= a.H) --kh1;
       const float* ximg = a.x + n * a.H * a.W * a.ldx;
+      Pf pf;
+      if (a.prefetch && a.dh == 1 && r + 1 < r1) {
+        // Input rows [lo, hi) of the next output row that this row does not read.
+        const int64_t n1 = (r + 1) / a.OH, ih1 = ((r + 1) % a.OH) * a.sh - a.pt;
+        int64_t lo = std::max<int64_t>(0, ih1), hi = std::min<int64_t>(a.H, ih1 + a.KH);
+        if (n1 == n) lo = std::max(lo, ih0 + a.KH);
+        if (hi > lo) {
+          const float* xn = a.x + (n1 * a.H + lo) * a.W * a.ldx;
+          pf.p = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(xn) & ~uintptr_t{63});
+          pf.end = reinterpret_cast<const char*>(xn + (hi - lo) * a.W * a.ldx);
+          pf.step = std::max<int64_t>(64, (pf.end - pf.p) / std::max<int64_t>(1, a.OW / P2));
+        }
+      }
       Src src;
       if (use_band) {
         // in-image columns of the band: iw in [max(0, -pl), min(W, bw - pl))
@@ -205,12 +236,13 @@ struct ConvDirect {
         const int last = static_cast<int>(a.O - (b + nv - 1) * NB < NB ? a.O - (b + nv - 1) * NB : NB);
         const float* wb = a.w + b * wstride;
         if (use_band) {
-          if (nv == 2) span<2>(a, src, wb, r, o0, last, 0, a.OW);
-          else span<1>(a, src, wb, r, o0, last, 0, a.OW);
+          if (nv == 2) span<2>(a, src, wb, r, o0, last, 0, a.OW, b == 0 ? &pf : nullptr);
+          else span<1>(a, src, wb, r, o0, last, 0, a.OW, b == 0 ? &pf : nullptr);
         } else {
-          if (nv == 2) row_in_place<2>(a, src, wb, r, o0, last, ow_lo, ow_hi);
-          else row_in_place<1>(a, src, wb, r, o0, last, ow_lo, ow_hi);
+          if (nv == 2) row_in_place<2>(a, src, wb, r, o0, last, ow_lo, ow_hi, b == 0 ? &pf : nullptr);
+          else row_in_place<1>(a, src, wb, r, o0, last, ow_lo, ow_hi, b == 0 ? &pf : nullptr);
         }
+        pf.tick_all();
       }
       if (!act_in_registers(a.act)) {  // transcendental activations: full vectors over the finished row
         float* yr = a.y + r * a.OW * a.ldy;

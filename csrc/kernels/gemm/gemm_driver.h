@@ -20,10 +20,15 @@ namespace slimrt::kernels::detail {
 using PackAFn = void (*)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc, int mr,
                          float* dst);
 
+// Fetches (software prefetch, no stores) the source of rows [m0, m0+rows) x columns
+// [k0, k0+kc) of A towards the cache, ahead of pack_a's call for them. Optional.
+using PrefetchAFn = void (*)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc);
+
 struct GemmJob {
   int64_t M = 0;
   const void* a_ctx = nullptr;
   PackAFn pack_a = nullptr;
+  PrefetchAFn prefetch_a = nullptr;
   const PackedSgemmB* B = nullptr;  // N, K, ISA (must not be the scalar ISA)
   float* C = nullptr;
   int64_t ldc = 0;
@@ -52,6 +57,7 @@ struct RowMajorA {
   PackRowsFn pack_rows;
 };
 void pack_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc, int mr, float* dst);
+void prefetch_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc);
 
 // Validates ep.residual against C (M x N, rows ldc apart); returns true when
 // residual is exactly C (then C is accumulated into). Throws on other overlaps.

@@ -1,19 +1,33 @@
 // fp32 GEMM driver (baseline x86-64): packing, blocking, threading and the
 // scalar reference path. The per-ISA microkernels live in sgemm_<isa>.cpp.
 //
-// Blocking of the packed path (BLIS order), per task = (row block, panel range):
+// Blocking of the packed path, per task = (row block, panel range):
 //   for each K block (kc <= kKcMax, or all of K when M x K fits one A block;
 //                     fixed by M and K, never by the thread count):
 //     pack A[row block][K block] into [tiles][kc][MR]          (L2 resident)
-//     for each panel p in the range:                            (kc x NR slice, L1)
-//       for each MR-row tile: ukernel -> C tile (accumulates over K blocks,
-//                                               epilogue on the last one)
+//       (or read it from the job's shared packed A, see below)
+//     for each column sub-chunk of the range (its K-block slice of B <= 64 KB, L2):
+//       for each MR-row tile:                                   (A tile in L1)
+//         for each panel of the sub-chunk: ukernel -> C tile    (accumulates over K
+//                                                    blocks, epilogue on the last one)
+//   With long K a sub-chunk is one panel (the BLIS order: panel slice in L1, A
+//   tiles from L2); with short K (1x1 convolutions: M = pixels, K = channels) the
+//   tiles sweep all the columns, so C is written a tile of full rows at a time.
+// Threads: tall A is split by row blocks only; short A by row blocks x panel
+// chunks, and then A is packed once per job up front (pack tasks) and shared by
+// the chunks instead of being packed again by each. A thread claims its next task
+// before running the current one, so an A read from DRAM (one K block, >= 2 MB,
+// K >= 64) is prefetched a row block ahead. An output of >= 8 MB written once
+// goes through a tile buffer and streaming stores (no read-for-ownership).
+// None of this changes an element's summation order: results do not depend on
+// the thread count.
 // M == 1 uses the gemv kernel instead (full K per panel, split over panels).
 #include "kernels/gemm/sgemm.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <xmmintrin.h>  // SSE streaming stores (baseline x86-64)
 #include <string>
 #include <vector>
 
@@ -31,6 +45,11 @@ constexpr int64_t kKcMax = 256;             // K block (floats)
 constexpr int64_t kABlockBytes = 192 << 10;  // packed A block budget (L2)
 constexpr int64_t kMinTaskFlops = 1 << 17;   // below this, one thread does the work
 constexpr int64_t kNextPanelPrefetch = 16 << 10;  // bytes of the next panel slice fetched ahead
+constexpr int64_t kBSubChunkBytes = 64 << 10;     // B slice (K block x sub-chunk) swept by each row tile
+constexpr int64_t kMaxSubChunkCols = 1024;        // ... and at most this many columns
+constexpr int64_t kStreamBytes = int64_t{8} << 20;   // outputs at least this big use streaming stores
+constexpr int64_t kPrefetchABytes = int64_t{2} << 20;  // an A this big (> L2) is prefetched a block ahead
+constexpr int64_t kSharedABytes = 4 << 20;        // packed A shared by a job's panel chunks, at most
 
 const detail::SgemmKernels* kernels_for(Isa isa) {
   static const detail::SgemmKernels k_avx2{detail::avx2::kMR, detail::avx2::kNR, detail::avx2::f32_gemm_ukernel,
@@ -187,6 +206,11 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
 // Row/panel split of one job.
 struct JobPlan {
   int64_t nkb, kc, mb, mc, ns, ps, ntasks;
+  int64_t pc;            // panels per column sub-chunk (row tiles sweep a sub-chunk's panels)
+  bool shared = false;   // A packed once per job (pre-pass) and read by every panel chunk
+  int64_t a_off = 0;     // the job's offset in the shared packed-A buffer (floats)
+  bool stream = false;   // C written through a tile buffer with streaming stores
+  bool prefetch = false; // the next row block's A is prefetched while this one computes
 };
 
 JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
@@ -198,13 +222,16 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
   const bool whole_k = M * K * static_cast<int64_t>(sizeof(float)) <= kABlockBytes;
   p.nkb = whole_k ? 1 : std::max<int64_t>(1, (K + kKcMax - 1) / kKcMax);
   p.kc = (K + p.nkb - 1) / p.nkb;
+  const int64_t kc1 = std::max<int64_t>(p.kc, 1);
   // Row blocks: as tall as the A budget allows, balanced, a multiple of MR.
-  const int64_t mc_max = std::max<int64_t>(mr, kABlockBytes / (4 * std::max<int64_t>(p.kc, 1)) / mr * mr);
+  const int64_t mc_max = std::max<int64_t>(mr, kABlockBytes / (4 * kc1) / mr * mr);
   p.mb = (M + mc_max - 1) / mc_max;
   p.mc = ((M + p.mb - 1) / p.mb + mr - 1) / mr * mr;
   // Panel chunks: enough tasks for the threads to balance, chunks of >= ~128 columns.
+  // Tall A (several row blocks per thread) is split by rows only: splitting columns too
+  // would pack the same rows once per chunk.
   p.ns = 1;
-  if (threads > 1) {
+  if (threads > 1 && p.mb * njobs < 2 * threads) {
     const int64_t want = (4 * threads + p.mb * njobs - 1) / (p.mb * njobs);
     const int64_t max_ns = std::max<int64_t>(1, np / std::max<int64_t>(1, 128 / nr));
     p.ns = std::max<int64_t>(1, std::min(want, max_ns));
@@ -213,12 +240,45 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
   p.ps = (np + p.ns - 1) / p.ns;  // panels per chunk
   p.ns = (np + p.ps - 1) / p.ps;
   p.ntasks = p.mb * p.ns;
+  // Column sub-chunks: as many panels as keep their K-block slice of B in L2 (row tiles then
+  // sweep them with their A tile in L1, writing C a tile of rows by the sub-chunk's width at a
+  // time); at least one panel (the BLIS order: each panel slice in L1, A from L2).
+  p.pc = std::max<int64_t>(1, std::min({p.ps, kBSubChunkBytes / (4 * kc1 * nr), kMaxSubChunkCols / nr}));
   // The packed A block must fit one workspace slot (kc <= kKcMax and mr <= 192, or all of A fits).
-  if (p.mc * std::max<int64_t>(p.kc, 1) * 4 > kABlockBytes) fail(Code::Internal, "sgemm: A block too large");
+  if (p.mc * kc1 * 4 > kABlockBytes) fail(Code::Internal, "sgemm: A block too large");
+  // An output far bigger than the caches, written once (one K block, no C accumulation):
+  // streaming stores save the read-for-ownership of each of its lines.
+  p.stream = p.nkb == 1 && !j.residual_is_c && M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
+  // Likewise an A that big comes from DRAM. The packer reads MR rows at once, interleaved line
+  // streams that the hardware prefetchers miss once rows span several lines (K >= 64), so
+  // with one K block (A read once per row block) the next row block is fetched in software.
+  p.prefetch = j.prefetch_a && p.nkb == 1 && p.ns == 1 && K >= 64 &&
+               M * K * static_cast<int64_t>(sizeof(float)) >= kPrefetchABytes;
   return p;
 }
 
-void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& pl, int64_t task, float* abuf) {
+// Writes rows x cols of the tile buffer t (rows ldt apart) to c (rows ldc apart) with streaming
+// stores where 16-byte aligned (SSE: baseline x86-64), plain stores at unaligned ends.
+void stream_tile(const float* t, int64_t ldt, float* c, int64_t ldc, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = t + r * ldt;
+    float* dst = c + r * ldc;
+    int64_t j = 0;
+    while (j < cols && (reinterpret_cast<uintptr_t>(dst + j) & 15)) {
+      dst[j] = src[j];
+      ++j;
+    }
+    for (; j + 4 <= cols; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+    for (; j < cols; ++j) dst[j] = src[j];
+  }
+}
+
+// Floats of the tile buffer of the streaming path: MR rows of a sub-chunk.
+constexpr int64_t kTileBufFloats = detail::kMaxMR * kMaxSubChunkCols;
+
+// next_task: the task of the same job this thread runs next (claimed ahead), or -1.
+void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& pl, int64_t task, float* abuf,
+              const float* shared_a, float* tbuf, int64_t next_task) {
   const int mr = kr.mr, nr = kr.nr;
   const int64_t K = j.B->K, N = j.B->N, np = j.B->panels;
   const int64_t ib = task / pl.ns, jb = task % pl.ns;
@@ -226,33 +286,51 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
   const int64_t p0 = jb * pl.ps, p1 = std::min(np, p0 + pl.ps);
   if (rows <= 0 || p0 >= p1) return;
   const int64_t ntiles = (rows + mr - 1) / mr;
+  // Short K (one K block) reads A once per row block: while this block computes, the rows of
+  // this thread's next task are fetched, so an A that comes from DRAM (a big batch) streams
+  // in behind the arithmetic instead of stalling the packer.
+  const int64_t next_m0 = next_task >= 0 ? next_task / pl.ns * pl.mc : 0;
+  const int64_t next_rows = pl.prefetch && next_task >= 0 ? std::min(pl.mc, j.M - next_m0) : 0;
   for (int64_t kb = 0; kb < pl.nkb; ++kb) {
     const int64_t k0 = kb * pl.kc, kcur = std::max<int64_t>(0, std::min(pl.kc, K - k0));
-    j.pack_a(j.a_ctx, m0, rows, k0, kcur, mr, abuf);
+    const float* ap = abuf;
+    if (shared_a) ap = shared_a + pl.a_off + (ib * pl.nkb + kb) * pl.mc * pl.kc;
+    else j.pack_a(j.a_ctx, m0, rows, k0, kcur, mr, abuf);
     UkEpilogue e = base_epilogue(j.ep, j.residual_is_c);
     e.accumulate = kb > 0 || j.residual_is_c;
     e.last = kb + 1 == pl.nkb;
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t n0 = p * nr, ncols = std::min<int64_t>(nr, N - n0);
-      const float* bp = j.B->data.get() + p * K * nr + k0 * nr;
-      if (p + 1 < p1) {
-        // The next panel's slice is K*NR floats away: fetch it into L2 while this one runs,
-        // so that small-M (bandwidth-bound) shapes do not start every panel from DRAM.
-        const char* next = reinterpret_cast<const char*>(bp + K * nr);
-        const int64_t bytes = std::min<int64_t>(kcur * nr * static_cast<int64_t>(sizeof(float)), kNextPanelPrefetch);
-        for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(next + off, 0, 2);
-      }
-      UkEpilogue ec = e;
-      if (ec.bias) ec.bias += n0;
-      if (ec.scale) ec.scale += n0;
+    for (int64_t q0 = p0; q0 < p1; q0 += pl.pc) {
+      const int64_t q1 = std::min(p1, q0 + pl.pc);
+      const int64_t cn0 = q0 * nr, cw = std::min<int64_t>(N, q1 * nr) - cn0;  // the sub-chunk's columns
       for (int64_t t = 0; t < ntiles; ++t) {
         const int64_t r0 = m0 + t * mr, r_n = std::min<int64_t>(mr, j.M - r0);
-        UkEpilogue et = ec;
-        if (et.residual) et.residual += r0 * j.ep.ldr + n0;
-        kr.ukernel(r_n, kcur, abuf + t * kcur * mr, bp, j.C + r0 * j.ldc + n0, j.ldc, ncols, et);
+        if (q0 == p0 && next_rows > 0) {
+          const int64_t f0 = t * next_rows / ntiles, f1 = (t + 1) * next_rows / ntiles;
+          if (f1 > f0) j.prefetch_a(j.a_ctx, next_m0 + f0, f1 - f0, k0, kcur);
+        }
+        float* ct = pl.stream ? tbuf : j.C + r0 * j.ldc + cn0;
+        const int64_t ldt = pl.stream ? pl.pc * nr : j.ldc;
+        for (int64_t p = q0; p < q1; ++p) {
+          const int64_t n0 = p * nr, ncols = std::min<int64_t>(nr, N - n0);
+          const float* bp = j.B->data.get() + p * K * nr + k0 * nr;
+          if (pl.pc == 1 && p + 1 < p1 && t == 0) {
+            // The next panel's slice is K*NR floats away: fetch it into L2 while this one runs,
+            // so that small-M (bandwidth-bound) shapes do not start every panel from DRAM.
+            const char* next = reinterpret_cast<const char*>(bp + K * nr);
+            const int64_t bytes = std::min<int64_t>(kcur * nr * static_cast<int64_t>(sizeof(float)), kNextPanelPrefetch);
+            for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(next + off, 0, 2);
+          }
+          UkEpilogue et = e;
+          if (et.bias) et.bias += n0;
+          if (et.scale) et.scale += n0;
+          if (et.residual) et.residual += r0 * j.ep.ldr + n0;
+          kr.ukernel(r_n, kcur, ap + t * kcur * mr, bp, ct + (n0 - cn0), ldt, ncols, et);
+        }
+        if (pl.stream) stream_tile(tbuf, ldt, j.C + r0 * j.ldc + cn0, j.ldc, r_n, cw);
       }
     }
   }
+  if (pl.stream) _mm_sfence();
 }
 
 bool ranges_overlap(const float* a, int64_t rows_a, int64_t ld_a, const float* b, int64_t rows_b, int64_t ld_b,
@@ -296,6 +374,16 @@ void pack_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t 
   }
 }
 
+void prefetch_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc) {
+  const RowMajorA& A = *static_cast<const RowMajorA*>(ctx);
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* p = reinterpret_cast<const char*>(A.a + (m0 + r) * A.lda + k0);
+    const char* e = reinterpret_cast<const char*>(A.a + (m0 + r) * A.lda + k0 + kc);
+    for (p = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}); p < e; p += 64)
+      __builtin_prefetch(p, 0, 2);
+  }
+}
+
 bool check_residual(const Epilogue& ep, int64_t M, int64_t N, const float* C, int64_t ldc) {
   if (!ep.residual || M <= 0 || N <= 0) return false;
   if (M > 1 && ep.ldr < N) fail(Code::InvalidArgument, "gemm: residual ldr < N");
@@ -318,25 +406,65 @@ void run_gemm_jobs(const GemmJob* jobs, int64_t njobs, void* workspace, int thre
   if (flops < kMinTaskFlops * 2.0) threads = 1;
   std::vector<JobPlan> plans(njobs);
   std::vector<int64_t> first(njobs + 1, 0);
+  // Jobs whose panel chunks would each pack the same rows of A get it packed once, up front,
+  // into one shared buffer (as long as it stays small); pack tasks = (job, row block, K block).
+  int64_t shared_floats = 0;
+  std::vector<int64_t> pack_first(njobs + 1, 0);
   for (int64_t i = 0; i < njobs; ++i) {
     if (kernels_for(jobs[i].B->isa) != kr) fail(Code::Internal, "run_gemm_jobs: mixed ISAs");
-    plans[i] = jobs[i].M > 0 && jobs[i].B->N > 0 ? plan_job(jobs[i], kr->mr, kr->nr, threads, njobs) : JobPlan{};
-    first[i + 1] = first[i] + plans[i].ntasks;
+    JobPlan& pl = plans[i];
+    pl = jobs[i].M > 0 && jobs[i].B->N > 0 ? plan_job(jobs[i], kr->mr, kr->nr, threads, njobs) : JobPlan{};
+    first[i + 1] = first[i] + pl.ntasks;
+    const int64_t floats = pl.mb * pl.nkb * pl.mc * pl.kc;
+    if (pl.ns > 1 && pl.ntasks > 0 && (shared_floats + floats) * 4 <= kSharedABytes) {
+      pl.shared = true;
+      pl.a_off = shared_floats;
+      shared_floats += floats;
+    }
+    pack_first[i + 1] = pack_first[i] + (pl.shared ? pl.mb * pl.nkb : 0);
   }
   const int64_t ntasks = first[njobs];
   if (ntasks == 0) return;
+  float* shared_a = nullptr;
+  if (shared_floats > 0) {
+    static thread_local ABuffer shared_buf;  // the caller's: tasks only read it
+    shared_a = shared_buf.get(static_cast<size_t>(shared_floats));
+    const int64_t npack = pack_first[njobs];
+    ThreadPool::global().run(npack, threads, [&](int64_t t) {
+      int64_t i = 0;
+      while (pack_first[i + 1] <= t) ++i;
+      const GemmJob& j = jobs[i];
+      const JobPlan& pl = plans[i];
+      const int64_t ib = (t - pack_first[i]) / pl.nkb, kb = (t - pack_first[i]) % pl.nkb;
+      const int64_t m0 = ib * pl.mc, k0 = kb * pl.kc;
+      const int64_t rows = std::min(pl.mc, j.M - m0), kcur = std::max<int64_t>(0, std::min(pl.kc, j.B->K - k0));
+      j.pack_a(j.a_ctx, m0, rows, k0, kcur, kr->mr, shared_a + pl.a_off + (ib * pl.nkb + kb) * pl.mc * pl.kc);
+    });
+  }
+  bool any_stream = false, any_prefetch = false;
+  for (const JobPlan& pl : plans) {
+    any_stream = any_stream || pl.stream;
+    any_prefetch = any_prefetch || pl.prefetch;
+  }
   const int workers = static_cast<int>(std::min<int64_t>(threads, ntasks));
   std::atomic<int64_t> next{0};
   // Each worker slot w owns workspace slice w and claims tasks until none are left.
   ThreadPool::global().run(workers, workers, [&](int64_t w) {
     float* abuf = workspace ? reinterpret_cast<float*>(static_cast<char*>(workspace) + w * kABlockBytes)
                             : thread_a_buffer(kABlockBytes / sizeof(float));
+    static thread_local ABuffer tile_buf;
+    float* tbuf = any_stream ? tile_buf.get(kTileBufFloats) : nullptr;
     int64_t job = 0;
-    for (;;) {
-      const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= ntasks) break;
+    // With prefetching, each task's successor is claimed before it runs, so that run_task
+    // can fetch its A (otherwise a task is claimed only when a thread is free to run it).
+    int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+    while (t < ntasks) {
+      const int64_t tn = any_prefetch ? next.fetch_add(1, std::memory_order_relaxed) : ntasks;
       while (first[job + 1] <= t) ++job;
-      run_task(*kr, jobs[job], plans[job], t - first[job], abuf);
+      const int64_t tn_local = tn < first[job + 1] ? tn - first[job] : -1;
+      run_task(*kr, jobs[job], plans[job], t - first[job], abuf, plans[job].shared ? shared_a : nullptr, tbuf,
+               tn_local);
+      t = any_prefetch ? tn : next.fetch_add(1, std::memory_order_relaxed);
     }
   });
 }
@@ -408,6 +536,7 @@ void sgemm(int64_t M, const float* A, int64_t lda, const PackedSgemmB& B, float*
     job.M = M;
     job.a_ctx = &a;
     job.pack_a = detail::pack_a_rows;
+    job.prefetch_a = detail::prefetch_a_rows;
     job.B = &B;
     job.C = C;
     job.ldc = ldc;
