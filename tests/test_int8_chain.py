@@ -159,6 +159,10 @@ DW_CASES = [  # depthwise: c == o == groups
     (33, (5, 5), 1, (2, 2, 2, 2), 1),
     (24, (3, 3), 1, (2, 2, 2, 2), 2),
     (9, (3, 1), 1, (1, 0, 1, 0), 1),              # run-time kernel size
+    (64, (3, 3), 1, (1, 1, 1, 1), 1),             # VNNI: one whole 64-channel block
+    (80, (3, 3), 2, (1, 1, 1, 1), 1),             # VNNI: block + 16-channel tail
+    (144, (3, 3), 1, (0, 1, 2, 1), 1),            # VNNI: two blocks + tail, uneven pads
+    (72, (5, 5), 1, (2, 2, 2, 2), 2),             # VNNI: two row groups, dilation
 ]
 
 
@@ -182,6 +186,22 @@ def test_qconv2d_u8(rng, case, hw, residual):
     _close_u8(got, m.run_reference(feeds)[0])
     kern = _session(m, ISAS[-1]).kernels()[0][2]
     assert kern.startswith("q8_dwconv" if g == c == o and g > 1 else "q8_conv"), kern
+
+
+@pytest.mark.parametrize("case", [(16, 64, (3, 3), 1, (1, 1, 1, 1), 1, 1), (24, 144, (1, 1), 1, (0, 0, 0, 0), 1, 1),
+                                  (80, 80, (3, 3), 1, (1, 1, 1, 1), 80, 1)], ids=["conv3x3", "conv1x1", "dw"])
+@pytest.mark.parametrize("out", [(1e-3, 128), (1e-30, 3), (1e6, 255)], ids=["clip", "huge", "tiny"])
+def test_qconv2d_u8_saturation_all_isas(rng, case, out):
+    """Outputs far outside [0, 255] (|y / out_scale| up to ~1e30): every ISA's requantization (float
+    clamp, or the integer form before the saturating packs) gives the scalar kernel's bytes."""
+    c, o, k, s, p, g, d = case
+    m = _qconv_model(c, o, k, s, p, g, act="none", out=out, dil=d)
+    feeds = {"x": _u8(rng, (2, 9, 11, c))}
+    (got,) = _run_all_isas(m, feeds)
+    assert got.dtype == np.uint8
+    if out[0] == 1e-30:
+        assert set(np.unique(got).tolist()) <= {0, 255}
+    _close_u8(got, m.run_reference(feeds)[0])
 
 
 @pytest.mark.parametrize("act", ["none", "leaky_relu", "relu"])

@@ -368,6 +368,13 @@ CONVS = [  # (N, H, W, C, O, KH, KW, strides, dil, pads, groups)
     (2, 9, 9, 12, 18, 3, 3, (2, 2), (1, 1), (0, 1, 1, 0), 3),   # grouped
     (1, 8, 8, 6, 6, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 6),     # depthwise
     (1, 20, 20, 4, 8, 5, 5, (1, 1), (1, 1), (2, 2, 2, 2), 1),   # several row blocks
+    # Cg % 4 == 0: the VNNI implicit-im2col (indirect) path, with every panel width (nr 16/32/48/64)
+    (2, 9, 10, 16, 64, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),  # nr 64, padding taps
+    (1, 12, 11, 8, 32, 3, 3, (2, 2), (2, 1), (2, 1, 0, 2), 1),  # nr 32, dilation, uneven pads
+    (1, 7, 7, 24, 40, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 2),   # groups, Cg 12, Og 20
+    (1, 14, 13, 4, 16, 1, 1, (2, 2), (1, 1), (0, 0, 0, 0), 1),  # 1x1 stride 2 (one tap)
+    (1, 12, 12, 8, 200, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),  # nr 16, two row blocks
+    (1, 11, 11, 4, 144, 5, 5, (1, 1), (1, 1), (0, 0, 0, 0), 1),  # nr 48, no padding
 ]
 
 
@@ -394,6 +401,24 @@ def test_q8_conv2d(isa, cfg):
                         residual=res, isa=isa, out=out)
     lin2, mag2 = conv_reference(x, wq, ws, None, strides, dil, pads, groups)
     check_float(out, lin2 + res, mag2 + np.abs(res), "none", 0.0)
+
+
+@pytest.mark.parametrize("cfg", CONVS)
+def test_q8_conv2d_bitwise_across_isas_and_threads(cfg):
+    """Every ISA (scalar im2col reference, AVX2/AVX-512 im2col, VNNI implicit im2col) and every
+    thread count gives the same bits: the int32 accumulators are exact and the epilogue identical."""
+    n_, h, w_, c, o, kh, kw, strides, dil, pads, groups = cfg
+    rng = np.random.default_rng(3 * h + o)
+    x = (rng.standard_normal((n_, h, w_, c)) - 0.3).astype(np.float32)
+    wq = rng.integers(-128, 128, (o, kh, kw, c // groups), dtype=np.int8)
+    ws = (rng.random(o) * 0.01 + 1e-3).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    kw_args = dict(bias=bias, strides=list(strides), dilations=list(dil), pads=list(pads), groups=groups, act="relu")
+    ref = K.q8_conv2d_dynamic(x, wq, ws, isa="scalar", threads=1, **kw_args)
+    for isa in ISAS:
+        for t in (1, 2, 3):
+            y = K.q8_conv2d_dynamic(x, wq, ws, isa=isa, threads=t, **kw_args)
+            assert np.array_equal(y.view(np.int32), ref.view(np.int32)), (isa, t)
 
 
 @pytest.mark.parametrize("isa", ISAS)

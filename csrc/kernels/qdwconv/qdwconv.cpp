@@ -18,7 +18,8 @@ detail::Q8DwRowsFn rows_for(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return detail::scalar::q8dw_rows;
     case Isa::Avx2: return detail::avx2::q8dw_rows;
-    default: return detail::avx512::q8dw_rows;  // Avx512, Avx512Vnni, Amx
+    case Isa::Avx512: return detail::avx512::q8dw_rows;
+    default: return detail::vnni::q8dw_rows;  // Avx512Vnni, Amx
   }
 }
 
@@ -44,6 +45,20 @@ std::unique_ptr<PackedQ8Dw> pack_q8_dw(const int8_t* wq, int64_t C, int kh, int 
       p->w[t * p->Cp + c] = wq[c * taps + t];
       p->wsum[c] += wq[c * taps + t];
     }
+  if (isa != Isa::Scalar && isa != Isa::Avx2 && isa != Isa::Avx512) {  // VNNI layout (qdwconv.h)
+    const int64_t blocks = (C + 63) / 64, G = (kh + 3) / 4;
+    const size_t bytes = static_cast<size_t>(blocks * G * kw * 4 * 64);
+    p->w4 = aligned_array<int8_t>(bytes);
+    std::memset(p->w4.get(), 0, bytes);
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t blk = c / 64, cl = c % 64, L = cl / 16, q = (cl % 16) / 4, i = cl % 4;
+      for (int kr = 0; kr < kh; ++kr)
+        for (int kc = 0; kc < kw; ++kc) {
+          const int64_t g = kr / 4, b = kr % 4;
+          p->w4[(((blk * G + g) * kw + kc) * 4 + q) * 64 + 4 * (4 * L + i) + b] = wq[(c * kh + kr) * kw + kc];
+        }
+    }
+  }
   return p;
 }
 
@@ -66,6 +81,7 @@ void q8_dwconv2d(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, 
   a.w = w.w.get();
   a.ldw = w.Cp;
   a.wsum = w.wsum.get();
+  a.w4 = w.w4.get();
   a.x_zero = ep.x_zero;
   a.mul = ep.mul;
   a.bias = ep.bias;

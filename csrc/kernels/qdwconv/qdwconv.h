@@ -16,6 +16,8 @@
 //           (the upper int16 of each lane is 0 in x, so each lane's sum is exactly x * w), vpaddd;
 //           channels beyond the last multiple of 8 run the scalar loop
 //   avx512  the same on 16 channels per zmm, masked tail
+//   vnni    64 channels per block, vpdpbusd over four kernel rows per dword on input columns
+//           interleaved once per output row (qdwconv_vnni.cpp); also for Isa::Amx
 // For 3x3 kernels the nine weight vectors of a channel block stay in registers along a row.
 #pragma once
 #include <cstdint>
@@ -34,6 +36,10 @@ struct PackedQ8Dw {
   Isa isa = Isa::Scalar;
   AlignedPtr<int32_t> w;     // [kh*kw][Cp] sign-extended int8 weights, zero padded
   AlignedPtr<int32_t> wsum;  // [Cp] sum over taps of w
+  // VNNI only (else null): [ceil(C/64)][ceil(KH/4)][KW][4][64] int8, the weights of kernel rows
+  // 4g..4g+3 of one column in the four bytes of a dword, channels in the kernel's lane order
+  // (byte 4*(4L + i) + b of [blk][g][kw][q] = w[64*blk + 16L + 4q + i][4g + b][kw]; zero padded).
+  AlignedPtr<int8_t> w4;
 };
 
 // wq [C][KH][KW] int8. Throws InvalidArgument on bad sizes, Unsupported when isa cannot run here.

@@ -14,6 +14,7 @@ struct Q8DwArgs {
   const int32_t* w = nullptr;  // [taps][ldw]
   int64_t ldw = 0;
   const int32_t* wsum = nullptr;
+  const void* w4 = nullptr;    // VNNI only: PackedQ8Dw::w4
   int32_t x_zero = 0;
   const float* mul = nullptr;
   const float* bias = nullptr;
@@ -40,6 +41,9 @@ namespace avx2 {
 void q8dw_rows(const Q8DwArgs& a, int64_t r0, int64_t r1);
 }
 namespace avx512 {
+void q8dw_rows(const Q8DwArgs& a, int64_t r0, int64_t r1);
+}
+namespace vnni {
 void q8dw_rows(const Q8DwArgs& a, int64_t r0, int64_t r1);
 }
 

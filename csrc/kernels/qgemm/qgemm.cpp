@@ -27,27 +27,67 @@ struct Q8Config {
   detail::Q8EpiFn epilogue;
   detail::Q8QuantFn quant_u8, quant_a;  // quant_a writes the prepared A element type
   detail::Q8MinMaxFn minmax;
+  detail::Q8IUkernel iukernel;  // indirect form of ukernel (implicit im2col), or null
+  bool u8_residual;             // the epilogue reads Q8Tile::residual_u8 itself
 };
 
-constexpr int kMaxTile = 8 * 48;  // largest mr * nr
+constexpr int kMaxTile = 12 * 32;  // largest mr * nr (8x48, 6x64, 12x32, 16x16 are all <= 384)
 
-const Q8Config& config_for(Isa isa) {
+// The VNNI rows: one per panel width. pack_q8_b picks the width (vnni_nr), and every run of
+// that packing uses the same row (config_for(B)).
+const Q8Config& vnni_config(int nr) {
+  namespace d = detail;
+#define SLIMRT_Q8_VNNI_ROW(MR, NR, FN, IFN)                                                              \
+  static const Q8Config vnni##NR{MR, NR, 4, 1, d::vnni::FN, d::avx512::q8_epilogue, d::avx512::q8_quantize_u8, \
+                                 d::avx512::q8_quantize_u8, d::avx512::q8_minmax, d::vnni::IFN, true};
+  SLIMRT_Q8_VNNI_ROW(8, 48, q8_gemm_8x48c4, q8_igemm_8x48c4)
+  SLIMRT_Q8_VNNI_ROW(6, 64, q8_gemm_6x64c4, q8_igemm_6x64c4)
+  SLIMRT_Q8_VNNI_ROW(12, 32, q8_gemm_12x32c4, q8_igemm_12x32c4)
+  SLIMRT_Q8_VNNI_ROW(16, 16, q8_gemm_16x16c4, q8_igemm_16x16c4)
+#undef SLIMRT_Q8_VNNI_ROW
+  switch (nr) {
+    case 64: return vnni64;
+    case 32: return vnni32;
+    case 16: return vnni16;
+    default: return vnni48;
+  }
+}
+
+// Panel width for N columns on VNNI: the least zero padding (ceil(N/nr)*nr); ties go to the
+// wider panel (fewer passes over A). 16 only when it pads strictly less than 32 (its tile
+// issues one broadcast per vpdpbusd).
+int vnni_nr(int64_t N) {
+  int best = 48;
+  int64_t best_pad = (N + 47) / 48 * 48;
+  for (int nr : {64, 32, 16}) {
+    const int64_t pad = (N + nr - 1) / nr * nr;
+    if (pad < best_pad || (pad == best_pad && nr > best)) {
+      best = nr;
+      best_pad = pad;
+    }
+  }
+  return best;
+}
+
+bool is_vnni(Isa isa) { return isa != Isa::Scalar && isa != Isa::Avx2 && isa != Isa::Avx512; }
+
+const Q8Config& config_for(Isa isa, int nr = 48) {
   namespace d = detail;
   static const Q8Config scalar{4, 4, 1, 1, d::scalar::q8_gemm_4x4, d::scalar::q8_epilogue,
-                               d::scalar::q8_quantize_u8, d::scalar::q8_quantize_u8, d::scalar::q8_minmax};
+                               d::scalar::q8_quantize_u8, d::scalar::q8_quantize_u8, d::scalar::q8_minmax, nullptr, false};
   static const Q8Config avx2{6, 16, 2, 2, d::avx2::q8_gemm_6x16c2, d::avx2::q8_epilogue,
-                             d::avx2::q8_quantize_u8, d::avx2::q8_quantize_i16, d::avx2::q8_minmax};
+                             d::avx2::q8_quantize_u8, d::avx2::q8_quantize_i16, d::avx2::q8_minmax, nullptr, false};
   static const Q8Config avx512{8, 48, 2, 2, d::avx512::q8_gemm_8x48c2, d::avx512::q8_epilogue,
-                               d::avx512::q8_quantize_u8, d::avx512::q8_quantize_i16, d::avx512::q8_minmax};
-  static const Q8Config vnni{8, 48, 4, 1, d::vnni::q8_gemm_8x48c4, d::avx512::q8_epilogue,
-                             d::avx512::q8_quantize_u8, d::avx512::q8_quantize_u8, d::avx512::q8_minmax};
+                               d::avx512::q8_quantize_u8, d::avx512::q8_quantize_i16, d::avx512::q8_minmax, nullptr, true};
   switch (isa) {
     case Isa::Scalar: return scalar;
     case Isa::Avx2: return avx2;
     case Isa::Avx512: return avx512;
-    default: return vnni;  // Avx512Vnni, Amx
+    default: return vnni_config(nr);  // Avx512Vnni, Amx
   }
 }
+// The row a packing was made for.
+const Q8Config& config_for(const PackedQ8B& B) { return config_for(B.isa, B.nr); }
 
 [[noreturn]] void bad(const std::string& msg) { fail(Code::InvalidArgument, msg); }
 
@@ -69,6 +109,8 @@ struct Run {
   int64_t M = 0;
   const void* a = nullptr;
   int64_t lda = 0;  // elements
+  const uint8_t* const* aind = nullptr;  // or indirect rows [M][taps] (cfg.iukernel; a unused)
+  int64_t taps = 0, kgt = 0;
   const int32_t* a_zero = nullptr;
   const float* a_scale = nullptr;
   int64_t a_step = 0;
@@ -105,7 +147,8 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
     const int8_t* bp = B.data.get() + p * B.Kp * cfg.nr;
     for (int64_t m = m0; m < m1; m += cfg.mr) {
       const int rows = static_cast<int>(std::min<int64_t>(cfg.mr, m1 - m));
-      cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
+      if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
+      else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
       Q8Tile t;
       t.acc = acc;
       t.ldacc = cfg.nr;
@@ -119,7 +162,11 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
       t.bias = r.bias ? r.bias + n0 : nullptr;
       t.residual = r.residual ? r.residual + m * r.ldr + n0 : nullptr;
       t.ldr = r.ldr;
-      if (r.residual_u8) {
+      if (r.residual_u8 && cfg.u8_residual) {
+        t.residual_u8 = r.residual_u8 + m * r.ldr + n0;
+        t.res_scale = r.res_scale;
+        t.res_zero = r.res_zero;
+      } else if (r.residual_u8) {
         for (int i = 0; i < rows; ++i) {
           const uint8_t* src = r.residual_u8 + (m + i) * r.ldr + n0;
           for (int j = 0; j < nv; ++j)
@@ -231,7 +278,7 @@ void prepare_rows_u8(const Q8Config& cfg, int64_t M, int64_t K, int64_t Kp, cons
 void run_static(int64_t M, const uint8_t* Aq, int64_t lda, float a_scale, int32_t a_zero, const PackedQ8B& B,
                 Run& r, void* workspace, int threads) {
   if (a_zero < 0 || a_zero > 255) bad("q8 gemm: a_zero must be in [0, 255]");
-  const Q8Config& cfg = config_for(B.isa);
+  const Q8Config& cfg = config_for(B);
   threads = resolve_threads(threads);
   AlignedPtr<char> own;
   const float scale_v = a_scale;
@@ -280,7 +327,7 @@ std::unique_ptr<PackedQ8B> pack_q8_b(const int8_t* Wq, int64_t N, int64_t K, Isa
         " (int32 accumulators could overflow: |acc| <= K*255*128); split the reduction");
   if (!Wq) bad("pack_q8_b: null weights");
   check_isa(isa);
-  const Q8Config& cfg = config_for(isa);
+  const Q8Config& cfg = config_for(isa, is_vnni(isa) ? vnni_nr(N) : 48);
   auto p = std::make_unique<PackedQ8B>();
   p->N = N;
   p->K = K;
@@ -368,7 +415,7 @@ void q8_dense_dynamic(int64_t M, const float* A, int64_t lda, const PackedQ8B& B
   check_dense(M, A, lda, B, C, ldc);
   if (!w_scale) bad("q8_dense_dynamic: null w_scale");
   if (M == 0) return;
-  const Q8Config& cfg = config_for(B.isa);
+  const Q8Config& cfg = config_for(B);
   threads = resolve_threads(threads);
   AlignedPtr<char> own;
   if (!workspace) {
@@ -516,6 +563,44 @@ bool conv_is_direct(const Conv2dShape& s, const Q8Config& cfg) {
          s.pad_b == 0 && s.pad_r == 0 && s.groups == 1 && cfg.a_bytes == 1 && s.C % 4 == 0;
 }
 
+// Conv paths: direct (1x1 GEMM on x), implicit (VNNI indirect kernel: per row block a table of
+// pointers to the input pixel of every tap, padding taps pointing at a row of zero points;
+// needs Cg % 4 == 0 so that every tap is whole groups of 4), or im2col row blocks.
+bool conv_is_implicit(const Conv2dShape& s, const Q8Config& cfg) {
+  return cfg.iukernel && !conv_is_direct(s, cfg) && (s.C / s.groups) % 4 == 0;
+}
+
+// Per-worker scratch of the im2col / implicit paths: an im2col block, or the pointer table
+// [kConvRowBlock][taps] plus one zero-point row of Cg bytes.
+size_t conv_block_bytes(const Conv2dShape& s) {
+  const int64_t Cg = s.C / std::max<int64_t>(s.groups, 1);
+  const int64_t Kp = round_up(s.KH * s.KW * Cg, 4);
+  const size_t im2col = align64(static_cast<size_t>(kConvRowBlock) * Kp * 2);
+  const size_t implicit = align64(static_cast<size_t>(kConvRowBlock) * s.KH * s.KW * sizeof(void*)) +
+                          align64(static_cast<size_t>(Cg));
+  return std::max(im2col, implicit);
+}
+
+// Pointer table of rows [r0, r0 + rows) of image n, group g: tbl[i * taps + t].
+void indirect_block(const Conv2dShape& s, const uint8_t* xq, int64_t n, int64_t g, int64_t Cg, const uint8_t* zrow,
+                    int64_t r0, int64_t rows, const uint8_t** tbl) {
+  const int64_t OW = s.OW();
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t m = r0 + i, oh = m / OW, ow = m % OW;
+    const int64_t ih0 = oh * s.stride_h - s.pad_t, iw0 = ow * s.stride_w - s.pad_l;
+    const uint8_t** d = tbl + i * s.KH * s.KW;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = ih0 + kh * s.dil_h;
+      const bool row_in = ih >= 0 && ih < s.H;
+      const uint8_t* xrow = xq + ((n * s.H + (row_in ? ih : 0)) * s.W) * s.C + g * Cg;
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const int64_t iw = iw0 + kw * s.dil_w;
+        *d++ = row_in && iw >= 0 && iw < s.W ? xrow + iw * s.C : zrow;
+      }
+    }
+  }
+}
+
 struct ConvWs {
   uint8_t* xq;
   float* scale;
@@ -535,13 +620,64 @@ ConvWs carve_conv(void* ws, const Conv2dShape& s) {
   c.zero = reinterpret_cast<int32_t*>(p);
   p += align64(static_cast<size_t>(s.N) * 4);
   c.blocks = p;
-  c.block_bytes = align64(static_cast<size_t>(kConvRowBlock) * Kp * 2);
+  c.block_bytes = conv_block_bytes(s);
+  (void)Kp;
   return c;
+}
+
+// im2col of u8 rows with CG (1..4) channels per tap (network stems: C = 3): compile-time tap
+// copies, the shape in locals (byte stores may alias any struct field, which would otherwise be
+// reloaded per tap).
+template <int CG>
+void im2col_block_small(const Conv2dShape& shape, const uint8_t* xq, int64_t n, int64_t g, int32_t zero, int64_t r0,
+                        int64_t rows, int64_t Kp, uint8_t* dst) {
+  const int64_t H = shape.H, W = shape.W, C = shape.C, KH = shape.KH, KW = shape.KW, OW = shape.OW();
+  const int64_t sh = shape.stride_h, sw = shape.stride_w, dh = shape.dil_h, dw = shape.dil_w;
+  const int64_t pt = shape.pad_t, pl = shape.pad_l, K = KH * KW * CG;
+  const uint8_t z = static_cast<uint8_t>(zero);
+  const uint8_t* img = xq + n * H * W * C + g * CG;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t m = r0 + i, oh = m / OW, ow = m % OW;
+    const int64_t ih0 = oh * sh - pt, iw0 = ow * sw - pl;
+    uint8_t* d = dst + i * Kp;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      const int64_t ih = ih0 + kh * dh;
+      if (ih < 0 || ih >= H) {
+        for (int64_t k = 0; k < KW * CG; ++k) d[k] = z;
+        d += KW * CG;
+        continue;
+      }
+      const uint8_t* row = img + ih * W * C;
+      if (dw == 1 && C == CG && iw0 >= 0 && iw0 + KW <= W) {  // the kernel row is contiguous in x
+        std::memcpy(d, row + iw0 * C, KW * CG);
+        d += KW * CG;
+        continue;
+      }
+      for (int64_t kw = 0; kw < KW; ++kw, d += CG) {
+        const int64_t iw = iw0 + kw * dw;
+        if (iw >= 0 && iw < W) {
+          for (int c = 0; c < CG; ++c) d[c] = row[iw * C + c];
+        } else {
+          for (int c = 0; c < CG; ++c) d[c] = z;
+        }
+      }
+    }
+    for (int64_t k = K; k < Kp; ++k) dst[i * Kp + k] = 0;
+  }
 }
 
 // im2col rows [r0, r0 + rows) of image n, group g, in the prepared layout, Kp columns.
 void im2col_block(const Conv2dShape& s, const uint8_t* xq, int64_t n, int64_t g, int64_t Cg, int32_t zero,
                   int64_t r0, int64_t rows, int64_t Kp, int a_bytes, void* dst) {
+  if (a_bytes == 1 && Cg <= 4) {
+    uint8_t* d = static_cast<uint8_t*>(dst);
+    switch (Cg) {
+      case 1: return im2col_block_small<1>(s, xq, n, g, zero, r0, rows, Kp, d);
+      case 2: return im2col_block_small<2>(s, xq, n, g, zero, r0, rows, Kp, d);
+      case 3: return im2col_block_small<3>(s, xq, n, g, zero, r0, rows, Kp, d);
+      default: return im2col_block_small<4>(s, xq, n, g, zero, r0, rows, Kp, d);
+    }
+  }
   const int64_t OW = s.OW(), K = s.KH * s.KW * Cg;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t m = r0 + i, oh = m / OW, ow = m % OW;
@@ -607,19 +743,34 @@ void conv_gemm(const Conv2dShape& s, const uint8_t* xq, const int32_t* zero, con
   const int64_t pchunks = std::min(panels, std::max<int64_t>(1, ceil_div(2 * threads, nblocks)));
   const int64_t ppc = ceil_div(panels, pchunks), np = ceil_div(panels, ppc);
   const int64_t items = nblocks * np;
+  const bool implicit = conv_is_implicit(s, cfg);
   std::atomic<int64_t> next{0};
   const int workers = static_cast<int>(std::min<int64_t>(threads, items));
   ThreadPool::global().run(workers, workers, [&](int64_t wid) {
     void* buf = blocks + wid * block_bytes;
+    uint8_t* zrow = reinterpret_cast<uint8_t*>(blocks + wid * block_bytes + block_bytes - align64(Cg));
+    int zfill = -1;  // the byte zrow holds
     for (int64_t it; (it = next.fetch_add(1)) < items;) {
       const int64_t pi = it % np, b = it / np;
       const int64_t g = b % s.groups, rb = (b / s.groups) % nrb, n = b / (s.groups * nrb);
       const int64_t r0 = rb * kConvRowBlock, rows = std::min(kConvRowBlock, P - r0);
-      im2col_block(s, xq, n, g, Cg, zero[n * step], r0, rows, Kp, cfg.a_bytes, buf);
       Run r = base_run(n, g);
       r.M = rows;
-      r.a = buf;
-      r.lda = Kp;
+      if (implicit) {
+        const uint8_t zv = static_cast<uint8_t>(zero[n * step]);
+        if (zfill != zv) {
+          std::memset(zrow, zv, Cg);
+          zfill = zv;
+        }
+        indirect_block(s, xq, n, g, Cg, zrow, r0, rows, static_cast<const uint8_t**>(buf));
+        r.aind = static_cast<const uint8_t* const*>(buf);
+        r.taps = s.KH * s.KW;
+        r.kgt = Cg / 4;
+      } else {
+        im2col_block(s, xq, n, g, Cg, zero[n * step], r0, rows, Kp, cfg.a_bytes, buf);
+        r.a = buf;
+        r.lda = Kp;
+      }
       r.out = static_cast<char*>(r.out) + r0 * s.O * osz;
       if (r.residual) r.residual += r0 * r.ldr;
       if (r.residual_u8) r.residual_u8 += r0 * r.ldr;
@@ -649,8 +800,9 @@ std::unique_ptr<PackedQ8Conv2d> pack_q8_conv2d(const int8_t* Wq, int64_t O, int6
 size_t q8_conv2d_workspace(const Conv2dShape& s, int threads) {
   threads = resolve_threads(threads);
   const int64_t Kp = round_up(s.KH * s.KW * (s.C / std::max<int64_t>(s.groups, 1)), 4);
+  (void)Kp;
   return align64(static_cast<size_t>(s.N) * s.H * s.W * s.C) + 2 * align64(static_cast<size_t>(s.N) * 4) +
-         static_cast<size_t>(threads) * align64(static_cast<size_t>(kConvRowBlock) * Kp * 2);
+         static_cast<size_t>(threads) * conv_block_bytes(s);
 }
 
 void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2d& w, const float* w_scale,
@@ -659,7 +811,7 @@ void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2
   if (!x || !y || !w_scale) bad("q8_conv2d: null operand");
   if (ep.scale) bad("q8_conv2d: Epilogue.scale must be null (w_scale is the per-channel scale)");
   threads = resolve_threads(threads);
-  const Q8Config& cfg = config_for(w.isa);
+  const Q8Config& cfg = config_for(*w.group_b[0]);
   AlignedPtr<char> own;
   if (!workspace) {
     own = aligned_array<char>(q8_conv2d_workspace(s, threads));
@@ -716,9 +868,8 @@ void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2
 
 size_t q8_conv2d_static_workspace(const Conv2dShape& s, const PackedQ8Conv2d& w, int threads) {
   threads = resolve_threads(threads);
-  if (conv_is_direct(s, config_for(w.isa))) return 0;
-  const int64_t Kp = round_up(s.KH * s.KW * (s.C / std::max<int64_t>(s.groups, 1)), 4);
-  return static_cast<size_t>(threads) * align64(static_cast<size_t>(kConvRowBlock) * Kp * 2);
+  if (conv_is_direct(s, config_for(*w.group_b[0]))) return 0;
+  return static_cast<size_t>(threads) * conv_block_bytes(s);
 }
 
 void q8_conv2d_static(const Conv2dShape& s, const uint8_t* xq, float x_scale, int32_t x_zero,
@@ -729,20 +880,19 @@ void q8_conv2d_static(const Conv2dShape& s, const uint8_t* xq, float x_scale, in
   if (x_zero < 0 || x_zero > 255) bad("q8_conv2d_static: x_zero must be in [0, 255]");
   if ((ep.residual || ep.residual_u8) && ep.ldr < s.O) bad("q8_conv2d_static: residual ldr < O");
   threads = resolve_threads(threads);
-  const Q8Config& cfg = config_for(w.isa);
+  const Q8Config& cfg = config_for(*w.group_b[0]);
   AlignedPtr<char> own;
   const size_t need = q8_conv2d_static_workspace(s, w, threads);
   if (!workspace && need) {
     own = aligned_array<char>(need);
     workspace = own.get();
   }
-  const int64_t Kp = round_up(s.KH * s.KW * (s.C / s.groups), 4);
   Run proto;
   set_static_epilogue(proto, ep, "q8_conv2d_static");
   proto.out = y;
   proto.w_scale = w_scale;
-  conv_gemm(s, xq, &x_zero, &x_scale, 0, w, cfg, proto, static_cast<char*>(workspace),
-            align64(static_cast<size_t>(kConvRowBlock) * Kp * 2), threads);
+  conv_gemm(s, xq, &x_zero, &x_scale, 0, w, cfg, proto, static_cast<char*>(workspace), conv_block_bytes(s),
+            threads);
 }
 
 }  // namespace slimrt::kernels

@@ -29,8 +29,10 @@
 //               results for ordinary data. vpmaddwd multiplies int16 pairs into an exact int32.
 //   avx512      the same vpmaddwd scheme on zmm, 8x48 tile, B [N/48][K/2][48][2]
 //   avx512vnni  vpdpbusd (4 u8*s8 products summed straight into int32, no saturation),
-//               8x48 tile, B [N/48][K/4][48][4]. Also used for Isa::Amx (no AMX tile kernel:
-//               it cannot be tested on the development CPU).
+//               B [N/nr][K/4][nr][4] with the panel width pack_q8_b picks per N: the one that pads N
+//               least among 8x48, 6x64, 12x32, 16x16 tiles (ties: the wider; N = 64 -> 6x64, N = 24
+//               -> 12x32, N = 1000 -> 8x48). Also used for Isa::Amx (no AMX tile kernel: it cannot
+//               be tested on the development CPU).
 // K is zero-padded to a multiple of 4 in every layout; padded columns of B are zero.
 //
 // Threads: work is split over (row block, column panel) tiles; the result does not depend on
@@ -152,8 +154,11 @@ void q8_conv2d_dynamic(const Conv2dShape& s, const float* x, const PackedQ8Conv2
 
 // Static (calibrated) input: xq u8 NHWC [N][H][W][C] with one (x_scale, x_zero) for the whole
 // tensor; padding taps read x_zero (the value 0). y [N][OH][OW][O]: u8 or float per ep (residual
-// [M][ldr], M = N*OH*OW). 1x1 stride-1 unpadded convolutions read xq in place (VNNI, C % 4 == 0),
-// other shapes gather im2col row blocks into the workspace.
+// [M][ldr], M = N*OH*OW). 1x1 stride-1 unpadded convolutions read xq in place (VNNI, C % 4 == 0);
+// on VNNI every other shape with C/groups % 4 == 0 runs an implicit im2col: per block of 96 output
+// pixels a table of pointers to each tap's input pixel (padding taps point at a row of x_zero) is
+// read by the indirect microkernel, nothing is copied. Other shapes / ISAs gather im2col row
+// blocks into the workspace (C/groups <= 4, e.g. stems, with whole kernel rows copied at once).
 size_t q8_conv2d_static_workspace(const Conv2dShape& s, const PackedQ8Conv2d& w, int threads);
 void q8_conv2d_static(const Conv2dShape& s, const uint8_t* xq, float x_scale, int32_t x_zero,
                       const PackedQ8Conv2d& w, const float* w_scale, const Q8StaticEpilogue& ep, void* y,

@@ -15,6 +15,10 @@ namespace slimrt::kernels::detail {
 
 using Q8Ukernel = void (*)(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b,
                            int32_t* acc);
+// Indirect form (implicit im2col, u8 kg-4 layouts only): row r's K stream is taps segments of
+// kgt groups of 4, segment t starting at ap[r * taps + t].
+using Q8IUkernel = void (*)(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b,
+                            int32_t* acc);
 
 enum class Q8Out : int { Acc32 = 0, F32 = 1, U8 = 2 };
 
@@ -31,6 +35,11 @@ struct Q8Tile {
   const float* bias = nullptr;      // at the first column, or null
   const float* residual = nullptr;  // tile origin, or null (F32 only)
   int64_t ldr = 0;
+  // u8 residual at the tile origin (rows ldr apart), added as (float(q) - res_zero) * res_scale
+  // (a separate multiply, then an add: no fma). Only epilogues listed with u8_residual in the
+  // driver's table read it (avx512, used by VNNI too); the others get a float tile in residual.
+  const uint8_t* residual_u8 = nullptr;
+  float res_scale = 1.f, res_zero = 0.f;
   Q8Out kind = Q8Out::Acc32;
   void* out = nullptr;              // tile origin: int32 / float / uint8
   int64_t ldo = 0;                  // elements
@@ -69,6 +78,13 @@ void q8_minmax(const float* x, int64_t n, float* mn, float* mx);
 
 namespace vnni {
 void q8_gemm_8x48c4(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_gemm_6x64c4(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_gemm_12x32c4(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_gemm_16x16c4(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc);
+void q8_igemm_8x48c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
+void q8_igemm_6x64c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
+void q8_igemm_12x32c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
+void q8_igemm_16x16c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
 }  // namespace vnni
 
 }  // namespace slimrt::kernels::detail

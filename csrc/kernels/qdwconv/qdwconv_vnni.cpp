@@ -1,0 +1,233 @@
+// AVX-512 VNNI int8 depthwise convolution rows: 64 channels per block, vpdpbusd over groups of
+// four kernel ROWS (taps (kh, kw), (kh+1, kw), (kh+2, kw), (kh+3, kw) of a channel in one dword).
+//
+// Per output row and channel block, every input column j of the padded row is turned once into
+// four vectors V[j][q] (q = 0..3): two unpack levels (bytes, then words) interleave the 64 channels
+// of the kernel rows 4g..4g+3 (a missing row reads zero bytes and has zero weights), so dword i of
+// 128-bit lane L of V[j][q] holds channel 16L + 4q + i, its four bytes being the four rows. Every
+// output pixel then needs KW vpdpbusd per q and row group (3x3: 12 for 64 channels, against 36
+// vpmovzxbd + vpmaddwd + vpaddd triples without VNNI), and a column is shared by the KW / stride
+// pixels that read it. Padding columns and rows read x_zero (the value 0) like every ISA.
+// Weights (PackedQ8Dw::w4): [C/64 blocks][row groups][KW][q][64 bytes] in that same order.
+// The four accumulators go back to channel order with a 4x4 transpose of 128-bit lanes
+// (8 vshufi32x4), then the epilogue is the AVX-512 one (same int32 sums, the same fma and
+// rounding: bit-identical to every other ISA).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <new>
+
+#include "kernels/qdwconv/qdwconv_internal.h"
+
+namespace slimrt::kernels::detail::vnni {
+namespace {
+
+// Saturating int32 -> u8 of 16 lanes, masked store. The register form of vpmovusdb plus a
+// masked 16-byte store: the memory form (vpmovusdb m128{k}, zmm), which gcc otherwise folds the
+// pair into, is microcoded and slow on Zen 4 (it was a third of the int8 GEMM epilogue's time).
+// The empty asm pins the packed bytes in a register so the two instructions stay separate.
+inline void store_u8x16(uint8_t* p, __mmask16 m, __m512i v) {
+  __m128i b = _mm512_cvtusepi32_epi8(v);
+  __asm__("" : "+v"(b));
+  _mm_mask_storeu_epi8(p, m, b);
+}
+
+inline __mmask16 tail_mask16(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u);
+}
+inline __mmask64 tail_mask64(int64_t left) {
+  return left >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << left) - 1;
+}
+
+// Epilogue of one pixel's 16 (masked) channels: the same operations as avx512::finish.
+inline void finish(const Q8DwArgs& a, __m512i corr, __m512 mul, __m512 bias, int64_t p, int64_t c, __mmask16 m) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr), mul, bias);
+  if (a.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, a.residual + p * a.ldr + c));
+  if (a.residual_u8) {
+    const __m512 rq = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, a.residual_u8 + p * a.ldr + c)));
+    y = _mm512_fmadd_ps(_mm512_sub_ps(rq, _mm512_set1_ps(a.res_zero)), _mm512_set1_ps(a.res_scale), y);
+  }
+  switch (a.act) {
+    case Act::Relu: y = _mm512_max_ps(zero, y); break;
+    case Act::Relu6: y = _mm512_min_ps(_mm512_set1_ps(6.f), _mm512_max_ps(zero, y)); break;
+    case Act::LeakyRelu:
+      y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, _mm512_set1_ps(a.alpha));
+      break;
+    default: break;
+  }
+  const int64_t C = a.s->c;
+  if (a.out_u8) {
+    __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(a.inv_out_scale)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm512_add_ps(t, _mm512_set1_ps(a.out_zero));
+    t = _mm512_min_ps(_mm512_max_ps(t, zero), _mm512_set1_ps(255.f));  // NaN -> 0
+    store_u8x16(static_cast<uint8_t*>(a.y) + p * C + c, m, _mm512_cvtps_epi32(t));
+  } else {
+    _mm512_mask_storeu_ps(static_cast<float*>(a.y) + p * C + c, m, y);
+  }
+}
+
+// The interleaved columns of one output row (64-byte aligned; local to this file, so no template
+// or inline function compiled with AVX-512 flags is shared with baseline code).
+struct ColumnBuffer {
+  explicit ColumnBuffer(size_t n)
+      : v(static_cast<__m512i*>(::operator new(n * sizeof(__m512i), std::align_val_t(64)))) {}
+  ~ColumnBuffer() { ::operator delete(v, std::align_val_t(64)); }
+  ColumnBuffer(const ColumnBuffer&) = delete;
+  ColumnBuffer& operator=(const ColumnBuffer&) = delete;
+  __m512i* v;
+};
+
+// 4x4 transpose of 128-bit lanes: out[k] lane q = in[q] lane k. Turns the kernel's lane order
+// (acc[q] lane L = channels 16L + 4q + 0..3) into channel order and back.
+inline void transpose_lanes(const __m512i* in, __m512i* out) {
+  const __m512i t0 = _mm512_shuffle_i32x4(in[0], in[1], _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512i t1 = _mm512_shuffle_i32x4(in[2], in[3], _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512i t2 = _mm512_shuffle_i32x4(in[0], in[1], _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512i t3 = _mm512_shuffle_i32x4(in[2], in[3], _MM_SHUFFLE(3, 2, 3, 2));
+  out[0] = _mm512_shuffle_i32x4(t0, t1, _MM_SHUFFLE(2, 0, 2, 0));
+  out[1] = _mm512_shuffle_i32x4(t0, t1, _MM_SHUFFLE(3, 1, 3, 1));
+  out[2] = _mm512_shuffle_i32x4(t2, t3, _MM_SHUFFLE(2, 0, 2, 0));
+  out[3] = _mm512_shuffle_i32x4(t2, t3, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+// Interleaves four rows of 64 channels into V[0..3] (see the file comment).
+inline void interleave4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i* v) {
+  const __m512i lo01 = _mm512_unpacklo_epi8(r0, r1), hi01 = _mm512_unpackhi_epi8(r0, r1);
+  const __m512i lo23 = _mm512_unpacklo_epi8(r2, r3), hi23 = _mm512_unpackhi_epi8(r2, r3);
+  v[0] = _mm512_unpacklo_epi16(lo01, lo23);
+  v[1] = _mm512_unpackhi_epi16(lo01, lo23);
+  v[2] = _mm512_unpacklo_epi16(hi01, hi23);
+  v[3] = _mm512_unpackhi_epi16(hi01, hi23);
+}
+
+// KW > 0: compile-time kernel width (3: the twelve weight vectors stay in registers).
+template <int KW>
+void rows_impl(const Q8DwArgs& args, int64_t r0, int64_t r1) {
+  const Q8DwArgs a = args;  // local: the u8 output stores may alias a referenced struct
+  const DwConv2dShape& s = *a.s;
+  const int kw_n = KW ? KW : s.kw;
+  const int kh_n = s.kh, G = (kh_n + 3) / 4;
+  const int64_t C = s.c;
+  // Padded input columns the row reads: j = iw + pl in [0, ncol).
+  const int64_t ncol = (s.ow - 1) * s.sw + static_cast<int64_t>(kw_n - 1) * s.dw + 1;
+  ColumnBuffer vbuf_store(static_cast<size_t>(ncol) * 4 * G);
+  __m512i* vbuf = vbuf_store.v;
+  const __m512i zx = _mm512_set1_epi8(static_cast<char>(a.x_zero)), zero = _mm512_setzero_si512();
+  const int8_t* w4 = reinterpret_cast<const int8_t*>(a.w4);
+  const int64_t wblk = static_cast<int64_t>(G) * kw_n * 4 * 64;  // weight bytes per channel block
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / s.oh, oh = r % s.oh;
+    for (int64_t c = 0; c < C; c += 64) {
+      const __mmask64 m64 = tail_mask64(C - c);
+      // 1. the interleaved columns
+      for (int g = 0; g < G; ++g) {
+        const uint8_t* rows[4];
+        bool pad[4];
+        for (int i = 0; i < 4; ++i) {
+          const int kh = 4 * g + i;
+          const int64_t ih = oh * s.sh - s.pt + static_cast<int64_t>(kh) * s.dh;
+          pad[i] = kh >= kh_n;  // missing kernel row: zero bytes (zero weights)
+          rows[i] = (!pad[i] && ih >= 0 && ih < s.h) ? a.x + ((n * s.h + ih) * s.w) * C + c : nullptr;
+        }
+        __m512i vz[4];  // a padding column
+        interleave4(pad[0] ? zero : zx, pad[1] ? zero : zx, pad[2] ? zero : zx, pad[3] ? zero : zx, vz);
+        for (int64_t j = 0; j < ncol; ++j) {
+          const int64_t iw = j - s.pl;
+          __m512i* v = vbuf + (j * G + g) * 4;
+          if (iw < 0 || iw >= s.w) {
+            v[0] = vz[0], v[1] = vz[1], v[2] = vz[2], v[3] = vz[3];
+            continue;
+          }
+          __m512i x[4];
+          for (int i = 0; i < 4; ++i)
+            x[i] = rows[i] ? _mm512_maskz_loadu_epi8(m64, rows[i] + iw * C) : (pad[i] ? zero : zx);
+          interleave4(x[0], x[1], x[2], x[3], v);
+        }
+      }
+      // 2. the pixels
+      const int8_t* wb = w4 + (c / 64) * wblk;
+      __m512i wreg[KW == 3 ? 12 : 1];
+      if (KW == 3 && G == 1)
+        for (int t = 0; t < 12; ++t) wreg[t] = _mm512_load_si512(wb + 64 * t);
+      auto wv = [&](int g, int kw, int q) {
+        if (KW == 3 && G == 1) return wreg[kw * 4 + q];
+        return _mm512_load_si512(wb + ((static_cast<int64_t>(g) * kw_n + kw) * 4 + q) * 64);
+      };
+      // Per-channel terms, channel order (k) and the kernel's lane order (q). The accumulators
+      // start at -x_zero * wsum: the int32 sum is the same in any order.
+      __m512i zs[4], negzs_q[4];
+      __m512 mul[4], bias[4], mul_q[4], bias_q[4];
+      __mmask16 mk[4];
+      for (int k = 0; k < 4; ++k) {
+        const int64_t ck = c + 16 * k;
+        mk[k] = tail_mask16(C - ck);
+        zs[k] = mk[k] ? _mm512_mullo_epi32(_mm512_set1_epi32(a.x_zero), _mm512_load_si512(a.wsum + ck)) : zero;
+        mul[k] = _mm512_maskz_loadu_ps(mk[k], a.mul + ck);
+        bias[k] = a.bias ? _mm512_maskz_loadu_ps(mk[k], a.bias + ck) : _mm512_setzero_ps();
+      }
+      {
+        __m512i t[4], u[4];
+        for (int k = 0; k < 4; ++k) t[k] = _mm512_sub_epi32(zero, zs[k]);
+        transpose_lanes(t, negzs_q);
+        for (int k = 0; k < 4; ++k) t[k] = _mm512_castps_si512(mul[k]);
+        transpose_lanes(t, u);
+        for (int q = 0; q < 4; ++q) mul_q[q] = _mm512_castsi512_ps(u[q]);
+        for (int k = 0; k < 4; ++k) t[k] = _mm512_castps_si512(bias[k]);
+        transpose_lanes(t, u);
+        for (int q = 0; q < 4; ++q) bias_q[q] = _mm512_castsi512_ps(u[q]);
+      }
+      // u8 output without residual (MobileNet-style blocks): the epilogue runs in lane order and
+      // two pack levels (packusdw, packuswb, per 128-bit lane) put the 64 bytes in channel order.
+      const bool fast = a.out_u8 && !a.residual && !a.residual_u8;
+      const __m512 fzero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f), alpha = _mm512_set1_ps(a.alpha);
+      const __m512 inv_os = _mm512_set1_ps(a.inv_out_scale);
+      const __m512 c512 = _mm512_set1_ps(512.f);
+      const __m512i ozi = _mm512_set1_epi32(static_cast<int32_t>(a.out_zero));
+      for (int64_t ow = 0; ow < s.ow; ++ow) {
+        __m512i acc[4] = {negzs_q[0], negzs_q[1], negzs_q[2], negzs_q[3]};
+        for (int g = 0; g < G; ++g)
+          for (int kw = 0; kw < kw_n; ++kw) {
+            const __m512i* v = vbuf + ((ow * s.sw + static_cast<int64_t>(kw) * s.dw) * G + g) * 4;
+            for (int q = 0; q < 4; ++q) acc[q] = _mm512_dpbusd_epi32(acc[q], v[q], wv(g, kw, q));
+          }
+        const int64_t p = r * s.ow + ow;
+        if (fast) {  // the same operations as finish(), lane order
+          __m512i qv[4];
+          for (int q = 0; q < 4; ++q) {
+            __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[q]), mul_q[q], bias_q[q]);
+            switch (a.act) {
+              case Act::Relu: y = _mm512_max_ps(fzero, y); break;
+              case Act::Relu6: y = _mm512_min_ps(six, _mm512_max_ps(fzero, y)); break;
+              case Act::LeakyRelu: y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, fzero, _CMP_LT_OQ), y, alpha); break;
+              default: break;
+            }
+            // clamp(rint(y * inv) + zero, 0, 255) in integers: cvtps2dq rounds to nearest even,
+            // the saturating packs below clamp (|value| < 512 + 255 keeps the signed word pack
+            // exact); NaN: min returns the NaN, cvt gives INT_MIN -> 0. Same bytes as finish().
+            const __m512 t = _mm512_min_ps(c512, _mm512_mul_ps(y, inv_os));
+            qv[q] = _mm512_add_epi32(_mm512_cvtps_epi32(t), ozi);
+          }
+          const __m512i b = _mm512_packus_epi16(_mm512_packus_epi32(qv[0], qv[1]), _mm512_packus_epi32(qv[2], qv[3]));
+          _mm512_mask_storeu_epi8(static_cast<uint8_t*>(a.y) + p * C + c, m64, b);
+          continue;
+        }
+        __m512i nat[4];  // back to channel order (acc already holds the zero-point correction)
+        transpose_lanes(acc, nat);
+        for (int k = 0; k < 4; ++k)
+          if (mk[k]) finish(a, nat[k], mul[k], bias[k], p, c + 16 * k, mk[k]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void q8dw_rows(const Q8DwArgs& a, int64_t r0, int64_t r1) {
+  if (a.s->kw == 3) rows_impl<3>(a, r0, r1);
+  else rows_impl<0>(a, r0, r1);
+}
+
+}  // namespace slimrt::kernels::detail::vnni
