@@ -21,6 +21,7 @@ namespace {
 
 constexpr int NV = kNR / 16;  // zmm vectors per tile row
 constexpr int kPrefetch = 1024;  // gemv: floats ahead of the stream (4 KB)
+constexpr int kPrefetchStream = 4096;  // gemv over DRAM-resident panels (16 KB)
 constexpr int kPrefetchRows = 32;  // ukernel: panel rows ahead of the stream
 static_assert(kNR % 16 == 0, "panel width must be a multiple of 16");
 
@@ -128,8 +129,11 @@ void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, 
 
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
           const UkEpilogue& ep) {
-  // Four panels at a time: four sequential streams, 8 independent FMA chains.
+  // Four panels at a time: four sequential streams, 8 independent FMA chains. A call over
+  // more than 2 MB of panels streams from DRAM: prefetch every line 16 KB ahead (1 thread on
+  // K=N=4096: 3.6 -> 2.7 ms); smaller ones are cache resident and keep the light prefetch.
   constexpr int P = 4;
+  const bool stream = npanels * K * kNR * int64_t(sizeof(float)) >= (int64_t{2} << 20);
   int64_t p = 0;
   for (; p + P <= npanels; p += P) {
     const float* bp = b + p * K * kNR;
@@ -140,7 +144,12 @@ void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels,
       const __m512 av = _mm512_set1_ps(a[k]);
       for (int q = 0; q < P; ++q) {
         const float* bq = bp + q * K * kNR + k * kNR;
-        if ((k & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetch), _MM_HINT_T0);
+        if (stream) {  // both lines of this row, far ahead: DRAM latency x bandwidth needs it
+          _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchStream), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchStream + 16), _MM_HINT_T0);
+        } else if ((k & 1) == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetch), _MM_HINT_T0);
+        }
         for (int v = 0; v < NV; ++v) acc[q][v] = _mm512_fmadd_ps(av, _mm512_load_ps(bq + 16 * v), acc[q][v]);
       }
     }
