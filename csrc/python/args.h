@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "core/threadpool.h"
 #include "kernels/act.h"
+#include "kernels/gemm/conv2d.h"
 #include "kernels/gemm/sgemm.h"
 #include "python/bind.h"
 
@@ -129,6 +131,50 @@ inline EpArgs epilogue_args(int64_t M, int64_t N, const pyb::object& bias, const
   e.ep.act = act_arg(act);
   e.ep.alpha = alpha;
   return e;
+}
+
+// Convolution bindings (fp32, int8, CSR/LUT matrices): the shape of an NHWC x with these
+// weights and geometry (strides 2, dilations 2, pads 4 values: top, left, bottom, right).
+inline kernels::Conv2dShape conv_shape_arg(const pyb::array& x, int64_t O, int64_t KH, int64_t KW, int64_t groups,
+                                           const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                                           const std::vector<int64_t>& pads) {
+  if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
+    bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
+  kernels::Conv2dShape s;
+  s.N = x.shape(0); s.H = x.shape(1); s.W = x.shape(2); s.C = x.shape(3);
+  s.O = O; s.KH = KH; s.KW = KW;
+  s.stride_h = strides[0]; s.stride_w = strides[1];
+  s.dil_h = dilations[0]; s.dil_w = dilations[1];
+  s.pad_t = pads[0]; s.pad_l = pads[1]; s.pad_b = pads[2]; s.pad_r = pads[3];
+  s.groups = groups;
+  return s;
+}
+
+// Strides and dilations >= 1, pads >= 0, and a non-empty output.
+inline void check_conv_geometry(const kernels::Conv2dShape& s) {
+  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1) bad("strides/dilations must be >= 1");
+  for (int64_t p : {s.pad_t, s.pad_l, s.pad_b, s.pad_r}) if (p < 0) bad("pads must be >= 0");
+  if (s.OH() < 1 || s.OW() < 1) bad("the kernel is larger than the padded input");
+}
+
+// The output-shaped residual (set into ep, kept in *keep_res) and the output array (out, or new).
+inline pyb::array conv_output_args(const kernels::Conv2dShape& s, const pyb::object& residual, const pyb::object& out,
+                                   Epilogue* ep, pyb::array* keep_res) {
+  const int64_t OH = s.OH(), OW = s.OW();
+  auto same = [&](const pyb::array& a) {
+    return a.shape(0) == s.N && a.shape(1) == OH && a.shape(2) == OW && a.shape(3) == s.O;
+  };
+  if (!residual.is_none()) {
+    *keep_res = c_contig<float>(residual, "residual", 4);
+    if (!same(*keep_res)) bad("residual must have the output's shape");
+    ep->residual = static_cast<const float*>(keep_res->data());
+    ep->ldr = s.O;
+  }
+  if (out.is_none()) return pyb::array_t<float>({s.N, OH, OW, s.O});
+  pyb::array y = c_contig<float>(out, "out", 4);
+  if (!y.writeable()) bad("out must be writable");
+  if (!same(y)) bad("out must have shape (N, OH, OW, O)");
+  return y;
 }
 
 }  // namespace slimrt::py::args

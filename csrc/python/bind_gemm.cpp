@@ -67,52 +67,24 @@ struct PyPackedConv2d {
                  std::vector<int64_t> dilations, std::vector<int64_t> pads, const std::string& act, float alpha,
                  const pyb::object& residual, int threads, const pyb::object& out) {
     pyb::array x = c_contig<float>(x_obj, "x", 4);
-    if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
-      bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
-    kernels::Conv2dShape s;
-    s.N = x.shape(0); s.H = x.shape(1); s.W = x.shape(2); s.C = x.shape(3);
-    s.O = w->O; s.KH = w->KH; s.KW = w->KW;
-    s.stride_h = strides[0]; s.stride_w = strides[1];
-    s.dil_h = dilations[0]; s.dil_w = dilations[1];
-    s.pad_t = pads[0]; s.pad_l = pads[1]; s.pad_b = pads[2]; s.pad_r = pads[3];
-    s.groups = w->groups;
+    const kernels::Conv2dShape s = conv_shape_arg(x, w->O, w->KH, w->KW, w->groups, strides, dilations, pads);
     if (s.C != w->Cg * w->groups)
       bad("x has " + std::to_string(s.C) + " channels, the weights expect " + std::to_string(w->Cg * w->groups));
     if (s.H < 1 || s.W < 1) bad("x must have a non-zero spatial size");
-    if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1) bad("strides/dilations must be >= 1");
-    for (int64_t p : pads) if (p < 0) bad("pads must be >= 0");
-    const int64_t OH = s.OH(), OW = s.OW();
-    if (OH < 1 || OW < 1) bad("the kernel is larger than the padded input");
+    check_conv_geometry(s);
     threads = threads_arg(threads);
     Epilogue ep;
-    pyb::array keep_bias;
+    pyb::array keep_bias, res;
     ep.bias = vec_arg(bias, "bias", s.O, &keep_bias);
     ep.act = act_arg(act);
     ep.alpha = alpha;
-    pyb::array res;
-    if (!residual.is_none()) {
-      res = c_contig<float>(residual, "residual", 4);
-      if (res.shape(0) != s.N || res.shape(1) != OH || res.shape(2) != OW || res.shape(3) != s.O)
-        bad("residual must have the output's shape");
-      ep.residual = static_cast<const float*>(res.data());
-      ep.ldr = s.O;
-    }
-    pyb::array y;
-    if (out.is_none()) {
-      y = pyb::array_t<float>({s.N, OH, OW, s.O});
-    } else {
-      y = c_contig<float>(out, "out", 4);
-      if (!y.writeable()) bad("out must be writable");
-      if (y.shape(0) != s.N || y.shape(1) != OH || y.shape(2) != OW || y.shape(3) != s.O)
-        bad("out must have shape (N, OH, OW, O)");
-    }
+    pyb::array y = conv_output_args(s, residual, out, &ep, &res);
     const float* xp = static_cast<const float*>(x.data());
     float* yp = static_cast<float*>(y.mutable_data());
     {
       pyb::gil_scoped_release nogil;
-      const int t = threads <= 0 ? default_threads() : threads;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::conv2d_workspace_bytes(s, t));
-      kernels::conv2d(s, xp, *w, yp, ep, ws.get(), t);
+      AlignedPtr<char> ws = aligned_array<char>(kernels::conv2d_workspace_bytes(s, threads));
+      kernels::conv2d(s, xp, *w, yp, ep, ws.get(), threads);
     }
     return y;
   }

@@ -269,51 +269,25 @@ SLIMRT_PY_BIND(qgemm) {
          const pyb::object& out) {
         pyb::array x = c_contig<float>(x_obj, "x", 4);
         pyb::array wa = c_contig<int8_t>(w_obj, "wq", 4);
-        if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
-          bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
         if (groups < 1) bad("groups must be >= 1");
-        kernels::Conv2dShape s;
-        s.N = x.shape(0); s.H = x.shape(1); s.W = x.shape(2); s.C = x.shape(3);
-        s.O = wa.shape(0); s.KH = wa.shape(1); s.KW = wa.shape(2);
-        s.stride_h = strides[0]; s.stride_w = strides[1];
-        s.dil_h = dilations[0]; s.dil_w = dilations[1];
-        s.pad_t = pads[0]; s.pad_l = pads[1]; s.pad_b = pads[2]; s.pad_r = pads[3];
-        s.groups = groups;
+        const kernels::Conv2dShape s =
+            conv_shape_arg(x, wa.shape(0), wa.shape(1), wa.shape(2), groups, strides, dilations, pads);
         const int64_t Cg = wa.shape(3);
         if (s.O % groups) bad("groups must divide the output channels");
         if (s.C != Cg * groups)
           bad("x has " + std::to_string(s.C) + " channels, the weights expect " + std::to_string(Cg * groups));
         if (s.N < 1 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1)
           bad("x and wq must have non-zero shapes");
-        if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1) bad("strides/dilations must be >= 1");
-        for (int64_t p : pads) if (p < 0) bad("pads must be >= 0");
-        const int64_t OH = s.OH(), OW = s.OW();
-        if (OH < 1 || OW < 1) bad("the kernel is larger than the padded input");
+        check_conv_geometry(s);
         Isa isa = isa_arg(isa_obj);
         const int t = threads_arg(threads);
-        pyb::array keep_s, keep_b;
+        pyb::array keep_s, keep_b, res;
         const float* wsp = vec_arg(w_scale, "w_scale", s.O, &keep_s, true);
         Epilogue ep;
         ep.bias = vec_arg(bias, "bias", s.O, &keep_b);
         ep.act = act_arg(act);
         ep.alpha = alpha;
-        pyb::array res;
-        if (!residual.is_none()) {
-          res = c_contig<float>(residual, "residual", 4);
-          if (res.shape(0) != s.N || res.shape(1) != OH || res.shape(2) != OW || res.shape(3) != s.O)
-            bad("residual must have the output's shape");
-          ep.residual = static_cast<const float*>(res.data());
-          ep.ldr = s.O;
-        }
-        pyb::array y;
-        if (out.is_none()) {
-          y = pyb::array_t<float>({s.N, OH, OW, s.O});
-        } else {
-          y = c_contig<float>(out, "out", 4);
-          if (!y.writeable()) bad("out must be writable");
-          if (y.shape(0) != s.N || y.shape(1) != OH || y.shape(2) != OW || y.shape(3) != s.O)
-            bad("out must have shape (N, OH, OW, O)");
-        }
+        pyb::array y = conv_output_args(s, residual, out, &ep, &res);
         const float* xp = static_cast<const float*>(x.data());
         const int8_t* wp = static_cast<const int8_t*>(wa.data());
         float* yp = static_cast<float*>(y.mutable_data());

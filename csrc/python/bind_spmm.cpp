@@ -51,43 +51,18 @@ ConvArgs conv_args(const pyb::object& x_obj, int64_t O, int64_t Kc, int64_t KH, 
                    const std::string& act, float alpha, const pyb::object& residual, const pyb::object& out) {
   ConvArgs c;
   c.x = c_contig<float>(x_obj, "x", 4);
-  if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
-    bad("strides and dilations need 2 values, pads 4 (top, left, bottom, right)");
-  kernels::Conv2dShape& s = c.s;
-  s.N = c.x.shape(0); s.H = c.x.shape(1); s.W = c.x.shape(2); s.C = c.x.shape(3);
-  s.O = O; s.KH = KH; s.KW = KW;
-  s.stride_h = strides[0]; s.stride_w = strides[1];
-  s.dil_h = dilations[0]; s.dil_w = dilations[1];
-  s.pad_t = pads[0]; s.pad_l = pads[1]; s.pad_b = pads[2]; s.pad_r = pads[3];
-  s.groups = groups;
+  c.s = conv_shape_arg(c.x, O, KH, KW, groups, strides, dilations, pads);
+  const kernels::Conv2dShape& s = c.s;
   if (KH < 1 || KW < 1) bad("KH and KW must be >= 1");
   if (groups < 1 || s.C % groups || O % groups) bad("groups must divide the input and output channels");
   if (KH * KW * (s.C / groups) != Kc)
     bad("the matrix has " + std::to_string(Kc) + " columns, KH*KW*C/groups = " +
         std::to_string(KH * KW * (s.C / groups)));
-  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1) bad("strides/dilations must be >= 1");
-  for (int64_t p : pads) if (p < 0) bad("pads must be >= 0");
-  const int64_t OH = s.OH(), OW = s.OW();
-  if (OH < 1 || OW < 1) bad("the kernel is larger than the padded input");
+  check_conv_geometry(s);
   c.ep.bias = vec_arg(bias, "bias", O, &c.keep_bias);
   if (!kernels::parse_act(act.c_str(), &c.ep.act)) bad("unknown activation '" + act + "'");
   c.ep.alpha = alpha;
-  if (!residual.is_none()) {
-    c.keep_res = c_contig<float>(residual, "residual", 4);
-    if (c.keep_res.shape(0) != s.N || c.keep_res.shape(1) != OH || c.keep_res.shape(2) != OW ||
-        c.keep_res.shape(3) != O)
-      bad("residual must have the output's shape");
-    c.ep.residual = static_cast<const float*>(c.keep_res.data());
-    c.ep.ldr = O;
-  }
-  if (out.is_none()) {
-    c.y = pyb::array_t<float>({s.N, OH, OW, O});
-  } else {
-    c.y = c_contig<float>(out, "out", 4);
-    if (!c.y.writeable()) bad("out must be writable");
-    if (c.y.shape(0) != s.N || c.y.shape(1) != OH || c.y.shape(2) != OW || c.y.shape(3) != O)
-      bad("out must have shape (N, OH, OW, O)");
-  }
+  c.y = conv_output_args(s, residual, out, &c.ep, &c.keep_res);
   return c;
 }
 
