@@ -11,6 +11,10 @@
 
 #include "core/cpu.h"
 
+namespace slimrt {
+struct SchedulerStats;  // runtime/scheduler.h
+}
+
 namespace slimrt::py {
 
 namespace pyb = pybind11;
@@ -23,6 +27,10 @@ struct BindRegistrar {
 // Parses an `isa` keyword ("scalar", "avx2", ...; None = the active ISA) and
 // raises UnsupportedError when this CPU cannot run it.
 Isa isa_arg(const pyb::object& isa);
+
+// A WidthScheduler's statistics as a dict (bind_scheduler.cpp): WidthScheduler.stats() and
+// Session.stats() return it.
+pyb::dict scheduler_stats_dict(const ::slimrt::SchedulerStats& s);
 
 }  // namespace slimrt::py
 

@@ -7,9 +7,8 @@
 #include "runtime/scheduler.h"
 
 namespace slimrt::py {
-namespace {
-
-pyb::dict stats_dict(const SchedulerStats& s) {
+// The scheduler's statistics as a dict: WidthScheduler.stats() and Session.stats() (declared in bind.h).
+pyb::dict scheduler_stats_dict(const SchedulerStats& s) {
   pyb::list widths;
   for (const WidthStats& w : s.widths) {
     pyb::dict d;
@@ -38,7 +37,6 @@ pyb::dict stats_dict(const SchedulerStats& s) {
   return d;
 }
 
-}  // namespace
 }  // namespace slimrt::py
 
 SLIMRT_PY_BIND(scheduler) {
@@ -77,7 +75,7 @@ record(index, latency_ms) after the run; stats() -> dict with per-width runs, p5
       .def("choose", &WidthScheduler::choose, "Index of the width to run now (occasionally a probe of a wider one).")
       .def("record", &WidthScheduler::record, pyb::arg("index"), pyb::arg("latency_ms"),
            "Reports the latency of a finished run of width `index`.")
-      .def("stats", [](const WidthScheduler& s) { return slimrt::py::stats_dict(s.stats()); })
+      .def("stats", [](const WidthScheduler& s) { return slimrt::py::scheduler_stats_dict(s.stats()); })
       .def("reset", &WidthScheduler::reset, "Back to the widest width with the history cleared.")
       .def_property_readonly("current", &WidthScheduler::current)
       .def_property_readonly("width", [](const WidthScheduler& s) { return s.widths()[s.current()]; })

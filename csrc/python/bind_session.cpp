@@ -103,26 +103,11 @@ class PySession {
 };
 
 pyb::dict scheduler_stats(PySession& s) {
-  pyb::dict d;
   WidthScheduler* sc = s.sess_->scheduler();
-  if (!sc) return d;
-  SchedulerStats st = sc->stats();
+  if (!sc) return pyb::dict();
+  const SchedulerStats st = sc->stats();
+  pyb::dict d = scheduler_stats_dict(st);
   d["current_width"] = s.sess_->widths()[st.current];
-  d["target_ms"] = st.target_ms;
-  d["percentile"] = st.percentile;
-  d["runs"] = st.runs;
-  d["switches"] = st.switches;
-  d["steps_down"] = st.steps_down;
-  d["steps_up"] = st.steps_up;
-  d["probes"] = st.probes;
-  pyb::list ws;
-  for (const WidthStats& w : st.widths) {
-    pyb::dict e;
-    e["width"] = w.width; e["runs"] = w.runs; e["misses"] = w.misses; e["p50"] = w.p50; e["p95"] = w.p95;
-    e["ewma"] = w.ewma; e["last"] = w.last;
-    ws.append(e);
-  }
-  d["widths"] = ws;
   return d;
 }
 
