@@ -619,12 +619,6 @@ class Loader {
     // nnz <= 8 * size / bits (checked with the buffer size), so this is bounded by the file
     auto buf = std::make_unique<uint8_t[]>(static_cast<size_t>(t.nnz) * (wide ? 4 : 2) + 1);
     uint64_t ci = 0;
-    auto code_at = [&](uint64_t i) -> uint32_t {
-      const uint64_t bit = i * bits, byte = bit >> 3;
-      uint32_t v = p[byte];
-      if ((bit & 7) + bits > 8) v |= static_cast<uint32_t>(p[byte + 1]) << 8;  // inside: i < max_codes
-      return (v >> (bit & 7)) & esc;
-    };
     int64_t j = 0;
     for (int64_t r = 0; r < rows; ++r) {
       int64_t pos = -1;
@@ -632,7 +626,7 @@ class Loader {
         for (;;) {
           if (ci >= max_codes)
             format_error(where + ": relative CSR indices end before the entries of row " + std::to_string(r));
-          const uint32_t c = code_at(ci++);
+          const uint32_t c = packed_code(p, static_cast<int64_t>(ci++), bits);  // ci < max_codes: inside
           pos += c == esc ? esc : c + 1;
           if (pos >= cols)
             format_error(where + ": relative CSR index of row " + std::to_string(r) + " passes the last column " +

@@ -7,6 +7,13 @@
 
 namespace slimrt {
 
+uint32_t packed_code(const uint8_t* p, int64_t i, int bits) {
+  const uint64_t bit = static_cast<uint64_t>(i) * bits;
+  uint32_t v = p[bit >> 3] >> (bit & 7);
+  if ((bit & 7) + bits > 8) v |= static_cast<uint32_t>(p[(bit >> 3) + 1]) << (8 - (bit & 7));
+  return v & ((1u << bits) - 1);
+}
+
 size_t dtype_size(DType t) {
   switch (t) {
     case DType::F32: return 4;

@@ -28,6 +28,10 @@ enum class TFormat : uint8_t {
 };
 const char* tformat_name(TFormat f);
 
+// Code i of a stream packed LSB-first at `bits` (1..8) per code (docs/format.md "Packed codes").
+// The caller guarantees the code lies inside the stream.
+uint32_t packed_code(const uint8_t* p, int64_t i, int bits);
+
 struct Bytes {
   const uint8_t* data = nullptr;
   uint64_t size = 0;

@@ -162,14 +162,7 @@ static std::unique_ptr<WeightMatrix> csr_code_weights(const TensorDef& t, int64_
   const bool lg = v.format == TFormat::Log2 && (int64_t{1} << v.bits) <= kernels::kCsrMaxTable;
   if (!cb && !lg) return nullptr;
   std::vector<uint8_t> codes(static_cast<size_t>(t.nnz) + 1);
-  const uint8_t* p = v.data.data;
-  const uint32_t mask = (1u << v.bits) - 1;
-  for (int64_t j = 0; j < t.nnz; ++j) {
-    const uint64_t bit = static_cast<uint64_t>(j) * v.bits, byte = bit >> 3;
-    uint32_t w = p[byte];
-    if ((bit & 7) + v.bits > 8) w |= static_cast<uint32_t>(p[byte + 1]) << 8;
-    codes[j] = static_cast<uint8_t>((w >> (bit & 7)) & mask);
-  }
+  for (int64_t j = 0; j < t.nnz; ++j) codes[j] = static_cast<uint8_t>(packed_code(v.data.data, j, v.bits));
   std::vector<float> table;
   int64_t rows = 1, size = 0;
   const float* scale = nullptr;

@@ -71,13 +71,6 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
-uint32_t unpack_code(const uint8_t* p, int64_t i, int bits) {
-  uint64_t bit = static_cast<uint64_t>(i) * bits;
-  uint32_t v = p[bit >> 3] >> (bit & 7);
-  if ((bit & 7) + bits > 8) v |= static_cast<uint32_t>(p[(bit >> 3) + 1]) << (8 - (bit & 7));
-  return v & ((1u << bits) - 1);
-}
-
 float dense_elem(const TensorDef& t, int64_t i) {
   switch (t.dtype) {
     case DType::F32: return t.data.as<float>()[i];
@@ -98,14 +91,14 @@ float elem(const TensorDef& t, int64_t i, int64_t ch) {
     case TFormat::Dense: return dense_elem(t, i);
     case TFormat::Int8: return t.data.as<int8_t>()[i] * t.scale.as<float>()[ch];
     case TFormat::Log2: {
-      uint32_t c = unpack_code(t.data.data, i, t.bits);
+      uint32_t c = packed_code(t.data.data, i, t.bits);
       if (c == 0) return 0.f;
       uint32_t mag = c & ((1u << (t.bits - 1)) - 1);
       float v = std::ldexp(t.scale.as<float>()[ch], -static_cast<int>(mag - 1));
       return (c >> (t.bits - 1)) ? -v : v;
     }
     case TFormat::Codebook: {
-      uint32_t idx = unpack_code(t.data.data, i, t.bits);
+      uint32_t idx = packed_code(t.data.data, i, t.bits);
       int64_t k = ch * t.lut_size + idx;
       return t.lut_dtype == DType::I8 ? static_cast<float>(t.lut.as<int8_t>()[k]) : t.lut.as<float>()[k];
     }
