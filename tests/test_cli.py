@@ -44,6 +44,17 @@ def test_bench_json(converted):
     r = cli("bench", converted, "--batch", "4", "--seconds", "0.2", "--json")
     st = json.loads(r.stdout)
     assert st["batch"] == 4 and st["p50"] > 0 and st["p99"] >= st["p50"] and st["throughput"] > 0
+    assert "profile" not in st
+
+
+def test_bench_profile(converted):
+    """--profile lists the N slowest nodes with the kernel each runs (text and JSON)."""
+    r = cli("bench", converted, "--seconds", "0.2", "--profile", "3")
+    assert "per node" in r.stdout and "conv2d" in r.stdout
+    st = json.loads(cli("bench", converted, "--seconds", "0.2", "--profile", "2", "--json").stdout)
+    rows = st["profile"]
+    assert len(rows) == 2 and rows[0]["ms"] >= rows[1]["ms"] > 0
+    assert {"node", "op", "kernel", "pct"} <= set(rows[0])
 
 
 def test_demo_runs():

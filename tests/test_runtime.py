@@ -278,6 +278,29 @@ def test_int8_weights_run_on_the_int8_kernel(rng):
     assert "q8_dynamic" in slimrt.Session(c).kernels()[0][2]
 
 
+def test_profile_times_every_kernel_node(rng):
+    """Session.profile: one row per node that runs a kernel (views such as flatten left out), each
+    with the kernel the plan chose, times > 0, percentages summing to 100; profiled runs compute the
+    same outputs and leave the scheduler alone; runs < 1 is an InputError."""
+    m = Model(inputs=[("x", (None, 6, 6, 3))])
+    y = m.add_node("conv2d", ["x", m.add_constant("w", rnd(rng, 4, 3, 3, 3))], dict(pads=[1, 1, 1, 1], act="relu"))
+    y = m.add_node("flatten", [y])
+    m.outputs = [m.add_node("dense", [y, m.add_constant("d", rnd(rng, 5, 144))])]
+    s = slimrt.Session(m)
+    x = rnd(rng, 2, 6, 6, 3)
+    want = s.run(x)[0]
+    p = s.profile(x, runs=3)
+    ops = sorted(r["op"] for r in p["rows"])
+    assert ops == ["conv2d", "dense"]
+    kernels = {r["node"]: r["kernel"] for r in p["rows"]}
+    assert kernels == {n: k for n, op, k in s.kernels(x.shape) if op != "flatten"}
+    assert all(r["ms"] > 0 for r in p["rows"]) and p["ms"] > 0
+    assert abs(sum(r["pct"] for r in p["rows"]) - 100) < 1e-6
+    np.testing.assert_array_equal(s.run(x)[0], want)
+    with pytest.raises(slimrt.InputError):
+        s.profile(x, runs=0)
+
+
 def test_tuned_plan_picks_a_variant_and_keeps_results(rng):
     """tune=True times the codebook kernel against its fp32 decoding per shape; either way the
     outputs are the same model's (within float tolerance)."""

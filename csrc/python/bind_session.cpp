@@ -1,5 +1,6 @@
 // slimrt._core.Session: numpy in, numpy out, GIL released while running.
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "core/threadpool.h"
@@ -48,7 +49,26 @@ class PySession {
     prog_ = &sess_->program();
   }
 
-  pyb::list run(const pyb::list& arrays, int threads, double width) {
+  pyb::list run(const pyb::list& arrays, int threads, double width) { return run_impl(arrays, threads, width, 1, nullptr); }
+
+  // Runs `runs` times with per-node timing; returns [(node, op, kernel, ms per run)] of the nodes that ran
+  // and the mean wall time of a run.
+  pyb::tuple profile(const pyb::list& arrays, int runs, int threads, double width) {
+    if (runs < 1) throw Error(Code::InvalidArgument, "profile: runs must be >= 1");
+    std::vector<double> node_ms;
+    auto t0 = std::chrono::steady_clock::now();
+    run_impl(arrays, threads, width, runs, &node_ms);
+    double total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const ModelDef& m = prog_->model();
+    auto names = prog_->kernel_names(*last_plan_);
+    pyb::list rows;
+    for (size_t n = 0; n < node_ms.size(); ++n)
+      if (last_plan_->active[n] && !prog_->op_is_view(n))
+        rows.append(pyb::make_tuple(m.nodes[n].name, m.nodes[n].op, names[n], node_ms[n] / runs));
+    return pyb::make_tuple(rows, total / runs);
+  }
+
+  pyb::list run_impl(const pyb::list& arrays, int threads, double width, int runs, std::vector<double>* node_ms) {
     const ModelDef& m = prog_->model();
     if (arrays.size() != m.inputs.size())
       throw Error(Code::InvalidArgument, "model takes " + std::to_string(m.inputs.size()) + " inputs, got " +
@@ -90,8 +110,9 @@ class PySession {
     }
     {
       pyb::gil_scoped_release nogil;
-      sess_->execute(*plan, w, in_ptrs, out_ptrs, threads);
+      for (int r = 0; r < runs; ++r) sess_->execute(*plan, w, in_ptrs, out_ptrs, threads, node_ms);
     }
+    if (node_ms) last_plan_ = plan;
     pyb::list r;
     for (auto& a : outs) r.append(a);
     return r;
@@ -100,6 +121,7 @@ class PySession {
   std::shared_ptr<Session> sess_;
   Program* prog_ = nullptr;
   int last_width_ = -1;
+  std::shared_ptr<const Plan> last_plan_;  // of the last profile call
 };
 
 pyb::dict scheduler_stats(PySession& s) {
@@ -141,6 +163,8 @@ SLIMRT_PY_BIND(session) {
            pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0,
            pyb::arg("tune") = false)
       .def("run", &PySession::run, pyb::arg("inputs"), pyb::arg("threads") = 0, pyb::arg("width") = 0.0)
+      .def("profile", &PySession::profile, pyb::arg("inputs"), pyb::arg("runs") = 10, pyb::arg("threads") = 0,
+           pyb::arg("width") = 0.0)
       .def_property_readonly("widths", [](PySession& s) { return s.sess_->widths(); })
       .def_property_readonly("last_width", [](PySession& s) -> pyb::object {
         if (s.last_width_ < 0) return pyb::none();

@@ -585,8 +585,10 @@ void Program::give_arena(AlignedPtr<uint8_t> a, size_t cap) const {
   if (arenas_.size() < 8) arenas_.emplace_back(std::move(a), cap);
 }
 
+bool Program::op_is_view(size_t node) const { return node < ops_.size() && ops_[node]->is_view(); }
+
 void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
-                      const std::vector<void*>& outputs, int threads) const {
+                      const std::vector<void*>& outputs, int threads, std::vector<double>* node_ms) const {
   const ModelDef& m = *model_;
   if (inputs.size() != m.inputs.size() || outputs.size() != p.outputs.size())
     throw Error(Code::InvalidArgument, "wrong number of input or output buffers");
@@ -606,6 +608,7 @@ void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
   std::vector<Tensor> tin, tout;
   std::vector<const Tensor*> in;
   std::vector<Tensor*> out;
+  if (node_ms) node_ms->resize(m.nodes.size(), 0.0);
   try {
     for (size_t n = 0; n < m.nodes.size(); ++n) {
       if (!p.active[n]) continue;
@@ -632,7 +635,13 @@ void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
       }
       void* ws = p.ws_offset[n] >= 0 ? arena.get() + p.ws_offset[n] : nullptr;
       ctx.variant = p.variant[n];
-      ops_[n]->run(in, out, ws, ctx);
+      if (node_ms) {
+        auto t0 = std::chrono::steady_clock::now();
+        ops_[n]->run(in, out, ws, ctx);
+        (*node_ms)[n] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      } else {
+        ops_[n]->run(in, out, ws, ctx);
+      }
     }
     for (size_t i = 0; i < p.outputs.size(); ++i) {
       int32_t v = p.outputs[i];

@@ -57,14 +57,17 @@ class Program {
   const std::vector<int32_t>& output_set(int i) const;
   // Runs the plan. inputs: one C-contiguous buffer per graph input; outputs:
   // one caller buffer per graph output, each of plan.output_infos[i].bytes().
+  // node_ms (profiling): when given, sized to the node count and each node's wall time in
+  // milliseconds is added to its entry (views and inactive nodes add nothing).
   void execute(const Plan& plan, const std::vector<const void*>& inputs,
-               const std::vector<void*>& outputs, int threads = 0) const;
+               const std::vector<void*>& outputs, int threads = 0, std::vector<double>* node_ms = nullptr) const;
 
   // Constant access for ops being built (BuildContext).
   const Tensor& dense_constant(int32_t value_id);
   bool is_constant(int32_t value_id) const;        // stored in the file, or computed from constants at load
   const TensorDef& tensor_def(int32_t value_id) const;
   std::vector<std::string> kernel_names() const;
+  bool op_is_view(size_t node) const;  // the node only re-labels its input's bytes (no kernel runs)
   // Kernel names as a plan runs them (tuned variants).
   std::vector<std::string> kernel_names(const Plan& p) const;
   // Kernel choices made or reused so far ("<node>|<shapes>" -> variant name), and the

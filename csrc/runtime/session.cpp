@@ -74,10 +74,10 @@ std::shared_ptr<const Plan> Session::plan(const std::vector<TensorInfo>& inputs,
 }
 
 void Session::execute(const Plan& plan, int w, const std::vector<const void*>& in, const std::vector<void*>& out,
-                      int threads) {
+                      int threads, std::vector<double>* node_ms) {
   auto t0 = std::chrono::steady_clock::now();
-  prog_->execute(plan, in, out, threads);
-  if (sched_ && w >= 0) {
+  prog_->execute(plan, in, out, threads, node_ms);
+  if (sched_ && w >= 0 && !node_ms) {
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     sched_->record(w, ms);
   }

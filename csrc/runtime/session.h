@@ -36,9 +36,10 @@ class Session {
   // Output value ids of width index w (-1: all graph outputs).
   const std::vector<int32_t>& outputs(int w) const;
   std::shared_ptr<const Plan> plan(const std::vector<TensorInfo>& inputs, int w) const;
-  // Runs and, with a scheduler, records the measured latency for width w.
+  // Runs and, with a scheduler, records the measured latency for width w (not when profiling:
+  // node_ms as in Program::execute).
   void execute(const Plan& plan, int w, const std::vector<const void*>& in, const std::vector<void*>& out,
-               int threads = 0);
+               int threads = 0, std::vector<double>* node_ms = nullptr);
   int current_width_index() const;
 
  private:

@@ -196,12 +196,20 @@ def cmd_bench(a):
     st = latency_stats(times)
     st.update(batch=a.batch, threads=sess.threads, isa=sess.isa,
               throughput=a.batch * 1e3 / st["mean"])
+    prof = sess.profile(feeds, runs=max(3, min(st["runs"], 50))) if a.profile else None
     if a.json:
+        if prof:
+            st["profile"] = prof["rows"][: a.profile]
         print(json.dumps(st))
         return
     print(f"{a.file}: batch {a.batch}, {sess.threads} threads, isa {sess.isa}, {st['runs']} runs")
     print(f"latency ms: p50 {st['p50']:.3f}  p95 {st['p95']:.3f}  p99 {st['p99']:.3f}  mean {st['mean']:.3f}")
     print(f"throughput: {st['throughput']:.1f} samples/s")
+    if prof:
+        print(f"per node (mean of profiled runs, {prof['ms']:.3f} ms per run):")
+        print(f"{'ms':>9} {'%':>6}  {'op':<22} {'kernel':<28} node")
+        for r in prof["rows"][: a.profile]:
+            print(f"{r['ms']:9.4f} {r['pct']:6.1f}  {r['op']:<22} {r['kernel']:<28} {r['node']}")
 
 
 def _load_calib(path):
@@ -320,6 +328,8 @@ def build_parser():
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--seconds", type=float, default=3.0)
     c.add_argument("--json", action="store_true")
+    c.add_argument("--profile", type=int, nargs="?", const=15, default=0, metavar="N",
+                   help="also print the N slowest nodes (default 15) with their kernels")
     c.set_defaults(fn=cmd_bench)
 
     c = sub.add_parser("compress", help="prune / share / quantize a model and write .slim with a per-layer report")

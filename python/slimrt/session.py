@@ -88,14 +88,37 @@ class Session:
         scheduler picks one (``latency_target_ms``), or the widest runs. ``session.width`` tells
         which width the last run used.
         """
-        arrays = []
-        for a in self._feeds(feeds):
-            if not isinstance(a, np.ndarray):
-                a = np.asarray(a)
-            arrays.append(a)
+        arrays = self._arrays(feeds, width)
+        return self._s.run(arrays, 0 if threads is None else int(threads), float(width or 0.0))
+
+    def _arrays(self, feeds, width):
+        arrays = [a if isinstance(a, np.ndarray) else np.asarray(a) for a in self._feeds(feeds)]
         if width is not None and not 0 < width <= 1:
             raise InputError(f"width must be in (0, 1], got {width}")
-        return self._s.run(arrays, 0 if threads is None else int(threads), float(width or 0.0))
+        return arrays
+
+    def profile(self, feeds, runs: int = 20, warmup: int = 2, threads: int | None = None,
+                width: float | None = None) -> dict:
+        """Times every node over ``runs`` runs (after ``warmup`` untimed ones) on these inputs.
+
+        Returns ``{"ms": mean wall ms per run, "rows": [...]}``; each row is a dict with
+        ``node``, ``op``, ``kernel`` (what the plan runs), ``ms`` (mean per run) and ``pct`` (of the
+        summed node time), slowest first. Nodes that only re-label bytes (views) are left out. The
+        latency-target scheduler does not see profiled runs.
+        """
+        if int(runs) < 1:
+            raise InputError(f"runs must be >= 1, got {runs}")
+        arrays = self._arrays(feeds, width)
+        t = 0 if threads is None else int(threads)
+        w = float(width or 0.0)
+        if warmup > 0:
+            self._s.profile(arrays, int(warmup), t, w)
+        rows, total = self._s.profile(arrays, int(runs), t, w)
+        node_sum = sum(r[3] for r in rows) or 1.0
+        out = [{"node": n, "op": op, "kernel": k, "ms": ms, "pct": 100.0 * ms / node_sum}
+               for n, op, k, ms in rows]
+        out.sort(key=lambda r: -r["ms"])
+        return {"ms": total, "rows": out}
 
     @property
     def widths(self) -> list:
