@@ -265,8 +265,11 @@ def test_bert_compression_cosine(bert):
     assert n_dense == 2 * 6 + 1
     results = {}
     for tag, kw, floor in (("int8", dict(quant="int8"), 0.99),
+                           ("int8 + int8 attention", dict(quant="int8", attention="int8"), 0.99),
                            ("share16", dict(share=16, share_mode="per_channel"), 0.97)):
         cm = m.compress(**kw)
+        attn = [n.attrs.get("int8", 0) for n in cm.nodes if n.op == "attention"]
+        assert len(attn) == 2 and all(a == int("attention" in kw) for a in attn), attn
         got = slimrt.Session(cm, threads=2).run(feeds)
         cos_mean = _cos(got[2], ref[2])
         cos_pool = _cos(got[1], ref[1])
@@ -368,6 +371,101 @@ def test_attention_op(dims, mspec):
             got = slimrt.Session(m, isa=isa, threads=threads).run(feeds)[0]
             assert got.shape == want.shape
             assert _rel(got, want) <= 1e-5, (isa, threads)
+
+
+def _q8_attention_emulated(q, k, v, mask, heads, scale):
+    """The int8 attention's equations (kernels/qattn/qattn.h) in numpy: codes from float32 products
+    exactly as the kernels compute them, exact integer products, softmax in float64."""
+    b, sq, e = q.shape
+    d = e // heads
+    split = lambda t: t.reshape(b, t.shape[1], heads, d).transpose(0, 2, 1, 3)  # noqa: E731
+
+    def codes(x, axis, levels):
+        m = np.abs(x).max(axis=axis, keepdims=True).astype(np.float32)
+        with np.errstate(divide="ignore"):
+            inv = np.where(m > 0, np.float32(levels) / m, np.float32(0)).astype(np.float32)
+        return np.rint(x * inv).astype(np.int64), (m / np.float32(levels)).astype(np.float32)
+
+    cq, sq_ = codes(split(q), -1, 127)
+    ck, sk_ = codes(split(k), -1, 127)
+    acc = cq @ ck.transpose(0, 1, 3, 2)
+    s = acc.astype(np.float32) * (sq_ * sk_.transpose(0, 1, 3, 2))
+    s = s.astype(np.float64) * np.float32(scale) + (0.0 if mask is None else mask.astype(np.float64))
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).astype(np.float32)
+    cp, sp_ = codes(p, -1, 255)
+    cv, sv_ = codes(split(v), -2, 127)
+    y = (cp @ cv).astype(np.float32) * (sp_ * sv_)
+    return y.transpose(0, 2, 1, 3).reshape(b, sq, e), float(np.abs(v).max())
+
+
+@pytest.mark.parametrize("dims,mspec", ATTENTION_CASES + [((2, 40, 129, 2, 33), "B11K")],
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_int8_attention_op(dims, mspec):
+    """attention with int8=1 on every ISA: the kernel's integer equations (emulated in numpy) up to a
+    probability code flipped by the softmax's last-bit rounding (one flip moves an output by at most
+    max|v| / 255); within the quantization error of the fp32 attention; the reference executor's
+    float64 spec agrees."""
+    b, sq, sk, h, d = dims
+    rng = np.random.default_rng(sum(dims) + 7)
+    q, k, v = (rng.standard_normal((b, n, h * d)).astype(np.float32) for n in (sq, sk, sk))
+    q[..., :d] *= 4  # per-token and per-channel ranges differ
+    feeds = {"q": q, "k": k, "v": v}
+    mask = None
+    inputs = [("q", (None, None, h * d)), ("k", (None, None, h * d)), ("v", (None, None, h * d))]
+    if mspec:
+        mshape = tuple({"B": b, "H": h, "Q": sq, "K": sk, "1": 1}[c] for c in mspec)
+        mask = np.where(rng.random(mshape) < 0.3, np.float32(-1e4), 0.0).astype(np.float32)
+        mask[..., 0] = 0.0
+        feeds["mask"] = mask
+        inputs.append(("mask", mshape))
+    m = Model(inputs=inputs)
+    scale = 1.0 / np.sqrt(d)
+    m.outputs = [m.add_node("attention", [n for n, _ in inputs], {"heads": h, "scale": scale, "int8": 1})]
+    want, vmax = _q8_attention_emulated(q, k, v, mask, h, scale)
+    fp32 = _attention_ref(q, k, v, mask, h, scale)
+    assert np.max(np.abs(m.run_reference(feeds)[0] - want)) <= 2 * vmax / 255
+    for isa in ISAS:
+        for threads in (1, 2):
+            s = slimrt.Session(m, isa=isa, threads=threads)
+            assert s.kernels()[0][2].startswith("q8_attention_"), s.kernels()
+            got = s.run(feeds)[0]
+            assert got.shape == want.shape
+            err = np.abs(got - want)
+            assert err.max() <= 2 * vmax / 255 + 1e-5, (isa, threads, err.max())
+            assert np.mean(err > 1e-5 * vmax) < 0.01, (isa, threads)  # flips are rare
+            assert _rel(got, fp32) <= 0.05, (isa, threads, _rel(got, fp32))
+
+
+def test_int8_attention_non_finite_and_zero_inputs():
+    """NaN in one query row gives NaN in that row only (as fp32 attention); all-zero q/k/v give 0."""
+    m = Model(inputs=[("q", (None, None, 8)), ("k", (None, None, 8)), ("v", (None, None, 8))])
+    m.outputs = [m.add_node("attention", ["q", "k", "v"], {"heads": 2, "scale": 0.5, "int8": 1})]
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((1, 5, 8)).astype(np.float32) for _ in range(3))
+    q[0, 2, 1] = np.nan
+    z = np.zeros((1, 5, 8), np.float32)
+    for isa in ISAS:
+        s = slimrt.Session(m, isa=isa, threads=1)
+        got = s.run({"q": q, "k": k, "v": v})[0]
+        assert np.isnan(got[0, 2, :4]).all() and np.isfinite(got[0, 2, 4:]).all(), isa
+        assert np.isfinite(np.delete(got[0], 2, axis=0)).all(), isa
+        np.testing.assert_array_equal(s.run({"q": z, "k": z, "v": z})[0], z)
+    m.nodes[0].attrs["int8"] = 2
+    with pytest.raises(slimrt.FormatError, match="int8"):
+        slimrt.Session(m, threads=1)
+
+
+def test_int8_attention_recipe_errors():
+    """attention='int8' on a model without attention, or an unknown attention mode, is a CompressionError
+    and leaves the input model untouched."""
+    m = Model(inputs=[("x", (None, 4))])
+    m.outputs = [m.add_node("dense", ["x", m.add_constant("w", np.ones((3, 4), np.float32))])]
+    with pytest.raises(slimrt.CompressionError, match="no attention node"):
+        m.compress(attention="int8")
+    with pytest.raises(slimrt.CompressionError, match="attention must be"):
+        m.compress(quant="int8", attention="int4")
+    assert m.compress(quant="int8", attention="fp32").nodes[0].op == "dense"
 
 
 def test_attention_rejects_bad_shapes():

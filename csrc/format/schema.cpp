@@ -96,7 +96,7 @@ std::vector<OpSchema> build() {
       {"reshape_dims", 2, 9, 1, {Is("dims", {}), Is("refs", {})}},
       {"slice_like", 2, 2, 1, {Is("axes", {}), Is("starts", {}), Is("ref_axes", {})}},
       {"scaled_masked_softmax", 1, 2, 1, {F("scale", 1.0)}},
-      {"attention", 3, 4, 1, {I("heads", 1), F("scale", 1.0)}},
+      {"attention", 3, 4, 1, {I("heads", 1), F("scale", 1.0), I("int8", 0)}},
   };
 }
 

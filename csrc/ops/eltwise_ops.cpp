@@ -6,6 +6,7 @@
 
 #include "core/threadpool.h"
 #include "kernels/eltwise/eltwise.h"
+#include "kernels/qattn/qattn.h"
 #include "kernels/gemm/sgemm.h"
 #include "ops/common.h"
 #include "runtime/op.h"
@@ -240,12 +241,16 @@ SLIMRT_REGISTER_OP("scaled_masked_softmax", [](BuildContext& c) { return std::ma
 // [Sq, Sk] scores (a per-thread buffer, cache resident), then y_bh = probs v_bh written straight into
 // the head's columns of y. mask (optional, float) broadcasts to [B, H, Sq, Sk] (rank <= 4, last dim Sk).
 // (batch, head) pairs are split over threads; each GEMM runs on one thread.
+// int8=1: both products on int8 codes instead (kernels/qattn/qattn.h: per-token q/k scales,
+// per-channel v scales, u8 probabilities), the user's choice of size/speed over exactness.
 class AttentionOp : public Op {
  public:
   AttentionOp(BuildContext& c)
       : isa_(c.isa), heads_(c.node.attr_int("heads")), scale_(static_cast<float>(c.node.attr_float("scale"))),
-        has_mask_(c.node.inputs.size() > 3) {
+        has_mask_(c.node.inputs.size() > 3), int8_(c.node.attr_int("int8") != 0) {
     if (heads_ < 1) c.fail(Code::Format, "heads must be >= 1");
+    const int64_t i8 = c.node.attr_int("int8");
+    if (i8 != 0 && i8 != 1) c.fail(Code::Format, "int8 must be 0 or 1");
     if (!std::isfinite(scale_)) c.fail(Code::Format, "scale must be finite");
   }
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
@@ -294,9 +299,32 @@ class AttentionOp : public Op {
       mh = md[1] > 1 ? md[2] * Sk : 0;
       mb = md[0] > 1 ? md[1] * md[2] * Sk : 0;
     }
-    const kernels::EltwiseKernels& kt = kernels::eltwise_kernels(isa_);
     const int64_t pairs = B * H;
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(ctx.threads, pairs));
+    if (int8_) {
+      const size_t wsb = kernels::q8_attention_workspace(Sq, Sk, D);
+      ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
+        auto ws = aligned_array<uint8_t>(wsb);
+        for (int64_t p = pairs * t / chunks; p < pairs * (t + 1) / chunks; ++p) {
+          const int64_t b = p / H, h = p % H;
+          kernels::Q8AttnHead hd;
+          hd.Sq = Sq, hd.Sk = Sk, hd.D = D;
+          hd.q = q + b * Sq * E + h * D, hd.k = k + b * Sk * E + h * D, hd.v = v + b * Sk * E + h * D;
+          hd.ldq = hd.ldk = hd.ldv = hd.ldy = E;
+          hd.y = y + b * Sq * E + h * D;
+          hd.scale = scale_;
+          if (mask) {
+            hd.mask.data = mask + b * mb + h * mh;
+            hd.mask.stride = mq;
+            hd.mask.div = 1;
+            hd.mask.mod = Sq;
+          }
+          kernels::q8_attention_head(hd, ws.get(), isa_);
+        }
+      });
+      return;
+    }
+    const kernels::EltwiseKernels& kt = kernels::eltwise_kernels(isa_);
     Epilogue ep;
     ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
       auto scores = aligned_array<float>(static_cast<size_t>(Sq * Sk));
@@ -316,12 +344,16 @@ class AttentionOp : public Op {
       }
     });
   }
-  std::string kernel_name() const override { return std::string("attention_sgemm_") + isa_name(isa_); }
+  std::string kernel_name() const override {
+    return int8_ ? std::string("q8_attention_") + kernels::q8_attention_isa(isa_)
+                 : std::string("attention_sgemm_") + isa_name(isa_);
+  }
  private:
   Isa isa_;
   int64_t heads_;
   float scale_;
   bool has_mask_;
+  bool int8_;
 };
 SLIMRT_REGISTER_OP("attention", [](BuildContext& c) { return std::make_unique<AttentionOp>(c); });
 

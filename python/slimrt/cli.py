@@ -230,8 +230,11 @@ def cmd_compress(a):
         recipe = Recipe.from_json(a.recipe)
         out = compress(model, recipe=recipe, calib=calib, progress=not a.quiet)
     else:
+        opts = {"calib_method": a.calib_method} if a.calib_method else {}
+        if a.attention:
+            opts["attention"] = a.attention
         out = compress(model, prune=a.prune, share=a.share, quant=a.quant, calib=calib, seed=a.seed,
-                       progress=not a.quiet, **({"calib_method": a.calib_method} if a.calib_method else {}))
+                       progress=not a.quiet, **opts)
     out.save(a.output, optimize=False)
     rows = report(model, out)
     print(format_table(rows))
@@ -340,6 +343,7 @@ def build_parser():
     c.add_argument("--quant", choices=["int8", "log2"])
     c.add_argument("--calib", help="calibration inputs (.npy, or .npz by input name)")
     c.add_argument("--calib-method", choices=["minmax", "percentile", "entropy"])
+    c.add_argument("--attention", choices=["fp32", "int8"], help="transformers: attention products in int8")
     c.add_argument("--recipe", help="a JSON recipe file (overrides the flags)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--quiet", action="store_true")

@@ -117,7 +117,7 @@ OPS: dict[str, tuple[int, int, dict[str, tuple[str, Any]]]] = {
     "scaled_masked_softmax": (1, 2, {"scale": (FLOAT, 1.0)}),
     # multi-head attention on head-interleaved rows: q [B, Sq, H*D], k, v [B, Sk, H*D], mask (optional) broadcast
     # to [B, H, Sq, Sk]; y[b, i, h*D:(h+1)*D] = softmax_j(q_bh[i] . k_bh[j] * scale + mask[b, h, i, j]) @ v_bh
-    "attention": (3, 4, {"heads": (INT, 1), "scale": (FLOAT, 1.0)}),
+    "attention": (3, 4, {"heads": (INT, 1), "scale": (FLOAT, 1.0), "int8": (INT, 0)}),
 }
 
 

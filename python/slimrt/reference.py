@@ -218,15 +218,35 @@ def run_node(node, args):
         h = a("heads")
         b, sq, e = q.shape
         split = lambda t: t.reshape(t.shape[0], t.shape[1], h, e // h).transpose(0, 2, 1, 3)  # noqa: E731
-        s = split(q) @ split(k).transpose(0, 1, 3, 2) * a("scale")
+        q, k, v = split(q), split(k), split(v)
+        if a("int8"):  # kernels/qattn/qattn.h: codes per token (q, k), per channel (v), per row (probabilities)
+            cq, sq_ = _sym_codes(q, -1, 127)
+            ck, sk_ = _sym_codes(k, -1, 127)
+            s = (cq @ ck.transpose(0, 1, 3, 2)) * (sq_ * sk_.transpose(0, 1, 3, 2)) * a("scale")
+        else:
+            s = q @ k.transpose(0, 1, 3, 2) * a("scale")
         if len(args) > 3:
             s = s + args[3]
         p = np.exp(s - s.max(axis=-1, keepdims=True))
         p = p / p.sum(axis=-1, keepdims=True)
-        return (p @ split(v)).transpose(0, 2, 1, 3).reshape(b, sq, e)
+        if a("int8"):
+            cp, sp_ = _sym_codes(p, -1, 255)
+            cv, sv_ = _sym_codes(v, -2, 127)
+            y = (cp @ cv) * (sp_ * sv_)
+        else:
+            y = p @ v
+        return y.transpose(0, 2, 1, 3).reshape(b, sq, e)
     if op in _QUANT_OPS:
         return _run_quant(op, a, args)
     raise UnsupportedError(f"reference executor has no op '{op}'")
+
+
+def _sym_codes(x, axis, levels):
+    """Symmetric integer codes of x along ``axis`` (levels 127: int8, 255: u8 of x >= 0): codes
+    rint(x * levels / max|x|) and the scale max|x| / levels (0 for an all-zero slice)."""
+    m = np.abs(x).max(axis=axis, keepdims=True)
+    inv = np.divide(levels, m, out=np.zeros_like(m), where=m > 0)
+    return np.rint(x * inv), m / levels
 
 
 def run_reference(model: Model, feeds) -> list:

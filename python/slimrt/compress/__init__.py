@@ -219,7 +219,8 @@ def compress(model: Model, prune=None, share=None, quant=None, calib=None, per_l
     seed (default 0); recipe: a ``Recipe``, dict, JSON text or ``.json`` path that the other
     arguments override. Further recipe keys as keywords: prune_mode, n_m, share_mode,
     share_init, log2_bits, calib_method (minmax / percentile / entropy), percentile,
-    calib_batch, kmeans_iters, kmeans_tol, optimize.
+    calib_batch, kmeans_iters, kmeans_tol, optimize, csr_index, attention ("fp32" or "int8":
+    both attention matrix products on int8 codes, see the ``attention`` op).
     """
     if isinstance(calib, str):
         raise CompressionError(f"calib takes calibration data (an array or {{input: array}}); pass the method as "
@@ -268,6 +269,11 @@ def compress(model: Model, prune=None, share=None, quant=None, calib=None, per_l
             for node in ref.nodes:
                 if node.op == "conv2d":
                     node.attrs["kernel"] = [int(shape[1]), int(shape[2])]
+    attn = [n for n in m.nodes if n.op == "attention"]
+    if r.attention == "int8" and not attn:
+        raise CompressionError("attention='int8' asks for int8 attention, but the model has no attention node")
+    for n in attn:  # both attention products on int8 codes (the attention op's int8 mode), or fp32
+        n.attrs["int8"] = int(r.attention == "int8")
     if calib is not None:
         acts = calibrate(m, calib, r.calib, r.percentile, r.calib_batch, progress)
         m.metadata["act_quant"] = json.dumps(acts, sort_keys=True)

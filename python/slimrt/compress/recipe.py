@@ -80,6 +80,7 @@ class Recipe:
     optimize: bool = True
     seed: int = 0
     csr_index: str = "auto"
+    attention: str = "fp32"
     per_layer: dict = field(default_factory=dict)
 
     # ---------------------------------------------------------------- (de)serialisation
@@ -141,6 +142,8 @@ class Recipe:
             raise CompressionError(f"seed must be an integer, got {self.seed!r}")
         if self.csr_index not in CSR_INDEX:
             raise CompressionError(f"csr_index must be one of {list(CSR_INDEX)}, got {self.csr_index!r}")
+        if self.attention not in ("fp32", "int8"):
+            raise CompressionError(f"attention must be 'fp32' or 'int8', got {self.attention!r}")
         if not isinstance(self.optimize, bool):
             raise CompressionError(f"optimize must be true or false, got {self.optimize!r}")
         if not isinstance(self.per_layer, dict):

@@ -1,0 +1,139 @@
+// The body of q8_attention_head shared by every ISA (see qattn.h for the equations). Included by
+// one file per ISA, which then defines its `Ops` and instantiates Q8AttnImpl<Ops>:
+//   using V = Vec<ISA> (kernels/eltwise/vec_*.h);  using Code = uint8/int8/int16 code type;
+//   static constexpr int G;          reduction group of the dot kernel (4 vnni, 2 vpmaddwd)
+//   static constexpr int32_t kAOff;  added to signed q codes (vnni: 128, making them u8)
+//   template <class T> static void quant(const float* x, int64_t n, float inv, const float* invv,
+//                                        int32_t off, T* out)   out[i] = rint(x[i] * (invv ? invv[i] : inv)) + off
+//   static void dot(const Code* a, int64_t lda, int R, const Code* b, int64_t kg, int64_t N, int32_t* out,
+//                   int64_t ldo)      out[r][n] = sum_{g<kg,t<G} a[r*lda + g*G + t] * b[(g*N + n)*G + t], R <= 4
+//   static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale,
+//                         const float* b_scale, int64_t n, float* y)
+//                                     y[j] = float(acc[j] - off * corr[j]) * (a_scale * b_scale[j])
+// Anonymous namespace: each ISA file gets its own copy.
+#pragma once
+#include <cmath>
+#include <cstring>
+
+#include "kernels/qattn/qattn.h"
+
+namespace {
+
+template <class Ops>
+struct Q8AttnImpl {
+  using V = typename Ops::V;
+  using Code = typename Ops::Code;
+  static constexpr int G = Ops::G;
+
+  // max |x| over n floats; NaN when any x is not finite (x * 0 is NaN exactly then; max drops NaNs)
+  static float max_abs(const float* x, int64_t n) {
+    typename V::T m = V::zero(), z = V::zero();
+    int64_t i = 0;
+    for (; i + V::W <= n; i += V::W) {
+      const typename V::T v = V::load(x + i);
+      m = V::max(m, V::abs(v));
+      z = V::add(z, V::mul(v, V::zero()));
+    }
+    if (i < n) {
+      const typename V::T v = V::load_n(x + i, static_cast<int>(n - i));
+      m = V::max(m, V::abs(v));
+      z = V::add(z, V::mul(v, V::zero()));
+    }
+    return V::hsum(z) == 0.f ? V::hmax(m) : NAN;
+  }
+
+  // (scale, 1/step) of a symmetric code range [-levels, levels] over max |x| = m.
+  static void scale_of(float m, float levels, float* s, float* inv) {
+    if (!std::isfinite(m)) { *s = NAN; *inv = 0.f; }
+    else if (m == 0.f) { *s = 0.f; *inv = 0.f; }
+    else { *s = m / levels; *inv = levels / m; }
+  }
+
+  static void head(const slimrt::kernels::Q8AttnHead& h, void* ws, const slimrt::kernels::EltwiseKernels& kt) {
+    const int64_t Sq = h.Sq, Sk = h.Sk, D = h.D;
+    const int64_t Dg = (D + G - 1) / G, Skg = (Sk + G - 1) / G, DG = Dg * G, SkG = Skg * G;
+    const int64_t Lmax = Sk > D ? Sk : D;
+    uint8_t* p = static_cast<uint8_t*>(ws);
+    auto take = [&p](size_t bytes) { uint8_t* r = p; p += (bytes + 63) / 64 * 64; return r; };
+    Code* kpack = reinterpret_cast<Code*>(take(sizeof(Code) * Dg * Sk * G));
+    Code* vpack = reinterpret_cast<Code*>(take(sizeof(Code) * Skg * D * G));
+    Code* vtmp = reinterpret_cast<Code*>(take(sizeof(Code) * SkG * D));
+    Code* row = reinterpret_cast<Code*>(take(sizeof(Code) * DG));
+    int32_t* ksum = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * Sk));
+    float* sk = reinterpret_cast<float*>(take(sizeof(float) * Sk));
+    float* sv = reinterpret_cast<float*>(take(sizeof(float) * D));
+    float* invv = reinterpret_cast<float*>(take(sizeof(float) * D));
+    Code* qa = reinterpret_cast<Code*>(take(sizeof(Code) * 4 * DG));
+    Code* pa = reinterpret_cast<Code*>(take(sizeof(Code) * 4 * SkG));
+    int32_t* acc = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * 4 * Lmax));
+    float* scores = reinterpret_cast<float*>(take(sizeof(float) * Sq * Sk));
+    std::memset(row, 0, sizeof(Code) * DG);
+    std::memset(qa, 0, sizeof(Code) * 4 * DG);
+    std::memset(pa, 0, sizeof(Code) * 4 * SkG);
+
+    // K: per-row codes, packed [Dg][Sk][G]; ksum for the vnni offset correction.
+    for (int64_t j = 0; j < Sk; ++j) {
+      const float* x = h.k + j * h.ldk;
+      float inv;
+      scale_of(max_abs(x, D), 127.f, &sk[j], &inv);
+      Ops::quant(x, D, inv, nullptr, 0, row);
+      int32_t s = 0;
+      for (int64_t d = 0; d < D; ++d) s += row[d];
+      ksum[j] = s;
+      for (int64_t g = 0; g < Dg; ++g) std::memcpy(kpack + (g * Sk + j) * G, row + g * G, sizeof(Code) * G);
+    }
+    // V: per-column codes, packed [Skg][D][G] (G consecutive keys per lane).
+    {
+      for (int64_t d0 = 0; d0 < D; d0 += V::W) {
+        const int w = static_cast<int>(D - d0 < V::W ? D - d0 : V::W);
+        typename V::T m = V::zero(), z = V::zero();
+        for (int64_t j = 0; j < Sk; ++j) {
+          const typename V::T v = V::load_n(h.v + j * h.ldv + d0, w);
+          m = V::max(m, V::abs(v));
+          z = V::add(z, V::mul(v, V::zero()));
+        }
+        float mt[V::W], zt[V::W];
+        V::store_n(mt, m, w);
+        V::store_n(zt, z, w);
+        for (int l = 0; l < w; ++l) scale_of(zt[l] == 0.f ? mt[l] : NAN, 127.f, &sv[d0 + l], &invv[d0 + l]);
+      }
+      for (int64_t j = 0; j < Sk; ++j) {
+        Ops::quant(h.v + j * h.ldv, D, 0.f, invv, 0, vtmp + j * D);
+      }
+      std::memset(vtmp + Sk * D, 0, sizeof(Code) * (SkG - Sk) * D);
+      for (int64_t g = 0; g < Skg; ++g)
+        for (int64_t d = 0; d < D; ++d)
+          for (int t = 0; t < G; ++t) vpack[(g * D + d) * G + t] = vtmp[(g * G + t) * D + d];
+    }
+    // scores = (Q codes . K codes) * sq * sk, four query rows per dot call
+    for (int64_t i0 = 0; i0 < Sq; i0 += 4) {
+      const int R = static_cast<int>(Sq - i0 < 4 ? Sq - i0 : 4);
+      float sq[4];
+      for (int r = 0; r < R; ++r) {
+        const float* x = h.q + (i0 + r) * h.ldq;
+        float inv;
+        scale_of(max_abs(x, D), 127.f, &sq[r], &inv);
+        Ops::quant(x, D, inv, nullptr, Ops::kAOff, qa + r * DG);
+      }
+      Ops::dot(qa, DG, R, kpack, Dg, Sk, acc, Sk);
+      for (int r = 0; r < R; ++r)
+        Ops::scale_row(acc + r * Sk, Ops::kAOff ? ksum : nullptr, Ops::kAOff, sq[r], sk, Sk, scores + (i0 + r) * Sk);
+    }
+    kt.softmax(scores, scores, 0, Sq, Sk, h.scale, h.mask);
+    // y = (P codes . V codes) * sp * sv
+    for (int64_t i0 = 0; i0 < Sq; i0 += 4) {
+      const int R = static_cast<int>(Sq - i0 < 4 ? Sq - i0 : 4);
+      float sp[4];
+      for (int r = 0; r < R; ++r) {
+        const float* x = scores + (i0 + r) * Sk;
+        float inv;
+        scale_of(max_abs(x, Sk), 255.f, &sp[r], &inv);
+        Ops::quant(x, Sk, inv, nullptr, 0, pa + r * SkG);
+      }
+      Ops::dot(pa, SkG, R, vpack, Skg, D, acc, D);
+      for (int r = 0; r < R; ++r) Ops::scale_row(acc + r * D, nullptr, 0, sp[r], sv, D, h.y + (i0 + r) * h.ldy);
+    }
+  }
+};
+
+}  // namespace
