@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+import slimrt
 from slimrt import formats
 from slimrt._native import core
 
@@ -305,6 +306,37 @@ def test_lutq8_log2_exact_table(isa, bits, per_row):
         np.testing.assert_array_equal(a.row_scale.astype(np.float64), rs)
         aq = rng.integers(0, 256, (m, k)).astype(np.uint8)
         np.testing.assert_array_equal(a.run_acc(aq, 128), (aq.astype(np.int64) - 128) @ wq.T)
+
+
+HAS_VBMI = bool(core.cpu_info()["features"].get("avx512vbmi"))
+VNNI_ISAS = [i for i in Q8_ISAS if i != "scalar"]
+
+
+@pytest.mark.parametrize("isa", VNNI_ISAS)
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", ["codebook", "log2"])
+def test_lutq8_vbmi_and_vpshufb_decodes_agree(isa, bits, kind):
+    """A table shared by every row runs the vpermb decode where the CPU has AVX512_VBMI (garbage index
+    bits above the code select copies of the table); per-row tables the vpshufb one. Both give the
+    exact integer products, for every code width and awkward shapes."""
+    if kind == "log2" and bits < 2:
+        pytest.skip("log2 needs 2+ bits")
+    rng = np.random.default_rng(60 + bits)
+    for m, n, k in [(1, 1, 1), (1, 33, 129), (2, 17, 255), (3, 64, 1031), (5, 13, 64), (4, 97, 300)]:
+        for per_row in (False, True):
+            t = q8_codebook(rng, n, k, bits, per_row) if kind == "codebook" else q8_log2(rng, n, k, bits, per_row)
+            a = make_q8(t, isa)
+            shared = kind == "log2" or not per_row
+            assert a.vbmi == (shared and HAS_VBMI)
+            wq, _ = int_weights(t)
+            aq = rng.integers(0, 256, (m, k)).astype(np.uint8)
+            want = (aq.astype(np.int64) - 3) @ wq.T
+            np.testing.assert_array_equal(a.run_acc(aq, 3, threads=2), want)
+            a.vbmi = False
+            np.testing.assert_array_equal(a.run_acc(aq, 3, threads=2), want)
+            if not shared or not HAS_VBMI:
+                with pytest.raises(slimrt.InputError, match="vbmi"):
+                    a.vbmi = True
 
 
 @pytest.mark.parametrize("isa", Q8_ISAS)

@@ -75,6 +75,7 @@ CpuInfo detect() {
     c.avx512bw = r[1] & (1u << 30);              // EBX.30: AVX512BW
     c.avx512vl = r[1] & (1u << 31);              // EBX.31: AVX512VL
     c.avx512vnni = r[2] & (1u << 11);            // ECX.11: AVX512_VNNI
+    c.avx512vbmi = r[2] & (1u << 1);             // ECX.1: AVX512_VBMI
     c.amx_tile = r[3] & (1u << 24);              // EDX.24: AMX-TILE
     c.amx_int8 = r[3] & (1u << 25);              // EDX.25: AMX-INT8
     cpuid(7, 1, r);

@@ -19,6 +19,7 @@ struct CpuInfo {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avxvnni = false, avx512bf16 = false;
+  bool avx512vbmi = false;  // vpermb: kernels use it inside the Avx512Vnni level when present
   bool amx_tile = false, amx_int8 = false, amx_permitted = false;
   bool os_avx = false, os_avx512 = false, os_amx = false;  // XCR0 state bits
   Isa best = Isa::Scalar;     // best ISA this CPU+OS supports

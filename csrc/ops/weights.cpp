@@ -89,7 +89,7 @@ class LutWeights : public WeightMatrix {
   std::string name() const override {  // e.g. codebook4_avx2, log2q8_4_avx512vnni
     const bool log2 = q_ ? q_->log2 : w_->log2;
     return std::string(log2 ? "log2" : "codebook") + (q_ ? "q8_" : "") + std::to_string(bits_) + "_" +
-           isa_name(q_ ? q_->isa : w_->isa);
+           isa_name(q_ ? q_->isa : w_->isa) + (q_ && q_->vbmi ? "_vbmi" : "");
   }
  private:
   std::unique_ptr<kernels::PackedLut> w_;

@@ -392,6 +392,14 @@ SLIMRT_PY_BIND(lutgemm) {
       .def_property_readonly("per_row", [](const PyLutQ8& p) { return p.w->per_row; })
       .def_property_readonly("is_log2", [](const PyLutQ8& p) { return p.w->log2; })
       .def_property_readonly("quantized", [](const PyLutQ8& p) { return p.w->quantized; })
+      .def_property("vbmi", [](const PyLutQ8& p) { return p.w->vbmi; },
+                    [](PyLutQ8& p, bool on) {
+                      if (on && (p.w->per_row || p.w->isa < Isa::Avx512Vnni || !cpu_info().avx512vbmi))
+                        throw Error(Code::InvalidArgument, "vbmi: needs one table for every row, an avx512vnni "
+                                                           "matrix and a CPU with AVX512_VBMI");
+                      p.w->vbmi = on;
+                    },
+                    "True: the vpermb decode (shared table, AVX512_VBMI CPU); set False for the vpshufb kernel")
       .def_property_readonly("nbytes", [](const PyLutQ8& p) { return p.w->bytes(); })
       .def_property_readonly("isa", [](const PyLutQ8& p) { return std::string(isa_name(p.w->isa)); })
       .def_property_readonly("table", &PyLutQ8::table, "int8 weight table per row [N, 16]")

@@ -73,7 +73,7 @@ PYBIND11_MODULE(_core, m) {
     pyb::dict f;
     f["avx2"] = c.avx2; f["fma"] = c.fma; f["f16c"] = c.f16c;
     f["avx512f"] = c.avx512f; f["avx512bw"] = c.avx512bw; f["avx512vl"] = c.avx512vl;
-    f["avx512dq"] = c.avx512dq; f["avx512vnni"] = c.avx512vnni; f["avxvnni"] = c.avxvnni;
+    f["avx512dq"] = c.avx512dq; f["avx512vnni"] = c.avx512vnni; f["avx512vbmi"] = c.avx512vbmi; f["avxvnni"] = c.avxvnni;
     f["avx512bf16"] = c.avx512bf16; f["amx_tile"] = c.amx_tile; f["amx_int8"] = c.amx_int8;
     f["os_avx"] = c.os_avx; f["os_avx512"] = c.os_avx512; f["os_amx"] = c.os_amx;
     f["amx_permitted"] = c.amx_permitted;

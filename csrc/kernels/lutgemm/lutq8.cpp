@@ -59,8 +59,8 @@ void rows_scalar(const detail::LutQ8View& w, int64_t g0, int64_t g1, const uint8
   }
 }
 
-detail::LutQ8RowsFn kernel_for(Isa isa) {
-  if (isa >= Isa::Avx512Vnni) return detail::vnni::lutq8_rows;
+detail::LutQ8RowsFn kernel_for(Isa isa, bool vbmi) {
+  if (isa >= Isa::Avx512Vnni) return vbmi ? detail::vbmi::lutq8_rows : detail::vnni::lutq8_rows;
   if (isa == Isa::Scalar) return rows_scalar;
   return nullptr;
 }
@@ -128,6 +128,12 @@ void fill_rowsums(PackedLutQ8& p) {
   }
 }
 
+// Row sums, and the decode kernel: vpermb when every row shares one table and the CPU has VBMI.
+void finish_pack(PackedLutQ8& p) {
+  fill_rowsums(p);
+  p.vbmi = !p.per_row && p.isa >= Isa::Avx512Vnni && cpu_info().avx512vbmi;
+}
+
 void check_codebook(const uint8_t* packed, int64_t N, int64_t K, int bits, const void* lut, int64_t lut_size) {
   if (bits < 1 || bits > 4) bad("int8-table codebook index width must be 1..4 bits");
   if (lut_size < 1 || lut_size > (int64_t{1} << bits)) bad("codebook size must be 1..2^bits");
@@ -141,6 +147,7 @@ struct Mat {
   const float* row_scale;
   const int32_t* rowsum;
   Isa isa;
+  bool vbmi;
 };
 
 Mat mat_of(const PackedLutQ8& W, int64_t g0, int64_t rows) {
@@ -150,6 +157,7 @@ Mat mat_of(const PackedLutQ8& W, int64_t g0, int64_t rows) {
   m.row_scale = W.row_scale.get() + g0 * 4;
   m.rowsum = W.rowsum.get() + g0 * 4;
   m.isa = W.isa;
+  m.vbmi = W.vbmi;
   return m;
 }
 
@@ -157,7 +165,7 @@ Mat mat_of(const PackedLutQ8& W, int64_t g0, int64_t rows) {
 // to fin(m0, pm, n0, cnt, acc, ldacc) with acc[q*ldacc + j] for row m0+q, column n0+j.
 template <typename Fin>
 void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) {
-  const detail::LutQ8RowsFn kern = kernel_for(w.isa);
+  const detail::LutQ8RowsFn kern = kernel_for(w.isa, w.vbmi);
   const int64_t groups = (w.N + 3) / 4;
   const int64_t parts = std::min<int64_t>(groups, T == 1 ? 1 : int64_t(T) * 4);
   ThreadPool::global().run(parts, static_cast<int>(std::min<int64_t>(T, parts)), [&](int64_t part) {
@@ -245,7 +253,7 @@ std::unique_ptr<PackedLutQ8> pack_lutq8_codebook(const uint8_t* packed, int64_t 
     bad("codebook index " + std::to_string(maxc) + " >= codebook size " + std::to_string(lut_size));
   for (int64_t n = 0; n < N; ++n)
     std::memcpy(p->table.get() + n * 16, lut + (per_row ? n * lut_size : 0), size_t(lut_size));
-  fill_rowsums(*p);
+  finish_pack(*p);
   return p;
 }
 
@@ -269,7 +277,7 @@ std::unique_ptr<PackedLutQ8> pack_lutq8_codebook_f32(const uint8_t* packed, int6
       p->table[n * 16 + e] = int8_t(std::max(-127.f, std::min(127.f, std::nearbyint(t[e] / s))));
     p->row_scale[n] = s;
   }
-  fill_rowsums(*p);
+  finish_pack(*p);
   return p;
 }
 
@@ -292,7 +300,7 @@ std::unique_ptr<PackedLutQ8> pack_lutq8_log2(const uint8_t* packed, int64_t N, i
     std::memcpy(p->table.get() + n * 16, t, 16);
     p->row_scale[n] = scale[n_scale == 1 ? 0 : n] / 64.f;
   }
-  fill_rowsums(*p);
+  finish_pack(*p);
   return p;
 }
 

@@ -31,7 +31,8 @@
 //   lanes (vbroadcasti32x4) and one vpdpbusd accumulates 4 rows x 16 k into 16 int32 (4 per
 //   row); the 4 dwords per row are reduced once, at the end of K.
 //
-// Kernels: Isa::Avx512Vnni / Amx (vpdpbusd) and Isa::Scalar (reference loops over the same
+// Kernels: Isa::Avx512Vnni / Amx (vpdpbusd; decode by vpshufb, or by vpermb when every row shares
+// one table and the CPU has AVX512_VBMI: lutq8_vbmi.cpp) and Isa::Scalar (reference loops over the same
 // layout). Avx2 / Avx512 without VNNI are rejected (Unsupported): the fp32-table kernels of
 // lutgemm.h serve those ISAs. Threads split the row groups; results do not depend on the
 // thread count (integer accumulation is exact; the epilogue is per element).
@@ -54,6 +55,8 @@ struct PackedLutQ8 {
   bool per_row = false;      // tables differ per row (per-row codebook or quantized f32 rows)
   bool log2 = false;         // built by pack_lutq8_log2
   bool quantized = false;    // f32 codebook whose centroids were rounded to int8 (tuning variant)
+  bool vbmi = false;         // one table for every row and the CPU has AVX512_VBMI: the vpermb kernel
+                             // (set by pack_*; clearing it runs the vpshufb kernel, same integers)
   Isa isa = Isa::Scalar;
   int64_t groups = 0;        // ceil(N / 4)
   int64_t kb = 0;            // k per block = 128 / sb

@@ -21,9 +21,13 @@ constexpr int kLutQ8MaxP = 4;
 using LutQ8RowsFn = void (*)(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p,
                              int32_t* out, int64_t ldo);
 
-namespace vnni {
+namespace vnni {  // vpshufb decode, per-row tables
 void lutq8_rows(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p, int32_t* out,
                 int64_t ldo);
 }  // namespace vnni
+namespace vbmi {  // vpermb decode: every row's table equal (AVX512_VBMI)
+void lutq8_rows(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p, int32_t* out,
+                int64_t ldo);
+}  // namespace vbmi
 
 }  // namespace slimrt::kernels::detail
