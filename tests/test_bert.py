@@ -342,6 +342,7 @@ def _attention_ref(q, k, v, mask, heads, scale):
 ATTENTION_CASES = [
     ((1, 1, 1, 1, 1), None), ((2, 7, 7, 3, 5), "B11K"), ((2, 16, 16, 12, 32), "B11K"), ((3, 17, 9, 2, 8), "QK"),
     ((2, 33, 33, 4, 16), "BHQK"), ((2, 5, 31, 2, 7), "1H1K"), ((2, 15, 15, 2, 3), "B1QK"), ((1, 9, 4, 3, 4), "K"),
+    ((2, 40, 129, 2, 33), "B11K"), ((1, 70, 70, 1, 64), None),  # partial key chunks, 2+ column vectors
 ]
 
 
@@ -399,7 +400,7 @@ def _q8_attention_emulated(q, k, v, mask, heads, scale):
     return y.transpose(0, 2, 1, 3).reshape(b, sq, e), float(np.abs(v).max())
 
 
-@pytest.mark.parametrize("dims,mspec", ATTENTION_CASES + [((2, 40, 129, 2, 33), "B11K")],
+@pytest.mark.parametrize("dims,mspec", ATTENTION_CASES,
                          ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
 def test_int8_attention_op(dims, mspec):
     """attention with int8=1 on every ISA: the kernel's integer equations (emulated in numpy) up to a

@@ -1,13 +1,12 @@
 // Elementwise and normalisation ops: activation, prelu, add/sub/mul/div,
-// softmax, scaled_masked_softmax, attention (multi-head, on the sgemm), batch_norm, layer_norm, transpose, pad.
+// softmax, scaled_masked_softmax, attention (multi-head, kernels/attn), batch_norm, layer_norm, transpose, pad.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/threadpool.h"
 #include "kernels/eltwise/eltwise.h"
-#include "kernels/qattn/qattn.h"
-#include "kernels/gemm/sgemm.h"
+#include "kernels/attn/attn.h"
 #include "ops/common.h"
 #include "runtime/op.h"
 
@@ -236,12 +235,12 @@ SLIMRT_REGISTER_OP("scaled_masked_softmax", [](BuildContext& c) { return std::ma
 
 // ---- attention: multi-head softmax(q k^T * scale + mask) v on head-interleaved rows ---------------
 // q [B, Sq, H*D], k and v [B, Sk, H*D] (the outputs of the q/k/v projections, heads side by side in
-// each row), y [B, Sq, H*D]. Per (batch, head): scores = q_bh k_bh^T (sgemm reading the head's
-// columns with leading dimension H*D: no transposes), the scaled masked softmax in place on the
-// [Sq, Sk] scores (a per-thread buffer, cache resident), then y_bh = probs v_bh written straight into
-// the head's columns of y. mask (optional, float) broadcasts to [B, H, Sq, Sk] (rank <= 4, last dim Sk).
-// (batch, head) pairs are split over threads; each GEMM runs on one thread.
-// int8=1: both products on int8 codes instead (kernels/qattn/qattn.h: per-token q/k scales,
+// each row), y [B, Sq, H*D]. Per (batch, head), kernels::attention_head (kernels/attn/attn.h):
+// scores = q_bh k_bh^T read in place (leading dimension H*D), the scaled masked softmax on the
+// [Sq, Sk] scores (a per-thread workspace, cache resident), then y_bh = probs v_bh written straight
+// into the head's columns of y. mask (optional, float) broadcasts to [B, H, Sq, Sk] (rank <= 4, last
+// dim Sk). (batch, head) pairs are split over threads; each head runs on one thread.
+// int8=1: both products on int8 codes instead (kernels/attn/attn.h: per-token q/k scales,
 // per-channel v scales, u8 probabilities), the user's choice of size/speed over exactness.
 class AttentionOp : public Op {
  public:
@@ -301,52 +300,29 @@ class AttentionOp : public Op {
     }
     const int64_t pairs = B * H;
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(ctx.threads, pairs));
-    if (int8_) {
-      const size_t wsb = kernels::q8_attention_workspace(Sq, Sk, D);
-      ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
-        auto ws = aligned_array<uint8_t>(wsb);
-        for (int64_t p = pairs * t / chunks; p < pairs * (t + 1) / chunks; ++p) {
-          const int64_t b = p / H, h = p % H;
-          kernels::Q8AttnHead hd;
-          hd.Sq = Sq, hd.Sk = Sk, hd.D = D;
-          hd.q = q + b * Sq * E + h * D, hd.k = k + b * Sk * E + h * D, hd.v = v + b * Sk * E + h * D;
-          hd.ldq = hd.ldk = hd.ldv = hd.ldy = E;
-          hd.y = y + b * Sq * E + h * D;
-          hd.scale = scale_;
-          if (mask) {
-            hd.mask.data = mask + b * mb + h * mh;
-            hd.mask.stride = mq;
-            hd.mask.div = 1;
-            hd.mask.mod = Sq;
-          }
-          kernels::q8_attention_head(hd, ws.get(), isa_);
-        }
-      });
-      return;
-    }
-    const kernels::EltwiseKernels& kt = kernels::eltwise_kernels(isa_);
-    Epilogue ep;
+    const size_t wsb = kernels::attention_head_workspace(Sq, Sk, D, int8_);
     ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
-      auto scores = aligned_array<float>(static_cast<size_t>(Sq * Sk));
-      float* sc = scores.get();
+      auto ws = aligned_array<uint8_t>(wsb);
       for (int64_t p = pairs * t / chunks; p < pairs * (t + 1) / chunks; ++p) {
         const int64_t b = p / H, h = p % H;
-        kernels::sgemm_nn(Sq, Sk, D, q + b * Sq * E + h * D, E, k + b * Sk * E + h * D, E, true, sc, Sk, ep, isa_, 1);
-        kernels::SoftmaxMask mk;
+        kernels::AttnHead hd;
+        hd.Sq = Sq, hd.Sk = Sk, hd.D = D;
+        hd.q = q + b * Sq * E + h * D, hd.k = k + b * Sk * E + h * D, hd.v = v + b * Sk * E + h * D;
+        hd.ldq = hd.ldk = hd.ldv = hd.ldy = E;
+        hd.y = y + b * Sq * E + h * D;
+        hd.scale = scale_;
         if (mask) {
-          mk.data = mask + b * mb + h * mh;
-          mk.stride = mq;
-          mk.div = 1;
-          mk.mod = Sq;
+          hd.mask.data = mask + b * mb + h * mh;
+          hd.mask.stride = mq;
+          hd.mask.div = 1;
+          hd.mask.mod = Sq;
         }
-        kt.softmax(sc, sc, 0, Sq, Sk, scale_, mk);
-        kernels::sgemm_nn(Sq, D, Sk, sc, Sk, v + b * Sk * E + h * D, E, false, y + b * Sq * E + h * D, E, ep, isa_, 1);
+        kernels::attention_head(hd, int8_, ws.get(), isa_);
       }
     });
   }
   std::string kernel_name() const override {
-    return int8_ ? std::string("q8_attention_") + kernels::q8_attention_isa(isa_)
-                 : std::string("attention_sgemm_") + isa_name(isa_);
+    return std::string(int8_ ? "q8_attention_" : "attention_") + kernels::attention_isa(isa_, int8_);
   }
  private:
   Isa isa_;

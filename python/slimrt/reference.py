@@ -219,7 +219,7 @@ def run_node(node, args):
         b, sq, e = q.shape
         split = lambda t: t.reshape(t.shape[0], t.shape[1], h, e // h).transpose(0, 2, 1, 3)  # noqa: E731
         q, k, v = split(q), split(k), split(v)
-        if a("int8"):  # kernels/qattn/qattn.h: codes per token (q, k), per channel (v), per row (probabilities)
+        if a("int8"):  # kernels/attn/attn.h: codes per token (q, k), per channel (v), per row (probabilities)
             cq, sq_ = _sym_codes(q, -1, 127)
             ck, sk_ = _sym_codes(k, -1, 127)
             s = (cq @ ck.transpose(0, 1, 3, 2)) * (sq_ * sk_.transpose(0, 1, 3, 2)) * a("scale")

@@ -1,9 +1,10 @@
-// q8 attention on AVX2: int16 codes, vpmaddwd (pairs of int16 products summed into exact int32 lanes).
-// Also the kernel for AVX-512 CPUs without VNNI.
+// Attention heads on AVX2: fp32 (4 rows x 2 ymm of keys / columns) and int8 with int16 codes,
+// vpmaddwd (pairs of int16 products summed into exact int32 lanes; also the int8 kernel of AVX-512
+// CPUs without VNNI).
 #include <immintrin.h>
 
 #include "kernels/eltwise/vec_avx2.h"
-#include "kernels/qattn/qattn_impl.h"
+#include "kernels/attn/attn_impl.h"
 
 namespace slimrt::kernels {
 namespace {
@@ -97,10 +98,16 @@ struct OpsAvx2 {
 }  // namespace
 
 namespace detail {
-const Q8AttnKernels& q8attn_avx2() {
-  static const Q8AttnKernels k{"avx2", [](const Q8AttnHead& h, void* ws, const EltwiseKernels& kt) {
+const AttnKernels& attn_q8_avx2() {
+  static const AttnKernels k{"avx2", [](const AttnHead& h, void* ws, const EltwiseKernels& kt) {
                                  Q8AttnImpl<OpsAvx2>::head(h, ws, kt);
                                }};
+  return k;
+}
+const AttnKernels& attn_f32_avx2() {
+  static const AttnKernels k{"avx2", [](const AttnHead& h, void* ws, const EltwiseKernels& kt) {
+                               F32AttnImpl<VecAvx2>::head(h, ws, kt);
+                             }};
   return k;
 }
 }  // namespace detail

@@ -1,9 +1,9 @@
-// q8 attention on AVX-512 VNNI: byte codes, vpdpbusd (4 u8 x s8 products summed into exact int32 lanes).
+// int8 attention heads on AVX-512 VNNI: byte codes, vpdpbusd (4 u8 x s8 products summed into exact int32 lanes).
 // The u8 operand is the query codes + 128 (corrected with 128 * sum_d ck[j][d]) or the P codes.
 #include <immintrin.h>
 
 #include "kernels/eltwise/vec_avx512.h"
-#include "kernels/qattn/qattn_impl.h"
+#include "kernels/attn/attn_impl.h"
 
 namespace slimrt::kernels {
 namespace {
@@ -90,8 +90,8 @@ struct OpsVnni {
 }  // namespace
 
 namespace detail {
-const Q8AttnKernels& q8attn_vnni() {
-  static const Q8AttnKernels k{"avx512vnni", [](const Q8AttnHead& h, void* ws, const EltwiseKernels& kt) {
+const AttnKernels& attn_q8_vnni() {
+  static const AttnKernels k{"avx512vnni", [](const AttnHead& h, void* ws, const EltwiseKernels& kt) {
                                  Q8AttnImpl<OpsVnni>::head(h, ws, kt);
                                }};
   return k;

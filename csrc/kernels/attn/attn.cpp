@@ -1,12 +1,12 @@
-// q8_attention_head dispatch, workspace size, and the scalar reference instantiation.
-#include "kernels/qattn/qattn.h"
+// attention_head dispatch, workspace sizes, and the scalar reference instantiations.
+#include "kernels/attn/attn.h"
 
 #include <cmath>
 #include <string>
 
 #include "core/common.h"
 #include "kernels/eltwise/vec_scalar.h"
-#include "kernels/qattn/qattn_impl.h"
+#include "kernels/attn/attn_impl.h"
 
 namespace slimrt::kernels {
 namespace {
@@ -53,45 +53,58 @@ size_t q8attn_ws_bytes(int64_t Sq, int64_t Sk, int64_t D, int G, size_t code_byt
          al(code_bytes * 4 * Skg * G) + al(4 * 4 * L) + al(4 * static_cast<size_t>(Sq) * sk);
 }
 
-const Q8AttnKernels& q8attn_scalar() {
-  static const Q8AttnKernels k{"scalar", [](const Q8AttnHead& h, void* ws, const EltwiseKernels& kt) {
+const AttnKernels& attn_q8_scalar() {
+  static const AttnKernels k{"scalar", [](const AttnHead& h, void* ws, const EltwiseKernels& kt) {
                                  Q8AttnImpl<OpsScalar>::head(h, ws, kt);
                                }};
+  return k;
+}
+
+const AttnKernels& attn_f32_scalar() {
+  static const AttnKernels k{"scalar", [](const AttnHead& h, void* ws, const EltwiseKernels& kt) {
+                               F32AttnImpl<VecScalar>::head(h, ws, kt);
+                             }};
   return k;
 }
 
 }  // namespace detail
 
 namespace {
-const detail::Q8AttnKernels& table(Isa isa) {
-  if (!isa_supported(isa)) throw Error(Code::Unsupported, std::string("q8_attention: the CPU cannot run ") + isa_name(isa));
+const detail::AttnKernels& table(Isa isa, bool int8) {
+  if (!isa_supported(isa)) throw Error(Code::Unsupported, std::string("attention: the CPU cannot run ") + isa_name(isa));
+  if (!int8) {
+    switch (isa) {
+      case Isa::Scalar: return detail::attn_f32_scalar();
+      case Isa::Avx2: return detail::attn_f32_avx2();
+      default: return detail::attn_f32_avx512();
+    }
+  }
   switch (isa) {
-    case Isa::Scalar: return detail::q8attn_scalar();
+    case Isa::Scalar: return detail::attn_q8_scalar();
     case Isa::Avx2:
-    case Isa::Avx512: return detail::q8attn_avx2();
-    default: return detail::q8attn_vnni();  // Avx512Vnni, Amx
+    case Isa::Avx512: return detail::attn_q8_avx2();
+    default: return detail::attn_q8_vnni();  // Avx512Vnni, Amx
   }
 }
-int group_of(Isa isa) { return isa == Isa::Avx512Vnni || isa == Isa::Amx ? 4 : 2; }
 }  // namespace
 
-size_t q8_attention_workspace(int64_t Sq, int64_t Sk, int64_t D) {
-  // the largest layout of any ISA (int16 codes, G = 2 or 4 padding)
+size_t attention_head_workspace(int64_t Sq, int64_t Sk, int64_t D, bool int8) {
+  if (!int8) return sizeof(float) * static_cast<size_t>((D * Sk + 15) / 16 * 16 + Sq * Sk);
+  // the largest int8 layout of any ISA (int16 codes, G = 2 or 4 padding)
   size_t a = detail::q8attn_ws_bytes(Sq, Sk, D, 2, 2), b = detail::q8attn_ws_bytes(Sq, Sk, D, 4, 1);
   return a > b ? a : b;
 }
 
-const char* q8_attention_isa(Isa isa) { return table(isa).isa; }
+const char* attention_isa(Isa isa, bool int8) { return table(isa, int8).isa; }
 
-void q8_attention_head(const Q8AttnHead& h, void* ws, Isa isa) {
-  if (h.Sq < 0 || h.Sk < 0 || h.D < 0) throw Error(Code::InvalidArgument, "q8_attention: negative size");
-  if (h.Sk > kQ8AttnMaxLen || h.D > kQ8AttnMaxLen)
-    throw Error(Code::InvalidArgument, "q8_attention: key length " + std::to_string(h.Sk) + " or head size " +
+void attention_head(const AttnHead& h, bool int8, void* ws, Isa isa) {
+  if (h.Sq < 0 || h.Sk < 0 || h.D < 0) throw Error(Code::InvalidArgument, "attention: negative size");
+  if (int8 && (h.Sk > kQ8AttnMaxLen || h.D > kQ8AttnMaxLen))
+    throw Error(Code::InvalidArgument, "int8 attention: key length " + std::to_string(h.Sk) + " or head size " +
                                            std::to_string(h.D) + " above " + std::to_string(kQ8AttnMaxLen) +
                                            " (int32 sums would not be exact); use fp32 attention");
   if (h.Sq == 0 || h.D == 0) return;
-  (void)group_of;
-  table(isa).head(h, ws, eltwise_kernels(isa));
+  table(isa, int8).head(h, ws, eltwise_kernels(isa));
 }
 
 }  // namespace slimrt::kernels

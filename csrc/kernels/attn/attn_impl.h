@@ -1,5 +1,6 @@
-// The body of q8_attention_head shared by every ISA (see qattn.h for the equations). Included by
-// one file per ISA, which then defines its `Ops` and instantiates Q8AttnImpl<Ops>:
+// The bodies of attention_head shared by every ISA (see attn.h for the equations). Included by one
+// file per ISA, which instantiates F32AttnImpl<Vec> (fp32) and/or defines its int8 `Ops` and
+// instantiates Q8AttnImpl<Ops>:
 //   using V = Vec<ISA> (kernels/eltwise/vec_*.h);  using Code = uint8/int8/int16 code type;
 //   static constexpr int G;          reduction group of the dot kernel (4 vnni, 2 vpmaddwd)
 //   static constexpr int32_t kAOff;  added to signed q codes (vnni: 128, making them u8)
@@ -15,9 +16,87 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/qattn/qattn.h"
+#include "kernels/attn/attn.h"
 
 namespace {
+
+// fp32: scores = q k^T (k transposed into the workspace), softmax, y = P v. A block is R rows x C
+// vectors of columns; out[r][n] = sum_{t<kk} a[r*lda + t] * b[t*ldb + n]. Both products are bound by
+// loads (a vector of b and a broadcast of a per R*C FMAs would be 1 FMA per cycle at R = C = 4), so
+// q k^T takes 4 rows x 4 vectors of keys and P v (only D = 2 vectors wide at head size 32 on
+// AVX-512) 8 rows x 2 vectors.
+template <class V>
+struct F32AttnImpl {
+  using T = typename V::T;
+
+  // One block; the last vector holds `last` (1..W) columns.
+  template <int R, int C>
+  static void block(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kk, float* out, int64_t ldo,
+                    int last) {
+    T acc[R][C];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
+    for (int64_t t = 0; t < kk; ++t) {
+      T bv[C];
+      for (int c = 0; c < C; ++c)
+        bv[c] = c + 1 < C || last == V::W ? V::load(b + t * ldb + c * V::W) : V::load_n(b + t * ldb + c * V::W, last);
+      for (int r = 0; r < R; ++r) {
+        const T av = V::set1(a[r * lda + t]);
+        for (int c = 0; c < C; ++c) acc[r][c] = V::fma(av, bv[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) {
+        if (c + 1 < C || last == V::W) V::store(out + r * ldo + c * V::W, acc[r][c]);
+        else V::store_n(out + r * ldo + c * V::W, acc[r][c], last);
+      }
+  }
+
+  // Rows [0, R) of the product over all N columns: chunks of C vectors, then one partial chunk.
+  template <int R, int C>
+  static void row_block(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kk, int64_t N, float* out,
+                        int64_t ldo) {
+    int64_t n0 = 0;
+    for (; n0 + C * V::W <= N; n0 += C * V::W) block<R, C>(a, lda, b + n0, ldb, kk, out + n0, ldo, V::W);
+    const int64_t rem = N - n0;
+    if (rem <= 0) return;
+    const int nv = static_cast<int>((rem + V::W - 1) / V::W), last = static_cast<int>(rem - (nv - 1) * V::W);
+    if constexpr (C > 1) {
+      if (nv >= 2) {
+        if constexpr (C > 2) {
+          if (nv >= 3) {
+            if constexpr (C > 3) {
+              if (nv >= 4) return block<R, 4>(a, lda, b + n0, ldb, kk, out + n0, ldo, last);
+            }
+            return block<R, 3>(a, lda, b + n0, ldb, kk, out + n0, ldo, last);
+          }
+        }
+        return block<R, 2>(a, lda, b + n0, ldb, kk, out + n0, ldo, last);
+      }
+    }
+    block<R, 1>(a, lda, b + n0, ldb, kk, out + n0, ldo, last);
+  }
+
+  // All M rows: blocks of RM rows, the remainder one row at a time.
+  template <int RM, int C>
+  static void product(int64_t M, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kk, int64_t N,
+                      float* out, int64_t ldo) {
+    int64_t i = 0;
+    for (; i + RM <= M; i += RM) row_block<RM, C>(a + i * lda, lda, b, ldb, kk, N, out + i * ldo, ldo);
+    for (; i < M; ++i) row_block<1, C>(a + i * lda, lda, b, ldb, kk, N, out + i * ldo, ldo);
+  }
+
+  static void head(const slimrt::kernels::AttnHead& h, void* ws, const slimrt::kernels::EltwiseKernels& kt) {
+    const int64_t Sq = h.Sq, Sk = h.Sk, D = h.D;
+    constexpr int RP = V::W >= 16 ? 8 : 4;  // P v rows per block (AVX2 has 16 registers)
+    float* kT = static_cast<float*>(ws);                                  // [D][Sk]
+    float* scores = kT + (D * Sk + 15) / 16 * 16;                         // [Sq][Sk]
+    kt.transpose2d(h.k, h.ldk, kT, Sk, Sk, D);
+    product<4, (V::W >= 16 ? 4 : 2)>(Sq, h.q, h.ldq, kT, Sk, D, Sk, scores, Sk);
+    kt.softmax(scores, scores, 0, Sq, Sk, h.scale, h.mask);
+    product<RP, 2>(Sq, scores, Sk, h.v, h.ldv, Sk, D, h.y, h.ldy);
+  }
+};
 
 template <class Ops>
 struct Q8AttnImpl {
@@ -49,7 +128,7 @@ struct Q8AttnImpl {
     else { *s = m / levels; *inv = levels / m; }
   }
 
-  static void head(const slimrt::kernels::Q8AttnHead& h, void* ws, const slimrt::kernels::EltwiseKernels& kt) {
+  static void head(const slimrt::kernels::AttnHead& h, void* ws, const slimrt::kernels::EltwiseKernels& kt) {
     const int64_t Sq = h.Sq, Sk = h.Sk, D = h.D;
     const int64_t Dg = (D + G - 1) / G, Skg = (Sk + G - 1) / G, DG = Dg * G, SkG = Skg * G;
     const int64_t Lmax = Sk > D ? Sk : D;
