@@ -54,7 +54,7 @@ void pack_direct(PackedConv2d& p, const float* W, int nb) {
 }
 
 void conv2d_direct(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
-                   int threads) {
+                   bool residual_is_c, int threads) {
   const int64_t OH = s.OH(), OW = s.OW(), G = s.groups, Cg = s.C / G, Og = s.O / G;
   const detail::DirectConvFn fn =
       w.direct_isa == Isa::Avx512 ? detail::avx512::f32_conv_direct_rows : detail::avx2::f32_conv_direct_rows;
@@ -77,6 +77,7 @@ void conv2d_direct(const Conv2dShape& s, const float* x, const PackedConv2d& w, 
     // Pixels of >= 64 channels are read as several interleaved line streams, which the
     // hardware prefetchers miss; short pixels read as one stream do well without help.
     a.prefetch = s.N * s.H * s.W * s.C * static_cast<int64_t>(sizeof(float)) >= kBigTensorBytes && Cg >= 64;
+    a.spill = G == 1 && Og % w.direct_nb != 0 && Og <= 2 * w.direct_nb && !residual_is_c;
   }
   const int64_t rows = s.N * OH;
   const int64_t row_flops = std::max<int64_t>(1, 2 * OW * s.O * s.KH * s.KW * Cg);
@@ -241,7 +242,7 @@ void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* 
     return;
   }
   if (w.direct_nb) {
-    conv2d_direct(s, x, w, y, ep, threads <= 0 ? default_threads() : threads);
+    conv2d_direct(s, x, w, y, ep, residual_is_c, threads <= 0 ? default_threads() : threads);
     return;
   }
   const bool plain = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 &&

@@ -37,6 +37,10 @@ struct DirectConv {
   Act act;
   float alpha;
   bool prefetch;          // input far bigger than the caches: fetch the next row's input rows ahead
+  // A pixel's partial last channel vector may be stored whole, its extra lanes landing on the
+  // next pixel's first channels before that pixel is stored: one group (ldy == O), all channel
+  // blocks in one pass (O <= 2 vectors), and no residual aliasing y.
+  bool spill;
 };
 
 // Output rows [r0, r1) of the flattened (n, oh) index, all channels of the group.

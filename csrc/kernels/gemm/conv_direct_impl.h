@@ -98,19 +98,29 @@ struct ConvDirect {
     }
     const T alpha = V::set1(a.alpha);
     const int64_t pix = r * a.OW + ow;
+    T sc[NV], bi[NV];
     for (int v = 0; v < NV; ++v) {
-      const int64_t o = o0 + v * NB;
       const int k = v + 1 == NV ? last : NB;
-      const T sc = a.scale ? V::load_n(a.scale + o, k) : V::zero();
-      const T bi = a.bias ? V::load_n(a.bias + o, k) : V::zero();
-      for (int p = 0; p < P; ++p) {
+      sc[v] = a.scale ? V::load_n(a.scale + o0 + v * NB, k) : V::zero();
+      bi[v] = a.bias ? V::load_n(a.bias + o0 + v * NB, k) : V::zero();
+    }
+    // Pixels in order, channel vectors in order: a partial last vector may be stored whole
+    // (a.spill, see DirectConv) while it ends inside the output row -- masked stores are slow on
+    // some CPUs (AVX2 vmaskmovps on AMD) and the spilled lanes are the following pixels' first
+    // channels, which their own stores overwrite right after.
+    const int64_t row_end = a.OW * a.ldy;
+    for (int p = 0; p < P; ++p) {
+      const bool whole = a.spill && (ow + p) * a.ldy + o0 + NV * NB <= row_end;
+      for (int v = 0; v < NV; ++v) {
+        const int64_t o = o0 + v * NB;
+        const int k = v + 1 == NV ? last : NB;
         T t = acc[p][v];
-        if (a.scale) t = V::mul(t, sc);
-        if (a.bias) t = V::add(t, bi);
+        if (a.scale) t = V::mul(t, sc[v]);
+        if (a.bias) t = V::add(t, bi[v]);
         if (a.residual) t = V::add(t, V::load_n(a.residual + (pix + p) * a.ldr + o, k));
         t = simple_act(t, a.act, alpha);
         float* yp = a.y + (pix + p) * a.ldy + o;
-        if (k == NB) V::store(yp, t);
+        if (k == NB || whole) V::store(yp, t);
         else V::store_n(yp, t, k);
       }
     }
