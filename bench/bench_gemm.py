@@ -10,7 +10,8 @@ numpy's BLAS is pinned with threadpoolctl, or OPENBLAS_NUM_THREADS when threadpo
 each slimrt benchmark the run pauses 0.2 s so that OpenBLAS's spinning workers, left busy by the previous
 numpy benchmark, do not hold the second core).
 bench/conftest.py prints the GFLOP/s of each engine and the slimrt/peer ratio per group.
-SLIMRT_BENCH_QUICK=1 keeps only the K == N shapes.
+SLIMRT_BENCH_QUICK=1 keeps only the K == N shapes. At M = 1 a third engine, read_bound, times
+OpenBLAS's sdot over the weight array (every weight read once): the memory roofline of any GEMV.
 
 Also: NHWC conv2d (PackedConv2d, weights packed once) vs torch conv2d on channels_last tensors, with
 torch pinned to the same thread count (skipped when torch is not installed), at batch 1 and, for
@@ -74,10 +75,12 @@ def quiet_blas():
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("engine", ["slimrt", "numpy"])
+@pytest.mark.parametrize("engine", ["slimrt", "numpy", "read_bound"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "M%d_K%d_N%d" % s)
 def test_sgemm(benchmark, operands, shape, engine):
     m, k, n = shape
+    if engine == "read_bound" and m != 1:
+        pytest.skip("the read bound is measured for the batch-1 GEMV only")
     a, w = operands(m, k, n)
     benchmark.group = f"sgemm M={m} K={k} N={n} threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * n * k, isa=ISA)
@@ -86,6 +89,13 @@ def test_sgemm(benchmark, operands, shape, engine):
         out = np.empty((m, n), np.float32)
         quiet_blas()
         y = benchmark(packed.run, a, threads=THREADS, out=out)
+    elif engine == "read_bound":
+        # A GEMV must read every weight once: OpenBLAS's sdot of the weight array with itself streams
+        # those K*N floats once (one stream, two FMAs per line) at this machine's read bandwidth --
+        # the floor no M=1 GEMV can beat (ratio slimrt/read_bound near 1 = at the memory roofline).
+        wf = w.reshape(-1)
+        benchmark(lambda: wf @ wf)
+        return
     else:
         wt = w.T
         y = benchmark(lambda: a @ wt)
