@@ -23,6 +23,13 @@ struct OpsScalar {
       out[i] = static_cast<T>((r == r ? static_cast<int32_t>(r) : 0) + off);  // NaN: scale is NaN anyway
     }
   }
+  static void pack_v(const float* const rows[G], const float* invv, int64_t D, Code* dst) {
+    for (int t = 0; t < G; ++t)
+      for (int64_t d = 0; d < D; ++d) {
+        float r = rows[t] ? std::nearbyint(rows[t][d] * invv[d]) : 0.f;
+        dst[d * G + t] = static_cast<Code>(r == r ? static_cast<int32_t>(r) : 0);
+      }
+  }
   static void dot(const Code* a, int64_t lda, int R, const Code* b, int64_t kg, int64_t N, int32_t* out,
                   int64_t ldo) {
     for (int r = 0; r < R; ++r)
@@ -48,9 +55,9 @@ size_t q8attn_ws_bytes(int64_t Sq, int64_t Sk, int64_t D, int G, size_t code_byt
   auto al = [](size_t b) { return (b + 63) / 64 * 64; };
   const size_t Dg = static_cast<size_t>((D + G - 1) / G), Skg = static_cast<size_t>((Sk + G - 1) / G);
   const size_t L = static_cast<size_t>(Sk > D ? Sk : D), sk = static_cast<size_t>(Sk), d = static_cast<size_t>(D);
-  return al(code_bytes * Dg * sk * G) + al(code_bytes * Skg * d * G) + al(code_bytes * Skg * G * d) +
-         al(code_bytes * Dg * G) + al(4 * sk) + al(4 * sk) + al(4 * d) + al(4 * d) + al(code_bytes * 4 * Dg * G) +
-         al(code_bytes * 4 * Skg * G) + al(4 * 4 * L) + al(4 * static_cast<size_t>(Sq) * sk);
+  return al(code_bytes * Dg * sk * G) + al(code_bytes * Skg * d * G) + al(code_bytes * Dg * G) + al(4 * sk) +
+         al(4 * sk) + al(4 * d) + al(4 * d) + al(code_bytes * 4 * Dg * G) + al(code_bytes * 4 * Skg * G) +
+         al(4 * 4 * L) + al(4 * static_cast<size_t>(Sq) * sk);
 }
 
 const AttnKernels& attn_q8_scalar() {

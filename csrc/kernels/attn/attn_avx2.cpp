@@ -33,6 +33,22 @@ struct OpsAvx2 {
       out[i] = static_cast<int16_t>((r == r ? static_cast<int32_t>(r) : 0) + off);
     }
   }
+  static void pack_v(const float* const rows[2], const float* invv, int64_t D, int16_t* dst) {
+    int64_t d = 0;
+    for (; d + 8 <= D; d += 8) {
+      const __m256 iv = _mm256_loadu_ps(invv + d);
+      const __m256i lo = rows[0] ? _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(rows[0] + d), iv)) : _mm256_setzero_si256();
+      const __m256i hi = rows[1] ? _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(rows[1] + d), iv)) : _mm256_setzero_si256();
+      // lane d: (row 0 code, row 1 code) as one int16 pair
+      const __m256i pair = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(hi, 16));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * d), pair);
+    }
+    for (; d < D; ++d)
+      for (int t = 0; t < 2; ++t) {
+        float r = rows[t] ? std::nearbyint(rows[t][d] * invv[d]) : 0.f;
+        dst[2 * d + t] = static_cast<int16_t>(r == r ? static_cast<int32_t>(r) : 0);
+      }
+  }
   template <int R>
   static void dot_r(const int16_t* a, int64_t lda, const int16_t* b, int64_t kg, int64_t N, int32_t* out,
                     int64_t ldo) {

@@ -8,15 +8,19 @@
 //                                        int32_t off, T* out)   out[i] = rint(x[i] * (invv ? invv[i] : inv)) + off
 //   static void dot(const Code* a, int64_t lda, int R, const Code* b, int64_t kg, int64_t N, int32_t* out,
 //                   int64_t ldo)      out[r][n] = sum_{g<kg,t<G} a[r*lda + g*G + t] * b[(g*N + n)*G + t], R <= 4
+//   static void pack_v(const float* const rows[G], const float* invv, int64_t D, Code* dst)
+//                                     dst[d*G + t] = rint(rows[t][d] * invv[d]) (0 for a null row), d < D
 //   static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale,
 //                         const float* b_scale, int64_t n, float* y)
 //                                     y[j] = float(acc[j] - off * corr[j]) * (a_scale * b_scale[j])
 // Anonymous namespace: each ISA file gets its own copy.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "kernels/attn/attn.h"
+#include "kernels/eltwise/vmath.h"
 
 namespace {
 
@@ -128,6 +132,38 @@ struct Q8AttnImpl {
     else { *s = m / levels; *inv = levels / m; }
   }
 
+  // x[j] = exp(x[j] * scale + mask[j] - max) in place; returns the sum (NaN when the max is not finite).
+  static float exp_row(float* x, int64_t n, float scale, const float* mask) {
+    using T = typename V::T;
+    const T vs = V::set1(scale);
+    auto value = [&](int64_t j, int k) {
+      T v = V::mul(V::load_n(x + j, k), vs);
+      return mask ? V::add(v, V::load_n(mask + j, k)) : v;
+    };
+    T m = V::set1(-INFINITY);
+    int64_t j = 0;
+    for (; j + V::W <= n; j += V::W) m = V::max(m, value(j, V::W));
+    float mx = V::hmax(m);
+    for (; j < n; ++j) mx = std::max(mx, x[j] * scale + (mask ? mask[j] : 0.f));
+    if (!std::isfinite(mx)) return NAN;
+    const T vm = V::set1(mx);
+    T sum = V::zero();
+    for (j = 0; j + V::W <= n; j += V::W) {
+      const T e = VMath<V>::exp(V::sub(value(j, V::W), vm));
+      V::store(x + j, e);
+      sum = V::add(sum, e);
+    }
+    float s = V::hsum(sum);
+    if (j < n) {
+      const int k = static_cast<int>(n - j);
+      const T e = VMath<V>::exp(V::sub(value(j, k), vm));
+      float buf[V::W];
+      V::store(buf, e);
+      for (int l = 0; l < k; ++l) { x[j + l] = buf[l]; s += buf[l]; }
+    }
+    return s;
+  }
+
   static void head(const slimrt::kernels::AttnHead& h, void* ws, const slimrt::kernels::EltwiseKernels& kt) {
     const int64_t Sq = h.Sq, Sk = h.Sk, D = h.D;
     const int64_t Dg = (D + G - 1) / G, Skg = (Sk + G - 1) / G, DG = Dg * G, SkG = Skg * G;
@@ -136,7 +172,6 @@ struct Q8AttnImpl {
     auto take = [&p](size_t bytes) { uint8_t* r = p; p += (bytes + 63) / 64 * 64; return r; };
     Code* kpack = reinterpret_cast<Code*>(take(sizeof(Code) * Dg * Sk * G));
     Code* vpack = reinterpret_cast<Code*>(take(sizeof(Code) * Skg * D * G));
-    Code* vtmp = reinterpret_cast<Code*>(take(sizeof(Code) * SkG * D));
     Code* row = reinterpret_cast<Code*>(take(sizeof(Code) * DG));
     int32_t* ksum = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * Sk));
     float* sk = reinterpret_cast<float*>(take(sizeof(float) * Sk));
@@ -176,13 +211,11 @@ struct Q8AttnImpl {
         V::store_n(zt, z, w);
         for (int l = 0; l < w; ++l) scale_of(zt[l] == 0.f ? mt[l] : NAN, 127.f, &sv[d0 + l], &invv[d0 + l]);
       }
-      for (int64_t j = 0; j < Sk; ++j) {
-        Ops::quant(h.v + j * h.ldv, D, 0.f, invv, 0, vtmp + j * D);
+      for (int64_t g = 0; g < Skg; ++g) {
+        const float* rows[G];
+        for (int t = 0; t < G; ++t) rows[t] = g * G + t < Sk ? h.v + (g * G + t) * h.ldv : nullptr;
+        Ops::pack_v(rows, invv, D, vpack + g * D * G);
       }
-      std::memset(vtmp + Sk * D, 0, sizeof(Code) * (SkG - Sk) * D);
-      for (int64_t g = 0; g < Skg; ++g)
-        for (int64_t d = 0; d < D; ++d)
-          for (int t = 0; t < G; ++t) vpack[(g * D + d) * G + t] = vtmp[(g * G + t) * D + d];
     }
     // scores = (Q codes . K codes) * sq * sk, four query rows per dot call
     for (int64_t i0 = 0; i0 < Sq; i0 += 4) {
@@ -198,16 +231,17 @@ struct Q8AttnImpl {
       for (int r = 0; r < R; ++r)
         Ops::scale_row(acc + r * Sk, Ops::kAOff ? ksum : nullptr, Ops::kAOff, sq[r], sk, Sk, scores + (i0 + r) * Sk);
     }
-    kt.softmax(scores, scores, 0, Sq, Sk, h.scale, h.mask);
-    // y = (P codes . V codes) * sp * sv
+    // y = (P codes . V codes) * sp * sv. The softmax is fused with the codes of P: a row's largest
+    // exp(v - max) is exactly 1, so max P = 1 / sum and P * 255 / max P = exp(v - max) * 255.
     for (int64_t i0 = 0; i0 < Sq; i0 += 4) {
       const int R = static_cast<int>(Sq - i0 < 4 ? Sq - i0 : 4);
       float sp[4];
       for (int r = 0; r < R; ++r) {
-        const float* x = scores + (i0 + r) * Sk;
-        float inv;
-        scale_of(max_abs(x, Sk), 255.f, &sp[r], &inv);
-        Ops::quant(x, Sk, inv, nullptr, 0, pa + r * SkG);
+        const int64_t i = i0 + r;
+        float* x = scores + i * Sk;
+        const float* mrow = h.mask.data ? h.mask.data + ((i / h.mask.div) % h.mask.mod) * h.mask.stride : nullptr;
+        sp[r] = 1.f / exp_row(x, Sk, h.scale, mrow) / 255.f;  // NaN row (all masked, NaN input): NaN out
+        Ops::quant(x, Sk, 255.f, nullptr, 0, pa + r * SkG);
       }
       Ops::dot(pa, SkG, R, vpack, Skg, D, acc, D);
       for (int r = 0; r < R; ++r) Ops::scale_row(acc + r * D, nullptr, 0, sp[r], sv, D, h.y + (i0 + r) * h.ldy);

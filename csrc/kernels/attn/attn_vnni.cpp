@@ -25,6 +25,19 @@ struct OpsVnni {
       _mm512_mask_cvtepi32_storeu_epi8(out + i, m, q);          // low byte: codes fit in 8 bits
     }
   }
+  static void pack_v(const float* const rows[4], const float* invv, int64_t D, int8_t* dst) {
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 m = lanes(D - d);
+      const __m512 iv = _mm512_maskz_loadu_ps(m, invv + d);
+      __m512i quad = _mm512_setzero_si512();
+      for (int t = 0; t < 4; ++t) {
+        if (!rows[t]) continue;
+        const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, rows[t] + d), iv));
+        quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_and_si512(q, _mm512_set1_epi32(0xFF)), 8 * t));
+      }
+      _mm512_mask_storeu_epi32(dst + 4 * d, m, quad);  // lane d: the 4 keys' codes, key t in byte t
+    }
+  }
   template <int R>
   static void dot_r(const int8_t* a, int64_t lda, const int8_t* b, int64_t kg, int64_t N, int32_t* out,
                     int64_t ldo) {
