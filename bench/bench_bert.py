@@ -3,8 +3,9 @@
     SLIMRT_DEV_CORE=... PYTHONPATH=python python3 -m pytest bench/bench_bert.py -s \
         --benchmark-only --benchmark-group-by=group --benchmark-columns=median,min,rounds
 
-Engines, all pinned to 2 threads: slimrt fp32 (``slimrt``: ``from_torch(...).optimize()``), slimrt int8
-weights with dynamically quantized activations (``slimrt-int8``: ``.compress(quant="int8").optimize()``),
+Engines, all pinned to SLIMRT_BENCH_THREADS threads (default 2; 1 gives the steadiest ratios on a shared
+machine): slimrt fp32 (``slimrt``: ``from_torch(...).optimize()``), slimrt int8 weights with dynamically
+quantized activations (``slimrt-int8``: ``.compress(quant="int8").optimize()``),
 slimrt 4-bit codebook weights (``slimrt-cb4``: ``.compress(share=16, share_mode="per_channel")``), ONNX
 Runtime fp32 and dynamic int8 (``torch.onnx.export`` + ``quantize_dynamic``; intra-op spinning off as in
 bench_models.py, ``ort-spin``: fp32 with ORT's default spinning), torch eager (fp32).
@@ -36,7 +37,7 @@ transformers = pytest.importorskip("transformers")
 
 import slimrt  # noqa: E402
 
-THREADS = 2
+THREADS = int(os.environ.get("SLIMRT_BENCH_THREADS", "2"))
 SEQ = 128
 BIG = int(os.environ.get("SLIMRT_BENCH_BERT_BIG", "32"))
 VOCAB = 30522

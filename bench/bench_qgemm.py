@@ -3,7 +3,9 @@
     SLIMRT_DEV_CORE=... PYTHONPATH=python python3 -m pytest bench/bench_qgemm.py --benchmark-only \
         --benchmark-group-by=group --benchmark-columns=min,median,rounds
 
-Workload: y[M, N] = a[M, K] @ w[N, K].T (a Linear without bias), M in {1, 64, 256}, K, N in {1024, 4096};
+Workload: y[M, N] = a[M, K] @ w[N, K].T (a Linear without bias), M in {1, 64, 256}, K, N in {1024, 4096}, plus
+the Linear layers of a MiniLM-L6 BERT (BERT_SHAPES: M = 128 and 4096 rows, (K, N) = (384, 384), (384, 1152),
+(384, 1536), (1536, 384); SLIMRT_BENCH_QGEMM_SET=bert runs only those, =square only the others);
 float32 in, float32 out; every engine quantizes the activations dynamically inside the timed call.
 Engines (all pinned to SLIMRT_BENCH_THREADS threads, default 2; inputs/outputs preallocated, packing untimed):
   slimrt        q8_pack(wq).run_dynamic (int8 per-channel weights, u8 per-row activations), active ISA
@@ -35,6 +37,12 @@ KN = [(k, n) for k in (1024, 4096) for n in (1024, 4096)]
 if os.environ.get("SLIMRT_BENCH_QUICK"):
     KN = [(k, n) for (k, n) in KN if k == n]
 SHAPES = [(m, k, n) for m in (1, 64, 256) for (k, n) in KN]
+# The Linear layers of a MiniLM-L6-shaped BERT encoder (hidden 384, ffn 1536) at batch 1 and 32 x seq 128:
+# q/k/v and attention output (384 -> 384), the three projections as one (384 -> 1152), ffn up / down.
+BERT_SHAPES = [(m, k, n) for m in (128, 4096) for (k, n) in ((384, 384), (384, 1152), (384, 1536), (1536, 384))]
+# SLIMRT_BENCH_QGEMM_SET: "bert" runs only BERT_SHAPES, "square" only the shapes above, default both.
+_SET = os.environ.get("SLIMRT_BENCH_QGEMM_SET", "")
+SHAPES = (SHAPES if _SET != "bert" else []) + (BERT_SHAPES if _SET != "square" else [])
 
 
 def _ids(s):

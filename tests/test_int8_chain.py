@@ -163,6 +163,13 @@ DW_CASES = [  # depthwise: c == o == groups
     (80, (3, 3), 2, (1, 1, 1, 1), 1),             # VNNI: block + 16-channel tail
     (144, (3, 3), 1, (0, 1, 2, 1), 1),            # VNNI: two blocks + tail, uneven pads
     (72, (5, 5), 1, (2, 2, 2, 2), 2),             # VNNI: two row groups, dilation
+    (32, (3, 3), 1, (1, 1, 1, 1), 1),             # VNNI: two output pixels per 64-lane block
+    (16, (3, 3), 1, (0, 2, 1, 1), 1),             # VNNI: four pixels per block, left pad 2 (mixed columns)
+    (32, (5, 3), 1, (2, 3, 2, 0), 2),             # VNNI: two pixels per block, row groups, dilation
+    (32, (3, 3), 2, (1, 1, 1, 1), 1),             # VNNI: stride 2 keeps one pixel per block
+    (96, (3, 3), 2, (1, 1, 1, 1), 1),             # VNNI: a 32-channel last block, stride 2
+    (144, (3, 3), 2, (0, 1, 1, 2), 1),            # VNNI: a 16-channel last block, stride 2
+    (48, (3, 3), 1, (1, 1, 1, 1), 1),             # VNNI: a 48-channel block
 ]
 
 
@@ -201,6 +208,65 @@ def test_qconv2d_u8_saturation_all_isas(rng, case, out):
     assert got.dtype == np.uint8
     if out[0] == 1e-30:
         assert set(np.unique(got).tolist()) <= {0, 255}
+    _close_u8(got, m.run_reference(feeds)[0])
+
+
+def _tie_conv_model(c, o, k, stride, pads, groups, act, out_scale, out_zero, residual, seed):
+    """qconv2d whose products are powers of two: x_scale * w_scale = 2^-8, bias a multiple of 2^-9, so
+    y * (1 / out_scale) lands EXACTLY on .5 ties (out_scale 2^-7) or on integers far past the clamps."""
+    rng = np.random.default_rng(seed)
+    m = Model()
+    m.add_input("x", (None, None, None, c), "uint8")
+    wq = rng.integers(-127, 128, (o, k[0], k[1], c // groups)).astype(np.int8)
+    w = m.add_constant("w", QInt8(wq, np.full(o, 1 / 128, np.float32), axis=0))
+    b = m.add_constant("b", (rng.integers(-600, 600, o) / 512).astype(np.float32))
+    attrs = {"x_scale": 0.5, "x_zero": 77, "out_scale": out_scale, "out_zero": out_zero, "act": act, "alpha": 0.25,
+             "strides": [stride, stride], "pads": list(pads), "groups": groups, "dilations": [1, 1]}
+    ins = ["x", w, b]
+    if residual:
+        attrs.update(residual=1, res_scale=0.125, res_zero=9)
+        m.add_input("r", (None, None, None, o), "uint8")
+        ins.append("r")
+    m.outputs = [m.add_node("qconv2d", ins, attrs)]
+    return m
+
+
+@pytest.mark.parametrize("o", [1, 15, 16, 17, 31, 33, 47, 48, 49, 63, 64, 65, 97, 144])
+@pytest.mark.parametrize("kind", ["1x1", "3x3", "dw"])
+def test_qconv2d_u8_ties_and_clamps_all_isas(rng, o, kind):
+    """The static requantization at every panel width (fused into the VNNI GEMM tile; the depthwise
+    kernels' lane-order form): exact .5 ties (round half to even), relu6's upper clamp, values far past
+    255 and below 0, with and without a u8 residual, are the scalar kernel's bytes on every ISA and the
+    reference's bytes exactly (every product is a power of two, so float32 rounding never enters)."""
+    if kind == "1x1":
+        c, k, s, p, g = 20, (1, 1), 1, (0, 0, 0, 0), 1
+    elif kind == "3x3":
+        c, k, s, p, g = 8, (3, 3), 2, (1, 1, 1, 1), 1
+    else:
+        c, k, s, p, g = o, (3, 3), 1, (1, 0, 1, 2), o
+    for act, out_scale, out_zero in (("relu6", 2.0 ** -7, 3), ("none", 2.0 ** -7, 128), ("relu", 2.0 ** -5, 0),
+                                     ("leaky_relu", 2.0 ** -3, 200), ("relu6", 2.0 ** -2, 250)):
+        for residual in (None, "uint8"):
+            m = _tie_conv_model(c, o if kind != "dw" else c, k, s, p, g, act, out_scale, out_zero, residual,
+                                seed=o)
+            feeds = {"x": _u8(rng, (2, 6, 9, c))}
+            if residual:
+                oh = (6 + p[0] + p[2] - k[0]) // s + 1
+                ow = (9 + p[1] + p[3] - k[1]) // s + 1
+                feeds["r"] = _u8(rng, (2, oh, ow, o if kind != "dw" else c))
+            (got,) = _run_all_isas(m, feeds)
+            want = m.run_reference(feeds)[0]
+            np.testing.assert_array_equal(got, want, err_msg=f"{kind} o={o} {act} residual={residual}")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_qconv2d_dw_big_input_all_isas(rng, stride):
+    """A depthwise input over 2 MB (a big batch): the VNNI kernel prefetches the next output row's new
+    input rows while it builds the current one; the bytes stay the scalar kernel's."""
+    c = 80
+    m = _qconv_model(c, c, (3, 3), stride, (1, 1, 1, 1), c, act="relu6")
+    feeds = {"x": _u8(rng, (3, 61, 150, c))}  # 2.2 MB
+    (got,) = _run_all_isas(m, feeds)
     _close_u8(got, m.run_reference(feeds)[0])
 
 

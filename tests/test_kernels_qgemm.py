@@ -439,3 +439,105 @@ def test_residual_in_place_and_conv_threads(isa):
     y1 = K.q8_conv2d_dynamic(x, wc, wsc, pads=[1, 1, 1, 1], act="gelu", isa=isa, threads=1)
     y2 = K.q8_conv2d_dynamic(x, wc, wsc, pads=[1, 1, 1, 1], act="gelu", isa=isa, threads=2)
     assert np.array_equal(y1.view(np.int32), y2.view(np.int32))
+
+
+# ---- activations in the epilogue, row blocks, 64-wide quantization ------------------------------------
+
+def _ref_act_ext(x, act, alpha=0.0):
+    x = np.asarray(x, np.float64)
+    if act == "gelu_tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if act == "hard_swish":
+        return x * np.clip(x + 3, 0, 6) / 6
+    if act == "hard_sigmoid":
+        return np.clip(x + 3, 0, 6) / 6
+    if act == "elu":
+        return np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0)))
+    return ref_act(x, act, alpha)
+
+
+ALL_ACTS = [("none", 0.0), ("relu", 0.0), ("relu6", 0.0), ("leaky_relu", 0.1), ("sigmoid", 0.0), ("tanh", 0.0),
+            ("gelu", 0.0), ("gelu_tanh", 0.0), ("silu", 0.0), ("hard_swish", 0.0), ("elu", 0.7),
+            ("hard_sigmoid", 0.0)]
+EXT_RTOL = dict(ACT_RTOL, gelu_tanh=1e-5, hard_swish=1e-6, hard_sigmoid=1e-6, elu=1e-6)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,n,k", [(1, 1, 5), (7, 15, 33), (6, 16, 64), (13, 47, 20), (9, 48, 31), (5, 49, 8),
+                                   (14, 63, 17), (12, 64, 40), (25, 65, 12), (3, 130, 9)])
+def test_dynamic_every_act_in_epilogue(isa, m, n, k):
+    """Every activation (applied in registers by the AVX-512 / VNNI epilogue, by apply_act elsewhere) gives
+    exactly apply_act(isa) of the activation-free result, with bias and residual, at panel edges (16/48/64)."""
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    wq = rand_w(rng, n, k)
+    ws = (rng.random(n) * 0.004 + 1e-4).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    a = (rng.standard_normal((m, k)) * 2 - 0.2).astype(np.float32)
+    p = K.q8_pack(wq, isa=isa)
+    lin_y = p.run_dynamic(a, ws, bias=bias, residual=res)
+    lin, mag = dyn_reference(a, wq, ws, bias, res, "none", 0.0)
+    for act, alpha in ALL_ACTS:
+        big, out = guarded((m, n), np.float32, SENT_F)
+        p.run_dynamic(a, ws, bias=bias, residual=res, act=act, alpha=alpha, out=out, threads=2)
+        check_guard(big, (m, n), SENT_F)
+        expect = K.apply_act(lin_y, act, alpha, isa=isa)
+        assert np.array_equal(out.view(np.int32), expect.view(np.int32)), act
+        ref = _ref_act_ext(lin, act, alpha)
+        # the linear part's error times |act'| (<= 1.5 for all of these), plus the activation's own error
+        tol = 4e-7 * mag * 1.2 * 1.5 + EXT_RTOL[act] * np.abs(ref) * 2 + 1e-30
+        err = np.abs(out.astype(np.float64) - ref)
+        assert np.all(err <= tol), (act, err.max())
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,k", [(100, 4000), (700, 384), (341, 1536)])
+def test_row_blocks_exact(isa, m, k):
+    """M spanning several L2 row blocks of the driver (about 128 KB of A each), with a partial last tile:
+    exact accumulators and float output, threads 1 and 2 bit-identical."""
+    rng = np.random.default_rng(m + k)
+    n = 70
+    wq = rand_w(rng, n, k)
+    aq = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    p = K.q8_pack(wq, isa=isa)
+    ref = (aq.astype(np.int64) - 37) @ wq.astype(np.int64).T
+    for t in (1, 2):
+        big, out = guarded((m, n), np.int32, SENT_I)
+        p.run_acc(aq, 37, out=out, threads=t)
+        np.testing.assert_array_equal(out.astype(np.int64), ref)
+        check_guard(big, (m, n), SENT_I)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    ws = (rng.random(n) * 0.01 + 1e-3).astype(np.float32)
+    y1 = p.run_dynamic(a, ws, act="gelu", threads=1)
+    y2 = p.run_dynamic(a, ws, act="gelu", threads=2)
+    assert np.array_equal(y1.view(np.int32), y2.view(np.int32))
+    lin, mag = dyn_reference(a, wq, ws, None, None, "gelu", 0.0)
+    check_float(y1, lin, mag, "gelu", 0.0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantize_u8_blocks_of_64_exact(isa):
+    """Special values at every position of the 64-wide blocks and the masked tail: NaN -> 0, +-inf and huge
+    values saturate, the 511.5 / 512.5 / 255.5 / -0.5 boundaries, ties to even."""
+    scale, zero = 0.5, 3
+    inv = np.float32(1) / np.float32(scale)
+    specials = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 3e9, -3e9, 255.75, 256.25, -0.25, -1.75, 0.25,
+                         0.75, 126.0, 126.25, 126.5, -1.5, -2.5, 2 ** 31, -2 ** 31, 1e-40], np.float32)
+    for n in (64, 65, 127, 128, 200):
+        for shift in (0, 13, 45, 63):
+            x = np.random.default_rng(n + shift).standard_normal(n).astype(np.float32) * 200
+            pos = (np.arange(len(specials)) * 7 + shift) % n
+            x[pos] = specials[:len(pos)]
+            q = K.quantize_u8(x, scale, zero, isa=isa)
+            with np.errstate(invalid="ignore", over="ignore"):
+                t = np.rint((x * inv).astype(np.float32)) + np.float32(zero)
+                ref = np.where(np.isnan(t), 0, np.clip(t, 0, 255)).astype(np.uint8)
+            np.testing.assert_array_equal(q, ref, err_msg=f"n={n} shift={shift}")
+    # Rows long enough for the 64-wide loop, with per-row parameters.
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((6, 300)) * rng.choice([0.01, 1, 300], (6, 1))).astype(np.float32)
+    q, s, z = K.quantize_rows_u8(a, isa=isa, threads=2)
+    qr, sr, zr = np_quant_rows(a)
+    np.testing.assert_array_equal(s, sr)
+    np.testing.assert_array_equal(z, zr)
+    np.testing.assert_array_equal(q, qr)

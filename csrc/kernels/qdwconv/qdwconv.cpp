@@ -50,8 +50,11 @@ std::unique_ptr<PackedQ8Dw> pack_q8_dw(const int8_t* wq, int64_t C, int kh, int 
     const size_t bytes = static_cast<size_t>(blocks * G * kw * 4 * 64);
     p->w4 = aligned_array<int8_t>(bytes);
     std::memset(p->w4.get(), 0, bytes);
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t blk = c / 64, cl = c % 64, L = cl / 16, q = (cl % 16) / 4, i = cl % 4;
+    // 16 or 32 channels: lanes C.. of the one block repeat the channels (lane l holds channel l % C),
+    // for the kernel's several-pixels-per-vector form (stride 1); other strides never store them.
+    const int64_t lanes = (C == 16 || C == 32) ? 64 : C;
+    for (int64_t l = 0; l < lanes; ++l) {
+      const int64_t c = l % C, blk = l / 64, cl = l % 64, L = cl / 16, q = (cl % 16) / 4, i = cl % 4;
       for (int kr = 0; kr < kh; ++kr)
         for (int kc = 0; kc < kw; ++kc) {
           const int64_t g = kr / 4, b = kr % 4;

@@ -17,7 +17,8 @@
 //           channels beyond the last multiple of 8 run the scalar loop
 //   avx512  the same on 16 channels per zmm, masked tail
 //   vnni    64 channels per block, vpdpbusd over four kernel rows per dword on input columns
-//           interleaved once per output row (qdwconv_vnni.cpp); also for Isa::Amx
+//           interleaved once per output row (qdwconv_vnni.cpp); also for Isa::Amx. C = 16 / 32 at
+//           stride 1: 64 / C neighbouring output pixels per 64-lane block (no idle lanes)
 // For 3x3 kernels the nine weight vectors of a channel block stay in registers along a row.
 #pragma once
 #include <cstdint>
@@ -38,7 +39,8 @@ struct PackedQ8Dw {
   AlignedPtr<int32_t> wsum;  // [Cp] sum over taps of w
   // VNNI only (else null): [ceil(C/64)][ceil(KH/4)][KW][4][64] int8, the weights of kernel rows
   // 4g..4g+3 of one column in the four bytes of a dword, channels in the kernel's lane order
-  // (byte 4*(4L + i) + b of [blk][g][kw][q] = w[64*blk + 16L + 4q + i][4g + b][kw]; zero padded).
+  // (byte 4*(4L + i) + b of [blk][g][kw][q] = w[64*blk + 16L + 4q + i][4g + b][kw]; zero padded;
+  // C = 16 or 32: lanes C..63 repeat the channels, lane l holding channel l % C).
   AlignedPtr<int8_t> w4;
 };
 

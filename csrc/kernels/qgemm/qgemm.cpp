@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "core/threadpool.h"
 #include "kernels/gemm/sgemm.h"
@@ -29,8 +31,10 @@ struct Q8Config {
   detail::Q8MinMaxFn minmax;
   detail::Q8IUkernel iukernel;  // indirect form of ukernel (implicit im2col), or null
   bool u8_residual;             // the epilogue reads Q8Tile::residual_u8 itself
+  bool any_act = false;         // the epilogue applies every Act in registers (else only the inline ones)
 };
 
+constexpr int64_t kQ8RowBlockBytes = 131072;  // A bytes per row block of run_tiles (L2 resident)
 constexpr int kMaxTile = 12 * 32;  // largest mr * nr (8x48, 6x64, 12x32, 16x16 are all <= 384)
 
 // The VNNI rows: one per panel width. pack_q8_b picks the width (vnni_nr), and every run of
@@ -39,7 +43,7 @@ const Q8Config& vnni_config(int nr) {
   namespace d = detail;
 #define SLIMRT_Q8_VNNI_ROW(MR, NR, FN, IFN)                                                              \
   static const Q8Config vnni##NR{MR, NR, 4, 1, d::vnni::FN, d::avx512::q8_epilogue, d::avx512::q8_quantize_u8, \
-                                 d::avx512::q8_quantize_u8, d::avx512::q8_minmax, d::vnni::IFN, true};
+                                 d::avx512::q8_quantize_u8, d::avx512::q8_minmax, d::vnni::IFN, true, true};
   SLIMRT_Q8_VNNI_ROW(8, 48, q8_gemm_8x48c4, q8_igemm_8x48c4)
   SLIMRT_Q8_VNNI_ROW(6, 64, q8_gemm_6x64c4, q8_igemm_6x64c4)
   SLIMRT_Q8_VNNI_ROW(12, 32, q8_gemm_12x32c4, q8_igemm_12x32c4)
@@ -78,7 +82,7 @@ const Q8Config& config_for(Isa isa, int nr = 48) {
   static const Q8Config avx2{6, 16, 2, 2, d::avx2::q8_gemm_6x16c2, d::avx2::q8_epilogue,
                              d::avx2::q8_quantize_u8, d::avx2::q8_quantize_i16, d::avx2::q8_minmax, nullptr, false};
   static const Q8Config avx512{8, 48, 2, 2, d::avx512::q8_gemm_8x48c2, d::avx512::q8_epilogue,
-                               d::avx512::q8_quantize_u8, d::avx512::q8_quantize_i16, d::avx512::q8_minmax, nullptr, true};
+                               d::avx512::q8_quantize_u8, d::avx512::q8_quantize_i16, d::avx512::q8_minmax, nullptr, true, true};
   switch (isa) {
     case Isa::Scalar: return scalar;
     case Isa::Avx2: return avx2;
@@ -131,72 +135,125 @@ struct Run {
 
 size_t out_elem_bytes(Q8Out k) { return k == Q8Out::U8 ? 1 : 4; }
 
-// Rows [m0, m1) x panels [p0, p1); panel-outer so one B panel stays in cache for all rows.
+// Rows of prepared A per row block: about kQ8RowBlockBytes, a multiple of mr.
+int64_t row_block_rows(const PackedQ8B& B, const Q8Config& cfg) {
+  return std::max<int64_t>(1, kQ8RowBlockBytes / (B.Kp * cfg.a_bytes * cfg.mr)) * cfg.mr;
+}
+
+// Rows [m0, m1) x panels [p0, p1); per row block panel-outer, so one B panel stays in L1 for all
+// the block's rows.
 void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   const PackedQ8B& B = *r.B;
   const Q8Config& cfg = *r.cfg;
   alignas(64) int32_t acc[kMaxTile];
   alignas(64) float tmp[kMaxTile];
   alignas(64) float rtmp[kMaxTile];  // a u8 residual tile, dequantized
-  const bool inline_act = act_is_inline(r.act);
+  const bool inline_act = act_is_inline(r.act) || cfg.any_act;  // the epilogue applies r.act
   const int64_t kgroups = B.Kp / cfg.kg;
   const size_t osz = out_elem_bytes(r.kind);
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t n0 = p * cfg.nr;
-    const int nv = static_cast<int>(std::min<int64_t>(cfg.nr, B.N - n0));
-    const int8_t* bp = B.data.get() + p * B.Kp * cfg.nr;
-    for (int64_t m = m0; m < m1; m += cfg.mr) {
-      const int rows = static_cast<int>(std::min<int64_t>(cfg.mr, m1 - m));
-      if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
-      else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
-      Q8Tile t;
-      t.acc = acc;
-      t.ldacc = cfg.nr;
-      t.rows = rows;
-      t.nv = nv;
-      t.colsum = B.colsum.get() + n0;
-      t.a_zero = r.a_zero + m * r.a_step;
-      t.a_scale = r.a_scale ? r.a_scale + m * r.a_step : nullptr;
-      t.a_step = r.a_step;
-      t.w_scale = r.w_scale ? r.w_scale + n0 : nullptr;
-      t.bias = r.bias ? r.bias + n0 : nullptr;
-      t.residual = r.residual ? r.residual + m * r.ldr + n0 : nullptr;
-      t.ldr = r.ldr;
-      if (r.residual_u8 && cfg.u8_residual) {
-        t.residual_u8 = r.residual_u8 + m * r.ldr + n0;
-        t.res_scale = r.res_scale;
-        t.res_zero = r.res_zero;
-      } else if (r.residual_u8) {
-        for (int i = 0; i < rows; ++i) {
-          const uint8_t* src = r.residual_u8 + (m + i) * r.ldr + n0;
-          for (int j = 0; j < nv; ++j)
-            rtmp[i * cfg.nr + j] = (static_cast<float>(src[j]) - r.res_zero) * r.res_scale;
+  // Row blocks of about kQ8RowBlockBytes of A, all panels per block: the block stays in L2 while
+  // every panel of B passes over it (one pass over all M rows per panel would stream A from L3
+  // once per panel when A outgrows L2, e.g. 4096 x 384 u8 = 1.5 MB: a quarter slower).
+  const int64_t mb = row_block_rows(B, cfg);
+  // Static requantization on VNNI: the epilogue runs inside the microkernel on the registers
+  // (q8_static_vnni.cpp), with the panel's column terms computed once here.
+  const bool static_fused = r.kind == Q8Out::U8 && r.a_step == 0 && !r.residual && is_vnni(B.isa) &&
+                            act_is_inline(r.act) && cfg.nr <= 64;
+  alignas(64) int32_t sf_zc[64];
+  alignas(64) float sf_sc[64], sf_bias[64];
+  detail::Q8StaticU8 sf;
+  if (static_fused) {
+    sf.negzc = sf_zc;
+    sf.scale = sf_sc;
+    sf.bias = sf_bias;
+    sf.ldr = r.ldr;
+    sf.res_scale = r.res_scale;
+    sf.res_zero = r.res_zero;
+    sf.act = r.act;
+    sf.alpha = r.alpha;
+    sf.inv_out_scale = r.inv_out_scale;
+    sf.hi = r.act == Act::Relu6 ? std::min(512.f, 6.f * r.inv_out_scale) : 512.f;
+    sf.out_zero = static_cast<int32_t>(r.out_zero);
+    sf.ldo = r.ldo;
+  }
+  for (int64_t mb0 = m0; mb0 < m1; mb0 += mb) {
+    const int64_t mb1 = std::min(m1, mb0 + mb);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n0 = p * cfg.nr;
+      const int nv = static_cast<int>(std::min<int64_t>(cfg.nr, B.N - n0));
+      const int8_t* bp = B.data.get() + p * B.Kp * cfg.nr;
+      if (static_fused) {
+        for (int j = 0; j < cfg.nr; ++j) {
+          const bool in = j < nv;
+          sf_zc[j] = in ? static_cast<int32_t>(-static_cast<int64_t>(r.a_zero[0]) * B.colsum[n0 + j]) : 0;
+          sf_sc[j] = in ? (r.a_scale ? r.a_scale[0] : 1.f) * r.w_scale[n0 + j] : 0.f;
+          sf_bias[j] = in && r.bias ? r.bias[n0 + j] : 0.f;
         }
-        t.residual = rtmp;
-        t.ldr = cfg.nr;
+        sf.nv = nv;
       }
-      t.kind = r.kind;
-      t.out = static_cast<char*>(r.out) + (m * r.ldo + n0) * osz;
-      t.ldo = r.ldo;
-      t.act = inline_act ? r.act : Act::None;
-      t.alpha = r.alpha;
-      t.inv_out_scale = r.inv_out_scale;
-      t.out_zero = r.out_zero;
-      if (inline_act || r.kind == Q8Out::Acc32) {
-        cfg.epilogue(t);
-      } else if (r.kind == Q8Out::F32) {
-        cfg.epilogue(t);
-        for (int i = 0; i < rows; ++i)
-          apply_act_inplace(static_cast<float*>(r.out) + (m + i) * r.ldo + n0, nv, r.act, r.alpha, B.isa);
-      } else {  // u8 output after a non-trivial activation: float tile, act, then requantize
-        void* dst = t.out;
-        t.kind = Q8Out::F32;
-        t.out = tmp;
-        t.ldo = cfg.nr;
-        cfg.epilogue(t);
-        for (int i = 0; i < rows; ++i) {
-          apply_act_inplace(tmp + i * cfg.nr, nv, r.act, r.alpha, B.isa);
-          cfg.quant_u8(tmp + i * cfg.nr, nv, r.inv_out_scale, r.out_zero, static_cast<uint8_t*>(dst) + i * r.ldo);
+      for (int64_t m = mb0; m < mb1; m += cfg.mr) {
+        const int rows = static_cast<int>(std::min<int64_t>(cfg.mr, mb1 - m));
+        if (static_fused) {
+          sf.out = static_cast<uint8_t*>(r.out) + m * r.ldo + n0;
+          sf.residual_u8 = r.residual_u8 ? r.residual_u8 + m * r.ldr + n0 : nullptr;
+          if (r.aind)
+            detail::vnni::q8_static_u8_tile(cfg.nr, r.kgt, nullptr, 0, r.aind + m * r.taps, r.taps, rows, bp, sf);
+          else
+            detail::vnni::q8_static_u8_tile(cfg.nr, kgroups, static_cast<const uint8_t*>(r.a) + m * r.lda, r.lda,
+                                            nullptr, 0, rows, bp, sf);
+          continue;
+        }
+        if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
+        else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
+        Q8Tile t;
+        t.acc = acc;
+        t.ldacc = cfg.nr;
+        t.rows = rows;
+        t.nv = nv;
+        t.colsum = B.colsum.get() + n0;
+        t.a_zero = r.a_zero + m * r.a_step;
+        t.a_scale = r.a_scale ? r.a_scale + m * r.a_step : nullptr;
+        t.a_step = r.a_step;
+        t.w_scale = r.w_scale ? r.w_scale + n0 : nullptr;
+        t.bias = r.bias ? r.bias + n0 : nullptr;
+        t.residual = r.residual ? r.residual + m * r.ldr + n0 : nullptr;
+        t.ldr = r.ldr;
+        if (r.residual_u8 && cfg.u8_residual) {
+          t.residual_u8 = r.residual_u8 + m * r.ldr + n0;
+          t.res_scale = r.res_scale;
+          t.res_zero = r.res_zero;
+        } else if (r.residual_u8) {
+          for (int i = 0; i < rows; ++i) {
+            const uint8_t* src = r.residual_u8 + (m + i) * r.ldr + n0;
+            for (int j = 0; j < nv; ++j)
+              rtmp[i * cfg.nr + j] = (static_cast<float>(src[j]) - r.res_zero) * r.res_scale;
+          }
+          t.residual = rtmp;
+          t.ldr = cfg.nr;
+        }
+        t.kind = r.kind;
+        t.out = static_cast<char*>(r.out) + (m * r.ldo + n0) * osz;
+        t.ldo = r.ldo;
+        t.act = inline_act ? r.act : Act::None;
+        t.alpha = r.alpha;
+        t.inv_out_scale = r.inv_out_scale;
+        t.out_zero = r.out_zero;
+        if (inline_act || r.kind == Q8Out::Acc32) {
+          cfg.epilogue(t);
+        } else if (r.kind == Q8Out::F32) {
+          cfg.epilogue(t);
+          for (int i = 0; i < rows; ++i)
+            apply_act_inplace(static_cast<float*>(r.out) + (m + i) * r.ldo + n0, nv, r.act, r.alpha, B.isa);
+        } else {  // u8 output after a non-trivial activation: float tile, act, then requantize
+          void* dst = t.out;
+          t.kind = Q8Out::F32;
+          t.out = tmp;
+          t.ldo = cfg.nr;
+          cfg.epilogue(t);
+          for (int i = 0; i < rows; ++i) {
+            apply_act_inplace(tmp + i * cfg.nr, nv, r.act, r.alpha, B.isa);
+            cfg.quant_u8(tmp + i * cfg.nr, nv, r.inv_out_scale, r.out_zero, static_cast<uint8_t*>(dst) + i * r.ldo);
+          }
         }
       }
     }
@@ -205,11 +262,17 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
 
 // Splits the tiles over threads: mostly along panels (each thread reads different weights),
 // along rows as well when there are few panels. The split never changes a result.
-void run_parallel(const Run& r, int threads) {
+// With nprep > 0, prep(c) for every c in [0, nprep) runs first (the preparation of A, e.g. the
+// dynamic quantization of chunks of rows) in the same parallel region: each worker claims prep
+// chunks, waits until all of them are done, then claims tiles. One fork-join instead of two
+// (fewer waits on a busy core); a chunk is only ever claimed by a running worker, so the wait ends.
+void run_parallel(const Run& r, int threads, int64_t nprep = 0,
+                  const std::function<void(int64_t)>& prep = nullptr) {
   const Q8Config& cfg = *r.cfg;
   const int64_t panels = r.B->panels, mtiles = ceil_div(r.M, cfg.mr);
   const double work = static_cast<double>(r.M) * r.B->N * r.B->Kp;
   if (threads <= 1 || work < 262144.0 || panels * mtiles == 1) {
+    for (int64_t c = 0; c < nprep; ++c) prep(c);
     run_tiles(r, 0, r.M, 0, panels);
     return;
   }
@@ -218,12 +281,59 @@ void run_parallel(const Run& r, int threads) {
   const int64_t mc = std::min(mtiles, ceil_div(want, pc));
   const int64_t ppt = ceil_div(panels, pc), mpt = ceil_div(mtiles, mc);
   const int64_t np = ceil_div(panels, ppt), nm = ceil_div(mtiles, mpt);
-  ThreadPool::global().run(np * nm, threads, [&](int64_t t) {
+  auto item = [&](int64_t t) {
     const int64_t pi = t % np, mi = t / np;
     const int64_t p0 = pi * ppt, p1 = std::min(panels, p0 + ppt);
     const int64_t m0 = mi * mpt * cfg.mr, m1 = std::min(r.M, m0 + mpt * cfg.mr);
     run_tiles(r, m0, m1, p0, p1);
+  };
+  if (nprep == 0) {
+    ThreadPool::global().run(np * nm, threads, item);
+    return;
+  }
+  std::atomic<int64_t> next_prep{0}, done{0}, next_item{0};
+  ThreadPool::global().run(threads, threads, [&](int64_t) {
+    for (int64_t c; (c = next_prep.fetch_add(1)) < nprep;) {
+      prep(c);
+      done.fetch_add(1, std::memory_order_release);
+    }
+    while (done.load(std::memory_order_acquire) < nprep) std::this_thread::yield();
+    for (int64_t t; (t = next_item.fetch_add(1)) < np * nm;) item(t);
   });
+}
+
+// run_parallel for an A that must be prepared first: prep(m0, m1) prepares rows [m0, m1) (the
+// dynamic quantization) before any tile reads them. One thread, or more than a row block per
+// thread: row split, each item prepares its rows and runs every panel over them while they are
+// still in L2 (A is read once; a panel split would stream all of A once per panel item).
+// Otherwise (few rows, e.g. one sequence): run_parallel's panel split with the preparation as
+// its first step, in chunks of about 16K elements.
+void run_parallel_prep(const Run& r, int threads, const std::function<void(int64_t, int64_t)>& prep) {
+  const Q8Config& cfg = *r.cfg;
+  const PackedQ8B& B = *r.B;
+  const int64_t mb = row_block_rows(B, cfg);
+  const double work = static_cast<double>(r.M) * B.N * B.Kp;
+  if (threads <= 1 || work < 262144.0) {
+    for (int64_t m0 = 0; m0 < r.M; m0 += mb) {
+      const int64_t m1 = std::min(r.M, m0 + mb);
+      prep(m0, m1);
+      run_tiles(r, m0, m1, 0, B.panels);
+    }
+    return;
+  }
+  if (r.M >= threads * mb) {
+    const int64_t items = threads * ceil_div(r.M, threads * mb);  // a multiple of threads, <= mb rows each
+    const int64_t rows = round_up(ceil_div(r.M, items), cfg.mr);
+    ThreadPool::global().run(ceil_div(r.M, rows), threads, [&](int64_t t) {
+      const int64_t m0 = t * rows, m1 = std::min(r.M, m0 + rows);
+      prep(m0, m1);
+      run_tiles(r, m0, m1, 0, B.panels);
+    });
+    return;
+  }
+  const int64_t qrows = std::max<int64_t>(1, 16384 / B.Kp);
+  run_parallel(r, threads, ceil_div(r.M, qrows),
+               [&](int64_t c) { prep(c * qrows, std::min(r.M, (c + 1) * qrows)); });
 }
 
 int resolve_threads(int threads) { return threads <= 0 ? default_threads() : threads; }
@@ -424,7 +534,8 @@ void q8_dense_dynamic(int64_t M, const float* A, int64_t lda, const PackedQ8B& B
   }
   const DenseWs w = carve_dense(workspace, M, B.Kp);
   const int64_t K = B.K, Kp = B.Kp;
-  parallel_for(M, threads, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
+  // Quantization of rows [m0, m1), inside the GEMM's parallel region (run_parallel_prep).
+  auto quantize_rows = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       float mn, mx;
       cfg.minmax(A + m * lda, K, &mn, &mx);
@@ -433,7 +544,7 @@ void q8_dense_dynamic(int64_t M, const float* A, int64_t lda, const PackedQ8B& B
       cfg.quant_a(A + m * lda, K, 1.f / w.scale[m], static_cast<float>(w.zero[m]), row);
       std::memset(row + K * cfg.a_bytes, 0, (Kp - K) * cfg.a_bytes);
     }
-  });
+  };
   Run r;
   r.M = M;
   r.a = w.a;
@@ -448,7 +559,7 @@ void q8_dense_dynamic(int64_t M, const float* A, int64_t lda, const PackedQ8B& B
   r.ldo = ldc;
   r.w_scale = w_scale;
   set_epilogue(r, ep, C);
-  run_parallel(r, threads);
+  run_parallel_prep(r, threads, quantize_rows);
 }
 
 void q8_dense_static(int64_t M, const uint8_t* Aq, int64_t lda, float a_scale, int32_t a_zero, const PackedQ8B& B,
@@ -636,8 +747,8 @@ void im2col_block_small(const Conv2dShape& shape, const uint8_t* xq, int64_t n, 
   const int64_t pt = shape.pad_t, pl = shape.pad_l, K = KH * KW * CG;
   const uint8_t z = static_cast<uint8_t>(zero);
   const uint8_t* img = xq + n * H * W * C + g * CG;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t m = r0 + i, oh = m / OW, ow = m % OW;
+  int64_t oh = r0 / OW, ow = r0 % OW;
+  for (int64_t i = 0; i < rows; ++i, ow = ow + 1 == OW ? (++oh, 0) : ow + 1) {
     const int64_t ih0 = oh * sh - pt, iw0 = ow * sw - pl;
     uint8_t* d = dst + i * Kp;
     for (int64_t kh = 0; kh < KH; ++kh) {
@@ -649,7 +760,8 @@ void im2col_block_small(const Conv2dShape& shape, const uint8_t* xq, int64_t n, 
       }
       const uint8_t* row = img + ih * W * C;
       if (dw == 1 && C == CG && iw0 >= 0 && iw0 + KW <= W) {  // the kernel row is contiguous in x
-        std::memcpy(d, row + iw0 * C, KW * CG);
+        if (KW == 3) std::memcpy(d, row + iw0 * C, 3 * CG);  // a fixed size: inlined moves (stems)
+        else std::memcpy(d, row + iw0 * C, KW * CG);
         d += KW * CG;
         continue;
       }

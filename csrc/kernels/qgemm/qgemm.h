@@ -9,7 +9,9 @@
 //   u8 out      Cq[m][n] = clamp(rint(C[m][n] * (1/out_scale)) + out_zero, 0, 255)
 //
 // Rounding (identical on every ISA, so all ISAs give bit-identical results for the
-// activations none/relu/relu6/leaky_relu; others go through kernels::apply_act_inplace):
+// activations none/relu/relu6/leaky_relu; the others give exactly apply_act_inplace(isa) of the
+// activation-free result: the AVX-512 / VNNI epilogue applies them in registers, with the same
+// vmath.h functions, the other ISAs call apply_act_inplace per tile row):
 //   rint = round to nearest, ties to even (the default MXCSR mode; std::nearbyint in scalar).
 //   Quantizing x with (scale, zero):  q = clamp(rint(x * inv) + zero, 0, 255), inv = 1.f / scale
 //   computed in float; NaN gives 0. float(acc) rounds to nearest for |acc| > 2^24.
@@ -36,7 +38,8 @@
 // K is zero-padded to a multiple of 4 in every layout; padded columns of B are zero.
 //
 // Threads: work is split over (row block, column panel) tiles; the result does not depend on
-// the thread count. Workspace: quantized/widened A rows (plus per-row scale and zero point).
+// the thread count. Each thread runs its rows in blocks of about 128 KB of prepared A (L2
+// resident), every panel of its share of B over one block before the next. Workspace: quantized/widened A rows (plus per-row scale and zero point).
 #pragma once
 #include <cstddef>
 #include <cstdint>

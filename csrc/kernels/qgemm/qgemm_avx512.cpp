@@ -6,6 +6,12 @@
 // 0..255, two K values per lane), vpmaddwd (exact int16*int16 pair sums into int32: at most
 // 2*255*128) and vpaddd into 8x3 zmm accumulators (24 + 3 + 2 registers). Rows <= 2 use two
 // independent accumulator sets over even/odd K pairs to hide the add latency (GEMV).
+//
+// Epilogue: float tiles of <= 64 columns keep the column terms (colsum, w_scale, bias) in
+// registers for the whole tile and apply every activation in registers (vmath.h, one
+// instantiation per Act); per-tensor u8 / float tiles with an inline activation take the static
+// path; everything else the general loop. Quantization: 64 floats per iteration through the
+// integer rounding of quant_int and two saturating packs, one 64-byte store.
 // gcc 12's AVX-512 headers self-initialise their "undefined" vectors (__Y = __Y), which
 // -Wall reports at -O3 (GCC bug 105593): silence that false positive for this file only.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -14,6 +20,8 @@
 
 #include <cstring>
 
+#include "kernels/eltwise/vec_avx512.h"
+#include "kernels/eltwise/vmath.h"
 #include "kernels/qgemm/qgemm_internal.h"
 
 namespace slimrt::kernels::detail::avx512 {
@@ -184,6 +192,84 @@ void static_tile_epilogue(const Q8Tile& t) {
     }
   }
 }
+// The activations other than none/relu/relu6/leaky_relu, in registers: the vmath.h functions,
+// i.e. the values apply_act_inplace(isa >= avx512) gives.
+__m512 act_other(__m512 y, Act act, __m512 alpha) {
+  switch (act) {
+    case Act::Sigmoid: return act_apply<VecAvx512, Act::Sigmoid>(y, alpha);
+    case Act::Tanh: return act_apply<VecAvx512, Act::Tanh>(y, alpha);
+    case Act::Gelu: return act_apply<VecAvx512, Act::Gelu>(y, alpha);
+    case Act::GeluTanh: return act_apply<VecAvx512, Act::GeluTanh>(y, alpha);
+    case Act::Silu: return act_apply<VecAvx512, Act::Silu>(y, alpha);
+    case Act::HardSwish: return act_apply<VecAvx512, Act::HardSwish>(y, alpha);
+    case Act::Elu: return act_apply<VecAvx512, Act::Elu>(y, alpha);
+    case Act::HardSigmoid: return act_apply<VecAvx512, Act::HardSigmoid>(y, alpha);
+    default: return y;
+  }
+}
+// One activation on 16 lanes, fixed at compile time: the general loop's operations for the inline
+// ones, the vmath.h function for the others.
+template <Act A>
+inline __m512 act_fixed(__m512 y, __m512 alpha) {
+  const __m512 zero_v = _mm512_setzero_ps();
+  if constexpr (A == Act::None) return y;
+  else if constexpr (A == Act::Relu) return _mm512_max_ps(zero_v, y);
+  else if constexpr (A == Act::Relu6) return _mm512_min_ps(_mm512_set1_ps(6.f), _mm512_max_ps(zero_v, y));
+  else if constexpr (A == Act::LeakyRelu) return _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, zero_v, _CMP_LT_OQ), y, alpha);
+  else return act_apply<VecAvx512, A>(y, alpha);
+}
+
+// Float output, <= 64 columns, per-row (or per-tensor) activation parameters, no u8 residual: the
+// column terms (colsum, w_scale, bias) are loaded once per tile and stay in registers; per row
+// and vector: acc - a_zero * colsum, convert, fma with a_scale * w_scale and the bias, the
+// residual, the activation. The same operations per element as the general loop in q8_epilogue.
+template <Act A>
+void f32_tile_epilogue(const Q8Tile& t) {
+  const __m512 alpha = _mm512_set1_ps(t.alpha);
+  const int nvec = (t.nv + 15) / 16;
+  __m512i cs[4];
+  __m512 ws[4], bias[4];
+  __mmask16 mk[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    mk[v] = v < nvec ? tail_mask(t.nv - 16 * v) : 0;
+    cs[v] = _mm512_maskz_loadu_epi32(mk[v], t.colsum + 16 * v);
+    ws[v] = _mm512_maskz_loadu_ps(mk[v], t.w_scale + 16 * v);
+    bias[v] = t.bias ? _mm512_maskz_loadu_ps(mk[v], t.bias + 16 * v) : _mm512_setzero_ps();
+  }
+  for (int r = 0; r < t.rows; ++r) {
+    const __m512i za = _mm512_set1_epi32(t.a_zero[r * t.a_step]);
+    const __m512 as = _mm512_set1_ps(t.a_scale ? t.a_scale[r * t.a_step] : 1.f);
+    const int32_t* acc = t.acc + r * t.ldacc;
+    float* out = static_cast<float*>(t.out) + r * t.ldo;
+    const float* res = t.residual ? t.residual + r * t.ldr : nullptr;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      if (v >= nvec) break;
+      const __m512i corr = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(mk[v], acc + 16 * v), _mm512_mullo_epi32(za, cs[v]));
+      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr), _mm512_mul_ps(as, ws[v]), bias[v]);
+      if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mk[v], res + 16 * v));
+      _mm512_mask_storeu_ps(out + 16 * v, mk[v], act_fixed<A>(y, alpha));
+    }
+  }
+}
+
+void f32_tile_epilogue_any(const Q8Tile& t) {
+  switch (t.act) {
+    case Act::None: return f32_tile_epilogue<Act::None>(t);
+    case Act::Relu: return f32_tile_epilogue<Act::Relu>(t);
+    case Act::Relu6: return f32_tile_epilogue<Act::Relu6>(t);
+    case Act::LeakyRelu: return f32_tile_epilogue<Act::LeakyRelu>(t);
+    case Act::Sigmoid: return f32_tile_epilogue<Act::Sigmoid>(t);
+    case Act::Tanh: return f32_tile_epilogue<Act::Tanh>(t);
+    case Act::Gelu: return f32_tile_epilogue<Act::Gelu>(t);
+    case Act::GeluTanh: return f32_tile_epilogue<Act::GeluTanh>(t);
+    case Act::Silu: return f32_tile_epilogue<Act::Silu>(t);
+    case Act::HardSwish: return f32_tile_epilogue<Act::HardSwish>(t);
+    case Act::Elu: return f32_tile_epilogue<Act::Elu>(t);
+    case Act::HardSigmoid: return f32_tile_epilogue<Act::HardSigmoid>(t);
+  }
+}
 }  // namespace
 
 void q8_epilogue(const Q8Tile& tile) {
@@ -193,8 +279,13 @@ void q8_epilogue(const Q8Tile& tile) {
   const __m512 zero_v = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f), alpha = _mm512_set1_ps(t.alpha);
   const __m512 inv_os = _mm512_set1_ps(t.inv_out_scale), oz = _mm512_set1_ps(t.out_zero);
   const __m512 res_zero = _mm512_set1_ps(t.res_zero), res_scale = _mm512_set1_ps(t.res_scale);
-  if (t.kind != Q8Out::Acc32 && t.a_step == 0 && t.nv <= 64) {
+  const bool simple_act = t.act == Act::None || t.act == Act::Relu || t.act == Act::Relu6 || t.act == Act::LeakyRelu;
+  if (t.kind != Q8Out::Acc32 && t.a_step == 0 && t.nv <= 64 && simple_act) {
     static_tile_epilogue(t);
+    return;
+  }
+  if (t.kind == Q8Out::F32 && t.nv <= 64 && !t.residual_u8) {
+    f32_tile_epilogue_any(t);
     return;
   }
   for (int r = 0; r < t.rows; ++r) {
@@ -224,7 +315,8 @@ void q8_epilogue(const Q8Tile& tile) {
         case Act::LeakyRelu:
           y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, zero_v, _CMP_LT_OQ), y, alpha);
           break;
-        default: break;
+        case Act::None: break;
+        default: y = act_other(y, t.act, alpha); break;
       }
       if (t.kind == Q8Out::F32) {
         _mm512_mask_storeu_ps(static_cast<float*>(t.out) + r * t.ldo + j, m, y);
@@ -236,10 +328,22 @@ void q8_epilogue(const Q8Tile& tile) {
   }
 }
 
+// Blocks of 64 go through quant_int and two saturating packs (the same bytes as quant16, see
+// quant_int) and leave as one 64-byte store; the tail 16 at a time, masked.
 void q8_quantize_u8(const float* x, int64_t n, float inv_scale, float zero, void* out) {
   uint8_t* q = static_cast<uint8_t*>(out);
   const __m512 inv = _mm512_set1_ps(inv_scale), z = _mm512_set1_ps(zero);
-  for (int64_t i = 0; i < n; i += 16) {
+  const __m512i zi = _mm512_set1_epi32(static_cast<int32_t>(zero));
+  // dword d of the packed block (4 bytes) sits at lane d % 4, dword d / 4 of the packs' output
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i a = quant_int(_mm512_loadu_ps(x + i), inv, zi), b = quant_int(_mm512_loadu_ps(x + i + 16), inv, zi);
+    const __m512i c = quant_int(_mm512_loadu_ps(x + i + 32), inv, zi), d = quant_int(_mm512_loadu_ps(x + i + 48), inv, zi);
+    const __m512i p = _mm512_packus_epi16(_mm512_packus_epi32(a, b), _mm512_packus_epi32(c, d));
+    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, p));
+  }
+  for (; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
     const __m512i v = _mm512_cvtps_epi32(quant16(_mm512_maskz_loadu_ps(m, x + i), inv, z));
     store_u8x16(q + i, m, v);
@@ -275,16 +379,8 @@ void q8_minmax(const float* x, int64_t n, float* mn, float* mx) {
     lo = _mm512_min_ps(v, lo);
     hi = _mm512_max_ps(v, hi);
   }
-  alignas(64) float l[16], h[16];
-  _mm512_store_ps(l, _mm512_min_ps(lo, lo2));
-  _mm512_store_ps(h, _mm512_max_ps(hi, hi2));
-  float a = l[0], b = h[0];
-  for (int j = 1; j < 16; ++j) {
-    a = l[j] < a ? l[j] : a;
-    b = h[j] > b ? h[j] : b;
-  }
-  *mn = a;
-  *mx = b;
+  *mn = _mm512_reduce_min_ps(_mm512_min_ps(lo, lo2));  // no NaN lanes here
+  *mx = _mm512_reduce_max_ps(_mm512_max_ps(hi, hi2));
 }
 
 }  // namespace slimrt::kernels::detail::avx512

@@ -43,12 +43,33 @@ struct Q8Tile {
   Q8Out kind = Q8Out::Acc32;
   void* out = nullptr;              // tile origin: int32 / float / uint8
   int64_t ldo = 0;                  // elements
-  Act act = Act::None;              // only None, Relu, Relu6, LeakyRelu here
+  Act act = Act::None;              // None, Relu, Relu6, LeakyRelu; every Act where the driver's
+                                    // table row says any_act (avx512, VNNI)
   float alpha = 0.f;
   float inv_out_scale = 1.f;        // U8
   float out_zero = 0.f;             // U8
 };
 using Q8EpiFn = void (*)(const Q8Tile& t);
+
+// A static-requantization tile fused into the VNNI microkernel (q8_static_vnni.cpp): u8 output,
+// per-tensor activation parameters, act none/relu/relu6/leaky_relu, optional u8 residual.
+// Column arrays hold the tile's panel (nr entries, 64-byte aligned, zero past nv).
+struct Q8StaticU8 {
+  const int32_t* negzc = nullptr;   // -a_zero * colsum[n]: the accumulators' start
+  const float* scale = nullptr;     // a_scale * w_scale[n]
+  const float* bias = nullptr;      // bias[n] or 0
+  const uint8_t* residual_u8 = nullptr;  // tile origin, rows ldr apart, or null
+  int64_t ldr = 0;
+  float res_scale = 1.f, res_zero = 0.f;
+  Act act = Act::None;
+  float alpha = 0.f;
+  float inv_out_scale = 1.f;
+  float hi = 512.f;                 // min(512, 6 * inv_out_scale) for relu6, else 512
+  int32_t out_zero = 0;
+  uint8_t* out = nullptr;           // tile origin
+  int64_t ldo = 0;
+  int nv = 0;                       // valid columns of the tile
+};
 using Q8QuantFn = void (*)(const float* x, int64_t n, float inv_scale, float zero, void* out);  // u8 or i16
 using Q8MinMaxFn = void (*)(const float* x, int64_t n, float* mn, float* mx);
 
@@ -85,6 +106,10 @@ void q8_igemm_8x48c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int ro
 void q8_igemm_6x64c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
 void q8_igemm_12x32c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
 void q8_igemm_16x16c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
+// The tile of panel width nr (64, 48, 32, 16) with its static epilogue fused (Q8StaticU8): A direct
+// (a, lda; kgroups groups of 4) when ap is null, else indirect (kgroups groups per tap, taps taps).
+void q8_static_u8_tile(int nr, int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* ap,
+                       int64_t taps, int rows, const int8_t* b, const Q8StaticU8& e);
 }  // namespace vnni
 
 }  // namespace slimrt::kernels::detail
