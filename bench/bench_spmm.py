@@ -5,8 +5,10 @@ and torch.sparse CSR matmul, measured in the same run.
         --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds
 
 Workload: y[M, N] = x[M, K] @ W.T with W [N, K] random-sparse (uniform mask), K = N in {1024, 4096},
-M in {1, 16, 64}, sparsity in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}. f32 CSR values, uint16 columns.
-Engines: "slimrt" (CsrMatrix, packed once, preallocated out), "slimrt_codes" (the same matrix
+M in {1, 4, 16, 64}, sparsity in {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}. f32 CSR values, uint16 columns.
+Engines: "slimrt" (CsrMatrix, packed once, preallocated out; at batch 1 and 2 it runs the sliced-ELL
+layout pack_csr builds when its rule says it pays, see csrc/kernels/spmm/spmm.h), "slimrt_gather"
+(M=1 only: the same matrix packed with SLIMRT_CSR_LAYOUT=csr, i.e. the CSR gather GEMV), "slimrt_codes" (the same matrix
 with its values as 4-bit codes into a per-row 16-entry table, as a pruned + shared layer runs),
 "dense" (PackedSgemm of the same
 matrix with its zeros), "torch_sparse" (torch.sparse_csr_tensor @ x.T, torch.set_num_threads).
@@ -14,6 +16,11 @@ All at SLIMRT_BENCH_THREADS (default 2). bench/conftest.py prints each group's r
 (peer time / slimrt time, > 1: slimrt faster); this file prints the crossover table: the lowest
 swept sparsity from which the CSR kernel beats dense fp32, per (K, M).
 SLIMRT_BENCH_QUICK=1: K = N = 1024 only, torch_sparse only at 70% and 90%.
+
+Interleaved mode (the figures of reports: engines run A B C A B C ..., median of >= 7 blocks, ratios
+to dense fp32 from the same blocks), without pytest:
+    SLIMRT_DEV_CORE=... PYTHONPATH=python python3 bench/bench_spmm.py [--threads 1,2] [--kn 1024,4096]
+        [--m 1,64] [--sparsity 0.5,0.7,0.8,0.9,0.95] [--blocks 7]
 """
 import os
 
@@ -26,9 +33,9 @@ THREADS = int(os.environ.get("SLIMRT_BENCH_THREADS", "2"))
 QUICK = bool(os.environ.get("SLIMRT_BENCH_QUICK"))
 K = core.kernels
 KNS = [1024] if QUICK else [1024, 4096]
-MS = [1, 16, 64]
+MS = [1, 4, 16, 64]
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
-ENGINES = ["slimrt", "slimrt_codes", "dense", "torch_sparse"]
+ENGINES = ["slimrt", "slimrt_gather", "slimrt_codes", "dense", "torch_sparse"]
 
 try:
     import torch
@@ -55,6 +62,8 @@ def crossover_report(request):
                 row.append(f"{int(s * 100)}%:x{d / a:.2f}")
                 if cross is None and d > a:
                     cross = s
+            if not row:
+                continue
             where = f"{int(cross * 100)}%" if cross is not None else "> swept range"
             lines.append(f"K=N={kn:5d} M={m:3d}  crossover {where:>14}   dense/csr  " + " ".join(row))
     # printed past pytest's output capture (module teardown output is otherwise swallowed)
@@ -90,7 +99,20 @@ def operands(kn, m, sparsity):
 
 
 CASES = [(kn, m, s, e) for kn in KNS for m in MS for s in SPARSITIES for e in ENGINES
-         if not (e == "torch_sparse" and QUICK and s not in (0.7, 0.9))]
+         if not (e == "torch_sparse" and QUICK and s not in (0.7, 0.9)) and not (e == "slimrt_gather" and m != 1)]
+
+
+def csr_matrix(kn, indptr, cols, vals, layout=None, **kw):
+    """CsrMatrix packed with SLIMRT_CSR_LAYOUT=layout (None: the pack-time rule decides)."""
+    old = os.environ.pop("SLIMRT_CSR_LAYOUT", None)
+    if layout:
+        os.environ["SLIMRT_CSR_LAYOUT"] = layout
+    try:
+        return K.CsrMatrix(indptr, cols, vals, kn, **kw)
+    finally:
+        os.environ.pop("SLIMRT_CSR_LAYOUT", None)
+        if old is not None:
+            os.environ["SLIMRT_CSR_LAYOUT"] = old
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "KN%d_M%d_s%02d_%s" % (c[0], c[1], int(c[2] * 100), c[3]))
@@ -100,11 +122,11 @@ def test_spmm(benchmark, case):
     benchmark.group = f"spmm K=N={kn} M={m} sparsity={int(sparsity * 100)}% threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * vals.size)
     out = np.empty((m, kn), np.float32)
-    if engine == "slimrt":
-        a = K.CsrMatrix(indptr, cols, vals, kn)
+    if engine in ("slimrt", "slimrt_gather"):
+        a = csr_matrix(kn, indptr, cols, vals, "csr" if engine == "slimrt_gather" else None)
         y = benchmark(a.run, x, threads=THREADS, out=out)
     elif engine == "slimrt_codes":
-        a = K.CsrMatrix(indptr, cols, codes, kn, table=table)
+        a = csr_matrix(kn, indptr, cols, codes, table=table)
         y = benchmark(a.run, x, threads=THREADS, out=out)
     elif engine == "dense":
         p = K.PackedSgemm(w)
@@ -122,3 +144,60 @@ def test_spmm(benchmark, case):
     _medians[(kn, m, sparsity, engine)] = st.median
     ref = x[:1].astype(np.float64) @ w.T.astype(np.float64)
     assert np.allclose(y[:1], ref, rtol=1e-3, atol=1e-3 * np.sqrt(kn))
+
+
+def interleaved(kns, ms, sparsities, threads_list, blocks):
+    """Median seconds per call of each engine, engines interleaved per block; prints ratios."""
+    import time
+    print("dense/engine (> 1: faster than slimrt dense fp32), medians of %d interleaved blocks" % blocks)
+    for threads in threads_list:
+        for kn in kns:
+            for m in ms:
+                cross = None
+                for sp in sparsities:
+                    w, x, indptr, cols, vals, codes, table = operands(kn, m, sp)
+                    out = np.empty((m, kn), np.float32)
+                    mats = {"slimrt": csr_matrix(kn, indptr, cols, vals),
+                            "slimrt_codes": csr_matrix(kn, indptr, cols, codes, table=table),
+                            "dense": K.PackedSgemm(w)}
+                    if m == 1:
+                        mats["slimrt_gather"] = csr_matrix(kn, indptr, cols, vals, "csr")
+                    fns = {e: (lambda a=a: a.run(x, threads=threads, out=out)) for e, a in mats.items()}
+                    reps = {}
+                    for e, f in fns.items():
+                        f()
+                        t0, n = time.perf_counter(), 0
+                        while time.perf_counter() - t0 < 0.01:
+                            f()
+                            n += 1
+                        reps[e] = max(1, int(n * 2))  # ~20 ms per engine per block
+                    times = {e: [] for e in fns}
+                    for _ in range(blocks):
+                        for e, f in fns.items():
+                            t0 = time.perf_counter()
+                            for _ in range(reps[e]):
+                                f()
+                            times[e].append((time.perf_counter() - t0) / reps[e])
+                    med = {e: float(np.median(v)) for e, v in times.items()}
+                    d = med["dense"]
+                    if cross is None and med["slimrt"] < d:
+                        cross = sp
+                    extra = "  gather x%.2f" % (d / med["slimrt_gather"]) if "slimrt_gather" in med else ""
+                    print("threads=%d K=N=%d M=%d sparsity=%.2f  dense %8.1f us  slimrt x%.2f  codes x%.2f%s"
+                          % (threads, kn, m, sp, d * 1e6, d / med["slimrt"], d / med["slimrt_codes"], extra),
+                          flush=True)
+                print("threads=%d K=N=%d M=%d  crossover (lowest swept sparsity where CSR beats dense): %s"
+                      % (threads, kn, m, "%d%%" % int(cross * 100) if cross is not None else "> swept range"))
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    lst = lambda t: (lambda v: [t(a) for a in v.split(",")])  # noqa: E731
+    ap.add_argument("--threads", type=lst(int), default=[1, 2])
+    ap.add_argument("--kn", type=lst(int), default=[1024, 4096])
+    ap.add_argument("--m", type=lst(int), default=[1, 64])
+    ap.add_argument("--sparsity", type=lst(float), default=[0.5, 0.7, 0.8, 0.9, 0.95])
+    ap.add_argument("--blocks", type=int, default=7)
+    a = ap.parse_args()
+    interleaved(a.kn, a.m, a.sparsity, a.threads, a.blocks)

@@ -319,6 +319,10 @@ SLIMRT_PY_BIND(spmm) {
       .def_property_readonly("K", [](const PyCsr& p) { return p.w->K; })
       .def_property_readonly("nnz", [](const PyCsr& p) { return p.w->nnz; })
       .def_property_readonly("nbytes", [](const PyCsr& p) { return p.w->bytes(); })
+      .def_property_readonly("layout", [](const PyCsr& p) { return std::string(p.w->sell ? "sell" : "csr"); },
+                             "\"sell\": the sliced-ELL batch-1 layout was built next to the CSR arrays (spmm.h)")
+      .def_property_readonly("sell_nbytes", [](const PyCsr& p) { return p.w->sell_bytes(); },
+                             "bytes of the sliced-ELL layout (0 without it)")
       .def_property_readonly("isa", [](const PyCsr& p) { return std::string(isa_name(p.w->isa)); })
       .def("run", &PyCsr::run, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
            arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),

@@ -1,11 +1,14 @@
 // CSR SpMM driver (baseline x86-64): validation and packing, the path choice
-// (gather GEMV vs transposed-x tiles), nnz-balanced threading, the epilogue,
-// the scalar reference path and the im2col convolution. See spmm.h.
+// (sliced-ELL or gather GEMV vs transposed-x tiles), the batch-1 layout builder and
+// the rule choosing it, nnz-balanced threading, the epilogue, the scalar reference
+// path and the im2col convolution. See spmm.h.
 #include "kernels/spmm/spmm.h"
 
 #include "kernels/gemm/conv_rows.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,18 +23,37 @@ namespace {
 constexpr int64_t kRowChunk = 64;              // CSR rows per accumulator tile
 constexpr int64_t kXtBudget = 512 << 10;       // bytes of one transposed x block (L2)
 constexpr int64_t kRowCost = 8;                // per-row overhead in nnz units (balancing)
+constexpr double kCacheBytes = 8 << 20;        // sell_pays: beyond this a layout streams from L3/DRAM
+constexpr double kBytesPerNs = 30;             // ... at about this rate (one core)
 
 [[noreturn]] void bad(const std::string& m) { fail(Code::InvalidArgument, "csr: " + m); }
+
+// Modelled batch-1 costs (about ns on one Zen 4 core; fitted to 1-thread runs of both layouts
+// forced through SLIMRT_CSR_LAYOUT at N = K = 1024 (sparsity 0.5 .. 0.999), 4096 and skinny
+// shapes, f32 / int8 / codes): the gather GEMV costs gather_nnz per non-zero + gather_row per
+// row; the sliced-ELL GEMV step[vkind] per step (L lanes) + block per (slice, block) + slice
+// per slice. Past kCacheBytes a layout also costs at least bytes / kBytesPerNs. See sell_pays().
+struct SellCosts {
+  double gather_nnz, gather_row, step[4], block, slice;
+};
 
 struct IsaKernels {
   int lanes;
   detail::CsrGemvFn gemv;
   detail::CsrTileFn tile;
+  detail::SellGemvFn sell;
+  int sell_rows;     // activation rows one sell call can take
+  int64_t sell_max;  // batches below this run the sliced-ELL layout when there is one
+  SellCosts cost;
 };
 
 const IsaKernels* kernels_for(Isa isa) {
-  static const IsaKernels k2{detail::avx2::kCsrLanes, detail::avx2::csr_gemv, detail::avx2::csr_tile};
-  static const IsaKernels k512{detail::avx512::kCsrLanes, detail::avx512::csr_gemv, detail::avx512::csr_tile};
+  static const IsaKernels k2{detail::avx2::kCsrLanes, detail::avx2::csr_gemv, detail::avx2::csr_tile,
+                             detail::avx2::sell_gemv, detail::avx2::kSellRows, kCsrSellMaxMAvx2,
+                             {0.35, 7.0, {1.08, 1.1, 1.25, 1.35}, 1.36, 2.0}};
+  static const IsaKernels k512{detail::avx512::kCsrLanes, detail::avx512::csr_gemv, detail::avx512::csr_tile,
+                               detail::avx512::sell_gemv, detail::avx512::kSellRows, kCsrSellMaxM,
+                               {0.35, 1.5, {1.3, 1.3, 1.4, 1.65}, 0.3, 2.0}};
   if (isa >= Isa::Avx512) return &k512;
   if (isa == Isa::Avx2) return &k2;
   return nullptr;
@@ -190,6 +212,205 @@ void run_rows(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, int64_
   });
 }
 
+// ---- sliced-ELL batch-1 path --------------------------------------------------
+
+// Layout forced by SLIMRT_CSR_LAYOUT: 0 auto, 1 csr (never build), 2 sell (always when possible).
+int forced_layout() {
+  const char* e = std::getenv("SLIMRT_CSR_LAYOUT");
+  if (!e) return 0;
+  if (!std::strcmp(e, "csr")) return 1;
+  if (!std::strcmp(e, "sell")) return 2;
+  return 0;
+}
+
+double mem_time(double bytes) { return bytes > kCacheBytes ? bytes / kBytesPerNs : 0.0; }
+
+// Modelled batch-1 time of the sliced-ELL layout s (its vkind, steps and bytes).
+double sell_time(const CsrSell& s, const SellCosts& c) {
+  return std::max(double(s.steps) * c.step[s.vkind] + double(s.slices) * (double(s.nb) * c.block + c.slice),
+                  mem_time(double(s.bytes())));
+}
+
+// The rule: build the batch-1 layout when its modelled time is below 0.9 x the gather GEMV's
+// and its bytes stay within kCsrSellMaxBytes x the CSR arrays'.
+bool sell_pays(const PackedCsr& p, const CsrSell& s, const SellCosts& c) {
+  const double cb = double(p.bytes());
+  const double t_csr = std::max(double(p.nnz) * c.gather_nnz + double(p.N) * c.gather_row, mem_time(cb));
+  return sell_time(s, c) < 0.9 * t_csr && double(s.bytes()) <= kCsrSellMaxBytes * cb;
+}
+
+// Builds p.sell (see CsrSell in spmm.h) when the rule (or SLIMRT_CSR_LAYOUT) asks for it.
+void build_sell(PackedCsr& p) {
+  const IsaKernels* kr = kernels_for(p.isa);
+  const int force = forced_layout();
+  if (!kr || force == 1 || p.N == 0 || p.K == 0 || p.N > (int64_t{1} << 30)) return;
+  const int L = kr->lanes, B = 2 * L;
+  auto s = std::make_unique<CsrSell>();
+  s->lanes = L;
+  s->block = B;
+  bool shared = p.codes && p.table_rows == 1;
+  if (p.codes && !shared) {  // per-row tables that are all equal run as one shared table
+    shared = true;
+    for (int64_t r = 1; r < p.table_rows && shared; ++r)
+      shared = !std::memcmp(p.table.get(), p.table.get() + r * kCsrMaxTable, sizeof(float) * kCsrMaxTable);
+  }
+  int zero_code = -1;  // padding by a code whose table entry is 0 (unused entries are 0) ...
+  bool finite = true;  // ... else by index bit 7, masked to 0 (needs finite entries: 0 * inf)
+  if (shared)
+    for (int e = kCsrMaxTable - 1; e >= 0; --e) {
+      if (p.table[e] == 0.f && zero_code < 0) zero_code = e;
+      finite = finite && std::isfinite(p.table[e]);
+    }
+  s->vkind = p.int8 ? 1 : !shared ? 0 : zero_code >= 0 ? 2 : finite ? 3 : 0;
+  if (s->vkind >= 2) std::memcpy(s->table, p.table.get(), sizeof(s->table));
+  s->slices = (p.N + L - 1) / L;
+  s->nb = (p.K + B - 1) / B;
+  const int64_t nb = s->nb;
+  // (slice, block) pairs far beyond the non-zeros: the block loop alone would cost more than the
+  // gather GEMV (and the counts would take memory), so do not even count
+  const double pairs = double(s->slices) * double(nb);
+  if (pairs > double(1 << 28) || (force != 2 && pairs > 8.0 * double(p.nnz) + 4096)) return;
+  auto col = [&](int64_t j) -> int64_t {
+    return p.idx16 ? reinterpret_cast<const uint16_t*>(p.indices.get())[j]
+                   : reinterpret_cast<const int32_t*>(p.indices.get())[j];
+  };
+  // rows sorted by count (descending, stable) within each window: lane position -> row
+  const int64_t P = s->slices * L;
+  s->perm = aligned_array<int32_t>(P);
+  for (int64_t w0 = 0; w0 < P; w0 += kCsrSellWindow) {
+    const int64_t w1 = std::min(P, w0 + kCsrSellWindow), r1 = std::min(p.N, w1);
+    for (int64_t q = w0; q < w1; ++q) s->perm[q] = q < r1 ? static_cast<int32_t>(q) : -1;
+    std::stable_sort(s->perm.get() + w0, s->perm.get() + std::max(w0, r1), [&](int32_t a, int32_t b) {
+      return p.indptr[a + 1] - p.indptr[a] > p.indptr[b + 1] - p.indptr[b];
+    });
+  }
+  // pass 1: steps per (slice, block) = the largest count of a row of the slice in the block
+  s->cnt = aligned_array<uint8_t>(s->slices * nb + 64);
+  s->off = aligned_array<int64_t>(s->slices + 1);
+  std::vector<int32_t> rc(size_t(L) * nb);
+  s->off[0] = 0;
+  for (int64_t sl = 0; sl < s->slices; ++sl) {
+    std::fill(rc.begin(), rc.end(), 0);
+    for (int l = 0; l < L; ++l) {
+      const int64_t r = s->perm[sl * L + l];
+      if (r < 0) continue;
+      for (int64_t j = p.indptr[r]; j < p.indptr[r + 1]; ++j) ++rc[l * nb + col(j) / B];
+    }
+    int64_t steps = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t m = 0;
+      for (int l = 0; l < L; ++l) m = std::max(m, rc[l * nb + b]);
+      if (m > 255) return;  // repeated columns: keep the gather GEMV
+      s->cnt[sl * nb + b] = static_cast<uint8_t>(m);
+      steps += m;
+    }
+    s->off[sl + 1] = s->off[sl] + steps;
+  }
+  s->steps = s->off[s->slices];
+  // codes: decoding costs more per step than f32 values, which cost bytes (forced: kept as codes)
+  if (s->vkind >= 2 && force != 2) {
+    const int native = s->vkind;
+    s->vkind = 0;
+    const double t_f32 = sell_time(*s, kr->cost);
+    s->vkind = native;
+    if (t_f32 < sell_time(*s, kr->cost)) s->vkind = 0;
+  }
+  if (force != 2 && !sell_pays(p, *s, kr->cost)) return;
+  // pass 2: fill the steps (padding: column 0 (| 0x80 for vkind 3), value 0 / zero_code)
+  const size_t vsz = s->vkind == 0 ? 4 : 1;
+  s->idx = aligned_array<uint8_t>(s->steps * L + 64);
+  s->values = aligned_array<uint8_t>(s->steps * L * vsz + 64);
+  std::memset(s->idx.get(), s->vkind == 3 ? 0x80 : 0, s->steps * L + 64);
+  std::memset(s->values.get(), s->vkind == 2 ? zero_code : 0, s->steps * L * vsz + 64);
+  std::vector<int64_t> start(nb);
+  for (int64_t sl = 0; sl < s->slices; ++sl) {
+    int64_t t = s->off[sl];
+    for (int64_t b = 0; b < nb; ++b) {
+      start[b] = t;
+      t += s->cnt[sl * nb + b];
+    }
+    std::fill(rc.begin(), rc.end(), 0);
+    for (int l = 0; l < L; ++l) {
+      const int64_t r = s->perm[sl * L + l];
+      if (r < 0) continue;
+      const float* trow = p.codes ? p.table.get() + (p.table_rows > 1 ? r * kCsrMaxTable : 0) : nullptr;
+      for (int64_t j = p.indptr[r]; j < p.indptr[r + 1]; ++j) {
+        const int64_t c = col(j), b = c / B;
+        const int64_t e = (start[b] + rc[l * nb + b]++) * L + l;
+        s->idx[e] = static_cast<uint8_t>(c - b * B);
+        if (s->vkind == 0) {
+          const float v = p.codes ? trow[p.values[j]] : reinterpret_cast<const float*>(p.values.get())[j];
+          std::memcpy(s->values.get() + 4 * e, &v, 4);
+        } else {
+          s->values[e] = p.values[j];
+        }
+      }
+    }
+  }
+  p.sell = std::move(s);
+}
+
+bool use_sell(int64_t M, const PackedCsr& W) { return W.sell && M < kernels_for(W.isa)->sell_max; }
+
+// Floats of one zero-padded x row for the sliced-ELL path.
+int64_t sell_xp_floats(const CsrSell& s) { return s.nb * s.block; }
+
+// y = epilogue(x W^T) for small M (use_sell) through W.sell; ws holds M padded x rows.
+void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float* y, int64_t ldy,
+              const Epilogue& ep, float* ws, int threads) {
+  const CsrSell& S = *W.sell;
+  const IsaKernels* kr = kernels_for(W.isa);
+  const int L = S.lanes;
+  const int64_t xpn = sell_xp_floats(S), K = W.K, N = W.N;
+  // x rows padded with zeros to whole blocks (read in place when K is a multiple of the block)
+  const bool copy = K != xpn;
+  const float* xs = copy ? ws : x;
+  const int64_t ldxs = copy ? xpn : ldx;
+  for (int64_t m = 0; copy && m < M; ++m) {
+    std::memcpy(ws + m * xpn, x + m * ldx, sizeof(float) * K);
+    std::fill(ws + m * xpn + K, ws + (m + 1) * xpn, 0.f);
+  }
+  const detail::SellView sv{S.nb, S.cnt.get(), S.off.get(), S.idx.get(), S.values.get(), S.vkind, S.table};
+  const int64_t tstride = W.table_rows > 1 ? kCsrMaxTable : 0;
+  const detail::CsrView cv{W.indptr.get(), W.indices.get(), W.values.get(), W.idx16, W.int8, W.codes,
+                           W.codes ? W.table.get() : nullptr, tstride};
+  const float* rs = W.row_scale ? W.row_scale.get() : nullptr;
+  const double work = double(M) * double(S.steps * L + S.slices * S.nb * 8);
+  int T = clamp_threads(threads);
+  if (work < 65536) T = 1;
+  T = static_cast<int>(std::min<int64_t>(T, std::max<int64_t>(1, S.slices / 2)));
+  const int64_t parts = T == 1 ? 1 : int64_t(T) * 4;
+  constexpr int64_t kW = kCsrSellWindow;
+  const int64_t chunk = kW / L;  // slices per window (= per accumulator tile)
+  std::vector<int64_t> bounds = balance_rows(S.off.get(), 0, S.slices, parts);
+  for (int64_t q = 1; q < parts; ++q)  // whole windows per part
+    bounds[q] = std::max(bounds[q - 1], std::min(S.slices, (bounds[q] + chunk / 2) / chunk * chunk));
+  const int32_t* perm = S.perm.get();
+  ThreadPool::global().run(parts, T, [&](int64_t p) {
+    alignas(64) float acc[4 * kW];  // up to 4 activation rows x one window of sums (lane order)
+    alignas(64) float row[kW];      // one activation row's sums in row order
+    for (int64_t m0 = 0; m0 < M; m0 += kr->sell_rows) {
+      const int R = static_cast<int>(std::min<int64_t>(kr->sell_rows, M - m0));
+      for (int64_t s0 = bounds[p]; s0 < bounds[p + 1]; s0 += chunk) {
+        const int64_t s1 = std::min(bounds[p + 1], s0 + chunk);
+        kr->sell(sv, s0, s1, xs + m0 * ldxs, ldxs, R, acc, kW);
+        const int64_t n0 = s0 * L, n1 = std::min(N, s1 * L);  // the window's rows
+        for (int r = 0; r < R; ++r) {
+          const int64_t m = m0 + r;
+          const float* ar = acc + r * kW;
+          for (int64_t q = n0; q < s1 * L; ++q)
+            if (perm[q] >= 0) row[perm[q] - n0] = ar[q - n0];
+          // a nan sum may come from padding (0 * inf): recompute such rows from the CSR arrays
+          for (int64_t n = n0; n < n1; ++n)
+            if (std::isnan(row[n - n0])) kr->gemv(cv, n, n + 1, x + m * ldx, row + (n - n0));
+          epilogue_row(y + m * ldy + n0, row, n1 - n0, rs ? rs + n0 : nullptr, ep, n0,
+                       ep.residual ? ep.residual + m * ep.ldr + n0 : nullptr, W.isa);
+        }
+      }
+    }
+  });
+}
+
 size_t rows_workspace(int64_t M, int64_t K, Isa isa, int threads) {
   size_t f = 0;
   const IsaKernels* kr = kernels_for(isa);
@@ -226,6 +447,10 @@ void check_residual(int64_t M, int64_t N, const float* y, int64_t ldy, const Epi
   const float* y0 = y;
   const float* y1 = y + (M - 1) * ldy + N;
   if (r0 < y1 && y0 < r1) fail(Code::InvalidArgument, std::string(who) + ": residual overlaps the output");
+}
+
+size_t CsrSell::bytes() const {
+  return size_t(slices) * (nb + sizeof(int64_t) + 4 * lanes) + size_t(steps) * lanes * (1 + (vkind == 0 ? 4 : 1));
 }
 
 size_t PackedCsr::bytes() const {
@@ -294,11 +519,14 @@ std::unique_ptr<PackedCsr> pack_csr(int64_t N, int64_t K, const void* indptr, Cs
       for (int64_t e = 0; e < kCsrMaxTable; ++e)
         p->table[r * kCsrMaxTable + e] = e < table_size ? table[r * table_size + e] : 0.f;
   }
+  build_sell(*p);
   return p;
 }
 
 size_t csr_dense_workspace(int64_t M, const PackedCsr& W, int threads) {
-  return rows_workspace(M, W.K, W.isa, threads);
+  size_t b = rows_workspace(M, W.K, W.isa, threads);
+  if (use_sell(M, W)) b = std::max(b, sizeof(float) * size_t(M * sell_xp_floats(*W.sell)) + 64);
+  return b;
 }
 
 void csr_dense(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float* y, int64_t ldy,
@@ -310,7 +538,8 @@ void csr_dense(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float
     own = aligned_array<char>(csr_dense_workspace(M, W, threads));
     ws = own.get();
   }
-  run_rows(M, x, ldx, W, 0, W.N, y, ldy, ep, static_cast<float*>(ws), threads);
+  if (use_sell(M, W)) run_sell(M, x, ldx, W, y, ldy, ep, static_cast<float*>(ws), threads);
+  else run_rows(M, x, ldx, W, 0, W.N, y, ldy, ep, static_cast<float*>(ws), threads);
 }
 
 // ---- convolution -------------------------------------------------------------

@@ -13,12 +13,13 @@
 // expanded to dense.
 //
 // Paths (chosen per call from M):
-//   M <  kCsrGemvMaxM : per activation row, a gather GEMV: 16 (AVX-512) / 8 (AVX2)
+//   M <  kCsrSellMaxM(Avx2), when pack_csr built a CsrSell (see below): the sliced-ELL GEMV.
+//   M <  kCsrGemvMaxM : otherwise per activation row, a gather GEMV: 16 (AVX-512) / 8 (AVX2)
 //                       nnz at a time, x[col] gathered, FMA with the values.
 //   M >= kCsrGemvMaxM : x is transposed block by block into xt[K][mb] (mb = 16..64
 //                       activation rows, chosen so xt stays in L2); each nnz then is
 //                       one broadcast of v[j] and mb/16 FMAs with the xt row col[j].
-// Threads split the CSR rows into ranges of equal nnz (+ a per-row overhead).
+// Threads split the CSR rows into ranges of equal nnz (+ a per-row overhead; sliced ELL: windows).
 // Results do not depend on the thread count (the per-row summation order is fixed).
 #pragma once
 #include <cstddef>
@@ -36,6 +37,42 @@ namespace slimrt::kernels {
 enum class CsrType : int { F32 = 1, I8 = 3, U8 = 4, U16 = 6, I32 = 7, I64 = 8 };
 constexpr int64_t kCsrMaxTable = 16;  // entries of a code table (uint8 values)
 
+// Batch-1 layout built by pack_csr next to the CSR arrays (sliced ELLPACK over column blocks):
+// rows sorted by non-zero count (descending, stable) within windows of kCsrSellWindow rows (perm:
+// lane position -> row; similar rows share a slice, less padding when row densities differ), then
+// in slices of L (= the ISA's lanes, 16 AVX-512 / 8 AVX2; one vector lane per row), columns
+// in blocks of B = 2L (two vectors of x held in registers). For slice s and block b, cnt[s][b] =
+// the largest number of non-zeros any of the slice's rows has in that block; that many "steps"
+// follow, each L u8 in-block columns (col - b*B) and L values, lane l = row perm[s*L + l], rows with
+// fewer non-zeros padded with column 0 and value 0. A step is: load L indices, pick x by an
+// in-register permute (vpermt2ps / 2 vpermps + blend), load L values, FMA. Steps of slice s start
+// at step off[s], blocks in order. Values: f32, i8 (row scale in the epilogue) or u8 codes into
+// one shared 16-entry table (per-row tables that are all equal count as one): padding uses a code
+// whose entry is 0, or, when the table has none, is marked by bit 7 of its index byte and masked
+// to 0 in the kernel. Codes with distinct per-row tables are stored as f32 values here.
+// Padding is exact (0 * x == 0) unless x holds inf/nan: a row whose sum comes out nan is
+// recomputed by the CSR path. The summation order of a row is fixed by this layout (the same for
+// any batch on this path). Threads take whole windows, balanced by steps.
+// Rule (pack time, see sell_pays() in spmm.cpp): built when the modelled time of its steps is
+// below that of the gather GEMV and its bytes stay <= kCsrSellMaxBytes x the CSR arrays'.
+// Codes are stored as f32 instead when the model says the decode costs more than the bytes save.
+// SLIMRT_CSR_LAYOUT=csr|sell (read by pack_csr) forces the choice (sell: with the values' own
+// kind), for tests and benchmarks.
+struct CsrSell {
+  int lanes = 0, block = 0;       // L and B = 2L
+  int vkind = 0;                  // 0 f32, 1 int8, 2 u8 codes into `table` (with a 0), 3 codes (index bit 7 = pad)
+  int64_t slices = 0, nb = 0, steps = 0;
+  AlignedPtr<uint8_t> cnt;        // [slices][nb]
+  AlignedPtr<int64_t> off;        // [slices + 1]
+  AlignedPtr<uint8_t> idx;        // [steps][L]
+  AlignedPtr<uint8_t> values;     // [steps][L] of f32 / int8 / u8
+  AlignedPtr<int32_t> perm;       // [slices * L] row of each lane position, -1 past N
+  alignas(64) float table[16] = {};
+  size_t bytes() const;
+};
+constexpr double kCsrSellMaxBytes = 3.0;
+constexpr int64_t kCsrSellWindow = 128;  // rows sorted within windows (a multiple of 16)
+
 struct PackedCsr {
   int64_t N = 0, K = 0, nnz = 0;
   Isa isa = Isa::Scalar;
@@ -48,7 +85,9 @@ struct PackedCsr {
   AlignedPtr<uint8_t> indices;    // [nnz] uint16 or int32 (+64 bytes of zero padding)
   AlignedPtr<uint8_t> values;     // [nnz] f32 or int8 (+64 bytes of zero padding)
   AlignedPtr<float> row_scale;    // [N] (int8 values; codes with a scale), else null
-  size_t bytes() const;           // bytes of the packed arrays (for reports)
+  std::unique_ptr<CsrSell> sell;  // batch-1 layout, null when the rule kept the gather GEMV
+  size_t bytes() const;           // bytes of the packed CSR arrays (for reports)
+  size_t sell_bytes() const { return sell ? sell->bytes() : 0; }  // extra bytes of the batch-1 layout
 };
 
 // Validates and repacks raw CSR arrays (throws Error(InvalidArgument) on anything
@@ -62,8 +101,14 @@ std::unique_ptr<PackedCsr> pack_csr(int64_t N, int64_t K, const void* indptr, Cs
                                     CsrType value_type, const float* scale, int64_t n_scale, Isa isa,
                                     const float* table = nullptr, int64_t table_rows = 0, int64_t table_size = 0);
 
-// Below this batch the gather-GEMV path is used.
+// Below this batch the gather-GEMV path is used (without a CsrSell).
 constexpr int64_t kCsrGemvMaxM = 3;
+// Below this batch a matrix with a CsrSell runs it (activation rows in groups of up to 4
+// (AVX-512) / 2 (AVX2) sharing each step's loads), else the transposed tiles. Measured at
+// N = K = 1024, 1 thread: AVX-512 M = 7 1.25x (90%) .. 2x (50%) the tiles, M = 8 a tie at 90%,
+// M = 16 0.7x; AVX2 M = 2 1.2x, M = 3 0.8x at 90%.
+constexpr int64_t kCsrSellMaxM = 8;      // AVX-512
+constexpr int64_t kCsrSellMaxMAvx2 = 3;  // AVX2
 
 // Scratch csr_dense needs for M activation rows with `threads` threads.
 size_t csr_dense_workspace(int64_t M, const PackedCsr& W, int threads);

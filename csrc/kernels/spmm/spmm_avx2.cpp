@@ -2,6 +2,10 @@
 //   csr_gemv: 16 nnz per step in two accumulators, x[col] assembled from scalar
 //             loads (faster than vgatherdps on Zen 4); the tail uses a lane mask.
 //   csr_tile: per nnz one broadcast of v[j] and mb/8 FMAs with the xt row col[j].
+//   sell_gemv: the sliced-ELL batch-1 layout (CsrSell in spmm.h) with 8 rows per slice
+//             and x blocks of 16 in two registers: a step is 8 u8 in-block columns ->
+//             two vpermps and a blend on column bit 3, 8 values, one FMA; up to 2
+//             activation rows share each step's loads (16 ymm registers).
 // gcc 12 reports its own _mm512_undefined_* placeholders inside arrays of vectors
 // as uninitialized; every accumulator here is set before use.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -19,7 +23,7 @@ inline int64_t col_at(const CsrView& w, int64_t j) {
   return w.idx16 ? static_cast<const uint16_t*>(w.indices)[j] : static_cast<const int32_t*>(w.indices)[j];
 }
 
-enum ValueKind { kF32, kI8, kCodes };
+enum ValueKind { kF32, kI8, kCodes, kCodesPad };  // kCodesPad: sell only, padding marked in the index
 
 // Value j of a row whose code table starts at `trow` (codes only).
 template <int VK>
@@ -135,8 +139,82 @@ void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* 
   }
 }
 
+// One step for R activation rows: a[r] += values * x_r[block + col]: two vpermps (bits 0..2)
+// and a blend on column bit 3 pick x.
+template <int VK, int R>
+inline void sell_step(const SellView& w, int64_t j, const __m256* xl, const __m256* xh, __m256 tlo, __m256 thi,
+                      __m256* a) {
+  const __m256i i = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.idx + j)));
+  const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(i, 28));  // bit 3 -> sign bit
+  __m256 v;
+  if constexpr (VK == kCodesPad) {  // index bit 7 marks padding: its value is 0 (the table has no 0)
+    const __m256 real = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x80), i));
+    v = _mm256_and_ps(real, values8<kCodes>(w.values, j, tlo, thi));
+  } else {
+    v = values8<VK>(w.values, j, tlo, thi);
+  }
+  for (int r = 0; r < R; ++r) {
+    const __m256 xv =
+        _mm256_blendv_ps(_mm256_permutevar8x32_ps(xl[r], i), _mm256_permutevar8x32_ps(xh[r], i), hi);
+    a[r] = _mm256_fmadd_ps(v, xv, a[r]);
+  }
+}
+
+// Slices [s0, s1) for R activation rows, as in spmm_avx512.cpp (same accumulator rotation for
+// every R).
+template <int VK, int R>
+void sell_rows(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, float* acc, int64_t lda) {
+  const __m256 tlo = VK >= kCodes ? _mm256_loadu_ps(w.table) : _mm256_setzero_ps();
+  const __m256 thi = VK >= kCodes ? _mm256_loadu_ps(w.table + 8) : _mm256_setzero_ps();
+  for (int64_t s = s0; s < s1; ++s) {
+    const uint8_t* cnt = w.cnt + s * w.nb;
+    int64_t j = w.off[s] * 8;  // element index of the current step
+    __m256 a0[R], a1[R], a2[R], a3[R], xl[R], xh[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = a2[r] = a3[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < w.nb; ++b) {
+      const int64_t e = j + 8 * int64_t(cnt[b]);
+      for (int r = 0; r < R; ++r) {
+        xl[r] = _mm256_loadu_ps(xp + r * ldx + 16 * b);
+        xh[r] = _mm256_loadu_ps(xp + r * ldx + 16 * b + 8);
+      }
+      for (; j + 32 <= e; j += 32) {
+        sell_step<VK, R>(w, j, xl, xh, tlo, thi, a0);
+        sell_step<VK, R>(w, j + 8, xl, xh, tlo, thi, a1);
+        sell_step<VK, R>(w, j + 16, xl, xh, tlo, thi, a2);
+        sell_step<VK, R>(w, j + 24, xl, xh, tlo, thi, a3);
+      }
+      if (j < e) {
+        sell_step<VK, R>(w, j, xl, xh, tlo, thi, a0);
+        if (j + 8 < e) {
+          sell_step<VK, R>(w, j + 8, xl, xh, tlo, thi, a1);
+          if (j + 16 < e) sell_step<VK, R>(w, j + 16, xl, xh, tlo, thi, a2);
+        }
+        j = e;
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      _mm256_storeu_ps(acc + r * lda + (s - s0) * 8,
+                       _mm256_add_ps(_mm256_add_ps(a0[r], a1[r]), _mm256_add_ps(a2[r], a3[r])));
+  }
+}
+
+template <int VK>
+void sell_dispatch(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, int rows, float* acc,
+                   int64_t lda) {
+  if (rows >= 2) sell_rows<VK, 2>(w, s0, s1, xp, ldx, acc, lda);
+  else sell_rows<VK, 1>(w, s0, s1, xp, ldx, acc, lda);
+}
+
 }  // namespace
 
 #include "kernels/spmm/spmm_dispatch_impl.h"
+
+void sell_gemv(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, int rows, float* acc,
+               int64_t lda) {
+  if (w.vkind == 3) sell_dispatch<kCodesPad>(w, s0, s1, xp, ldx, rows, acc, lda);
+  else if (w.vkind == 2) sell_dispatch<kCodes>(w, s0, s1, xp, ldx, rows, acc, lda);
+  else if (w.vkind == 1) sell_dispatch<kI8>(w, s0, s1, xp, ldx, rows, acc, lda);
+  else sell_dispatch<kF32>(w, s0, s1, xp, ldx, rows, acc, lda);
+}
 
 }  // namespace slimrt::kernels::detail::avx2

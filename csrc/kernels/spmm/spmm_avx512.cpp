@@ -5,6 +5,11 @@
 //   csr_tile: per CSR row, each nnz broadcasts v[j] and FMAs it with the xt row
 //             col[j] (mb = 16 * NV floats); U independent accumulator sets hide
 //             the FMA latency when NV is small.
+//   sell_gemv: the sliced-ELL batch-1 layout (CsrSell in spmm.h): 16 rows per slice
+//             (one lane each), x blocks of 32 in two registers; a step is 16 u8
+//             in-block columns -> vpermt2ps picks x, 16 values, one FMA; up to 4
+//             activation rows share each step's index and value loads. Four
+//             accumulators per row rotate over the steps of a block (FMA latency).
 // gcc 12 reports its own _mm512_undefined_* placeholders inside arrays of vectors
 // as uninitialized; every accumulator here is set before use.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -22,7 +27,7 @@ inline int64_t col_at(const CsrView& w, int64_t j) {
   return w.idx16 ? static_cast<const uint16_t*>(w.indices)[j] : static_cast<const int32_t*>(w.indices)[j];
 }
 
-enum ValueKind { kF32, kI8, kCodes };
+enum ValueKind { kF32, kI8, kCodes, kCodesPad };  // kCodesPad: sell only, padding marked in the index
 
 // Value j of a row whose code table starts at `trow` (codes only).
 template <int VK>
@@ -131,8 +136,86 @@ void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* 
   }
 }
 
+// The 16 values of the sliced-ELL step at element j (i: its in-block columns).
+template <int VK>
+inline __m512 sell_values(const void* values, int64_t j, __m512i i, __m512 tab) {
+  if constexpr (VK == kCodesPad) {  // index bit 7 marks padding: its value is 0 (the table has no 0)
+    const __mmask16 real = _mm512_testn_epi32_mask(i, _mm512_set1_epi32(0x80));
+    const __m512i c = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(values) + j)));
+    return _mm512_maskz_permutexvar_ps(real, c, tab);
+  } else {
+    return values16<VK>(values, j, tab);
+  }
+}
+
+// One step for R activation rows: a[r] += values * x_r[block + col] (vpermt2ps uses bits 0..4).
+template <int VK, int R>
+inline void sell_step(const SellView& w, int64_t j, const __m512* xl, const __m512* xh, __m512 tab, __m512* a) {
+  const __m512i i = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.idx + j)));
+  const __m512 v = sell_values<VK>(w.values, j, i, tab);
+  for (int r = 0; r < R; ++r) a[r] = _mm512_fmadd_ps(v, _mm512_permutex2var_ps(xl[r], i, xh[r]), a[r]);
+}
+
+// Slices [s0, s1) for R activation rows (x rows ldx apart, sums to acc rows lda apart). The steps
+// of a block rotate over four accumulators per row the same way for every R, so a row's sum does
+// not depend on how many rows run with it.
+template <int VK, int R>
+void sell_rows(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, float* acc, int64_t lda) {
+  const __m512 tab = VK >= kCodes ? _mm512_loadu_ps(w.table) : _mm512_setzero_ps();
+  for (int64_t s = s0; s < s1; ++s) {
+    const uint8_t* cnt = w.cnt + s * w.nb;
+    int64_t j = w.off[s] * 16;  // element index of the current step
+    __m512 a0[R], a1[R], a2[R], a3[R], xl[R], xh[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = a2[r] = a3[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < w.nb; ++b) {
+      const int64_t e = j + 16 * int64_t(cnt[b]);
+      for (int r = 0; r < R; ++r) {
+        xl[r] = _mm512_loadu_ps(xp + r * ldx + 32 * b);
+        xh[r] = _mm512_loadu_ps(xp + r * ldx + 32 * b + 16);
+      }
+      for (; j + 64 <= e; j += 64) {
+        sell_step<VK, R>(w, j, xl, xh, tab, a0);
+        sell_step<VK, R>(w, j + 16, xl, xh, tab, a1);
+        sell_step<VK, R>(w, j + 32, xl, xh, tab, a2);
+        sell_step<VK, R>(w, j + 48, xl, xh, tab, a3);
+      }
+      if (j < e) {
+        sell_step<VK, R>(w, j, xl, xh, tab, a0);
+        if (j + 16 < e) {
+          sell_step<VK, R>(w, j + 16, xl, xh, tab, a1);
+          if (j + 32 < e) sell_step<VK, R>(w, j + 32, xl, xh, tab, a2);
+        }
+        j = e;
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      _mm512_storeu_ps(acc + r * lda + (s - s0) * 16,
+                       _mm512_add_ps(_mm512_add_ps(a0[r], a1[r]), _mm512_add_ps(a2[r], a3[r])));
+  }
+}
+
+template <int VK>
+void sell_dispatch(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, int rows, float* acc,
+                   int64_t lda) {
+  switch (rows) {
+    case 4: sell_rows<VK, 4>(w, s0, s1, xp, ldx, acc, lda); break;
+    case 3: sell_rows<VK, 3>(w, s0, s1, xp, ldx, acc, lda); break;
+    case 2: sell_rows<VK, 2>(w, s0, s1, xp, ldx, acc, lda); break;
+    default: sell_rows<VK, 1>(w, s0, s1, xp, ldx, acc, lda); break;
+  }
+}
+
 }  // namespace
 
 #include "kernels/spmm/spmm_dispatch_impl.h"
+
+void sell_gemv(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, int rows, float* acc,
+               int64_t lda) {
+  if (w.vkind == 3) sell_dispatch<kCodesPad>(w, s0, s1, xp, ldx, rows, acc, lda);
+  else if (w.vkind == 2) sell_dispatch<kCodes>(w, s0, s1, xp, ldx, rows, acc, lda);
+  else if (w.vkind == 1) sell_dispatch<kI8>(w, s0, s1, xp, ldx, rows, acc, lda);
+  else sell_dispatch<kF32>(w, s0, s1, xp, ldx, rows, acc, lda);
+}
 
 }  // namespace slimrt::kernels::detail::avx512
