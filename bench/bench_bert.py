@@ -5,7 +5,8 @@
 
 Engines, all pinned to SLIMRT_BENCH_THREADS threads (default 2; 1 gives the steadiest ratios on a shared
 machine): slimrt fp32 (``slimrt``: ``from_torch(...).optimize()``), slimrt int8 weights with dynamically
-quantized activations (``slimrt-int8``: ``.compress(quant="int8").optimize()``),
+quantized activations (``slimrt-int8``: ``.compress(quant="int8").optimize()``), the same with int8 attention
+(``slimrt-int8a``: ``attention="int8"``; ORT's ``quantize_dynamic`` leaves the attention MatMuls fp32),
 slimrt 4-bit codebook weights (``slimrt-cb4``: ``.compress(share=16, share_mode="per_channel")``), ONNX
 Runtime fp32 and dynamic int8 (``torch.onnx.export`` + ``quantize_dynamic``; intra-op spinning off as in
 bench_models.py, ``ort-spin``: fp32 with ORT's default spinning), torch eager (fp32).
@@ -16,8 +17,8 @@ Groups:
 * ``bert <B>x128``: one pytest-benchmark entry per engine (rounds limited: batch 32 runs ~1-2 s a call).
 * ``bert <B>x128 interleaved``: the engines called round-robin in the same loop (so machine load hits all
   alike); ``extra_info`` and the ``-s`` output hold each engine's median/min and the ratios
-  ``ort / slimrt`` (fp32) and ``ort-int8 / slimrt-int8`` (> 1: slimrt faster) of the medians, of the minima
-  and the median of the per-round ratios (adjacent calls share the machine's load) -- the figures to report.
+  ``ort / slimrt`` (fp32), ``ort-int8 / slimrt-int8`` and ``ort-int8 / slimrt-int8a`` (> 1: slimrt faster) of
+  the medians, of the minima and the median of the per-round ratios (adjacent calls share the machine's load) -- the figures to report.
   SLIMRT_BENCH_BERT_ROUNDS sets the rounds (default 20 at batch 1, 4 at the big batch).
 * ``bert embeddings``: cosine similarity of int8 / codebook-4 pooled embeddings (masked mean and pooler)
   against slimrt fp32 on the 20 real sentences of ``tests/test_bert.py``, plus model bytes; asserts the
@@ -83,6 +84,8 @@ def _slim_model(name):
         m = _shared()[2]
         if name == "slimrt-int8":
             m = m.compress(quant="int8")
+        elif name == "slimrt-int8a":
+            m = m.compress(quant="int8", attention="int8")
         elif name == "slimrt-cb4":
             m = m.compress(share=16, share_mode="per_channel")
         _CACHE[key] = m.optimize()
@@ -154,7 +157,8 @@ def _feeds(batch):
     return {"input_ids": ids, "attention_mask": am, "token_type_ids": tt}
 
 
-@pytest.mark.parametrize("engine", ["slimrt", "slimrt-int8", "slimrt-cb4", "ort", "ort-spin", "ort-int8", "torch"])
+@pytest.mark.parametrize("engine", ["slimrt", "slimrt-int8", "slimrt-int8a", "slimrt-cb4", "ort", "ort-spin", "ort-int8",
+                                    "torch"])
 @pytest.mark.parametrize("batch", [1, BIG])
 def test_bert(benchmark, batch, engine):
     feeds = _feeds(batch)
@@ -165,7 +169,7 @@ def test_bert(benchmark, batch, engine):
     benchmark.pedantic(fn, args=(feeds,), rounds=3 if batch > 1 else 15, warmup_rounds=1)
 
 
-INTERLEAVED = ["slimrt", "ort", "slimrt-int8", "ort-int8"]
+INTERLEAVED = ["slimrt", "ort", "slimrt-int8", "slimrt-int8a", "ort-int8"]
 
 
 @pytest.mark.parametrize("batch", [1, BIG])
@@ -195,14 +199,18 @@ def test_bert_interleaved(benchmark, batch):
     info["int8_ratio_median"] = round(med["ort-int8"] / med["slimrt-int8"], 3)
     info["int8_ratio_min"] = round(mn["ort-int8"] / mn["slimrt-int8"], 3)
     # per-round ratios (adjacent calls see the same machine load): the steadiest figure on a shared machine
-    for tag, peer, ours in (("fp32", "ort", "slimrt"), ("int8", "ort-int8", "slimrt-int8")):
+    info["int8a_ratio_median"] = round(med["ort-int8"] / med["slimrt-int8a"], 3)
+    info["int8a_ratio_min"] = round(mn["ort-int8"] / mn["slimrt-int8a"], 3)
+    for tag, peer, ours in (("fp32", "ort", "slimrt"), ("int8", "ort-int8", "slimrt-int8"),
+                            ("int8a", "ort-int8", "slimrt-int8a")):
         info[f"{tag}_ratio_per_round"] = round(float(np.median(np.array(times[peer]) / np.array(times[ours]))), 3)
     benchmark.extra_info.update(info)
     print(f"\nbert {batch}x{SEQ} interleaved ({len(times['slimrt'])} rounds): " +
           ", ".join(f"{e} {med[e] * 1e3:.1f} ms (min {mn[e] * 1e3:.1f})" for e in med) +
           f"; ort/slimrt fp32 x{info['fp32_ratio_median']} (min x{info['fp32_ratio_min']}, per round "
           f"x{info['fp32_ratio_per_round']}), ort-int8/slimrt-int8 x{info['int8_ratio_median']} (min "
-          f"x{info['int8_ratio_min']}, per round x{info['int8_ratio_per_round']})")
+          f"x{info['int8_ratio_min']}, per round x{info['int8_ratio_per_round']}), ort-int8/slimrt-int8a "
+          f"x{info['int8a_ratio_median']} (min x{info['int8a_ratio_min']}, per round x{info['int8a_ratio_per_round']})")
 
 
 def _cos(a, b):
@@ -221,7 +229,7 @@ def test_bert_embeddings_cosine(benchmark):
     feeds = {"input_ids": ids, "attention_mask": am, "token_type_ids": np.zeros_like(ids)}
     ref = _engine("slimrt")(feeds)
     info, lines = {}, []
-    for name, floor in (("slimrt-int8", 0.99), ("slimrt-cb4", 0.97)):
+    for name, floor in (("slimrt-int8", 0.99), ("slimrt-int8a", 0.99), ("slimrt-cb4", 0.97)):
         got = _engine(name)(feeds)
         mean_cos, pool_cos = _cos(got[2], ref[2]), _cos(got[1], ref[1])
         info[f"{name}_mean_pooled_cos_min"] = round(float(mean_cos.min()), 5)
