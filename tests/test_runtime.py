@@ -269,13 +269,17 @@ def test_int8_weights_run_on_the_int8_kernel(rng):
     m.outputs = [m.add_node("dense", ["x", m.add_constant("w", q)])]
     check(m, rnd(rng, 9, 40), tol=2e-2)
     assert "q8_dynamic" in slimrt.Session(m).kernels()[0][2]
-    wc = rnd(rng, 8, 3, 3, 5, scale=0.3)
-    sc = np.abs(wc).reshape(8, -1).max(1) / 127
-    qc = QInt8(np.round(wc / sc[:, None, None, None]).astype(np.int8), sc, axis=0)
-    c = Model(inputs=[("x", (None, 6, 7, 5))])
-    c.outputs = [c.add_node("conv2d", ["x", c.add_constant("w", qc)], dict(pads=[1, 1, 1, 1]))]
-    check(c, rnd(rng, 2, 6, 7, 5), tol=2e-2)
-    assert "q8_dynamic" in slimrt.Session(c).kernels()[0][2]
+    # convs: int8 from 16 outputs with C % 4 == 0 taps; fewer outputs (or C = 5 taps with <= 32 outputs)
+    # run the fp32 direct conv on the decoded weights, which measured faster (ops/weights.cpp q8_conv_loses)
+    for o, cin, want in ((16, 8, "q8_dynamic"), (8, 8, "conv_direct"), (24, 5, "conv_direct"), (40, 5, "q8_dynamic")):
+        wc = rnd(rng, o, 3, 3, cin, scale=0.3)
+        sc = np.abs(wc).reshape(o, -1).max(1) / 127
+        qc = QInt8(np.round(wc / sc[:, None, None, None]).astype(np.int8), sc, axis=0)
+        c = Model(inputs=[("x", (None, 6, 7, cin))])
+        c.outputs = [c.add_node("conv2d", ["x", c.add_constant("w", qc)], dict(pads=[1, 1, 1, 1]))]
+        check(c, rnd(rng, 2, 6, 7, cin), tol=2e-2)
+        got = slimrt.Session(c).kernels()[0][2]
+        assert want in got or slimrt.Session(c).isa == "scalar", (o, cin, got)
 
 
 def test_profile_times_every_kernel_node(rng):

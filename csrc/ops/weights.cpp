@@ -204,6 +204,16 @@ static bool int8_codebook_hint(const ModelDef& m, const std::string& name) {
   return false;
 }
 
+// Non-depthwise convolutions the int8 kernels run slower than the fp32 direct conv: < 16 outputs per
+// group (most of an int8 tile's 16+ columns empty) or taps of C % 4 != 0 channels (> 4, beyond the
+// stems' row copies) with <= 32 outputs (gathered one by one). LeNet-5's 1->6 / 6->16 5x5 convs at batch
+// 64: fp32 1.7-1.9x faster. The same rule keeps them out of static int8 chains (optimize.py _q8_layer_ok).
+static bool q8_conv_loses(const std::array<int64_t, 4>& d, int64_t groups) {
+  const int64_t og = d[0] / std::max<int64_t>(1, groups), cg = d[3];
+  if (groups > 1 && cg == 1) return false;  // depthwise: its own int8 kernel
+  return og < 16 || (cg > 4 && cg % 4 != 0 && og <= 32);
+}
+
 bool weight_is_dense_f32(const BuildContext& c, size_t input) {
   const TensorDef& t = c.tensor_def(input);
   return t.format == TFormat::Dense && t.dtype == DType::F32;
@@ -236,7 +246,8 @@ std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, 
                                                             t.indices.data, csr_type(t.indices_dtype), t.nnz,
                                                             vals.data(), kernels::CsrType::F32, nullptr, 0, c.isa));
     }
-    if (!fp32_only && t.format == TFormat::Int8 && (t.axis < 0 || t.axis == 0) && kk <= kernels::kQ8MaxK)
+    if (!fp32_only && t.format == TFormat::Int8 && (t.axis < 0 || t.axis == 0) && kk <= kernels::kQ8MaxK &&
+        !(conv && q8_conv_loses(d, groups)))
       return std::make_unique<Q8Weights>(t, d, groups, conv, c.isa);
     bool lut_ok = !grouped || (n / groups) % 4 == 0;
     if (!fp32_only && t.format == TFormat::Codebook && lut_ok && (t.axis < 0 || t.axis == 0)) {

@@ -478,7 +478,8 @@ def _q8_layer_ok(model, n):
         if not depthwise and (og < _Q8_MIN_OUT or (cg > 4 and cg % 4 and og <= 32)):
             # Few output channels leave most of the int8 tiles' 16+ columns empty, and taps of C % 4 != 0
             # channels (beyond the <= 4-channel stems' row copies) are gathered one by one: the fp32 direct
-            # conv measured 1.7-1.9x faster on LeNet-5's 1->6 and 6->16 5x5 convs at batch 64.
+            # conv measured 1.7-1.9x faster on LeNet-5's 1->6 and 6->16 5x5 convs at batch 64. The runtime
+            # applies the same rule to int8 conv weights outside chains (ops/weights.cpp q8_conv_loses).
             return False
     else:
         k = w.shape[1]
