@@ -184,6 +184,7 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
   const int64_t K = B.K, N = B.N, np = B.panels, nr = kr.nr;
   const int64_t ngroups = (np + kGemvGroup - 1) / kGemvGroup;
   const int64_t group_flops = 2 * std::max<int64_t>(1, K) * nr * kGemvGroup;
+  const bool dram = np * K * nr * static_cast<int64_t>(sizeof(float)) >= detail::kGemvDramBytes;
   if (2 * K * N < 2 * kMinTaskFlops) threads = 1;
   // Several chunks per thread, so a late worker does not hold the caller up.
   const int64_t chunks = std::min<int64_t>(ngroups, std::max<int64_t>(1, threads == 1 ? 1 : 4 * threads));
@@ -199,7 +200,7 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
     if (e.scale) e.scale += n0;
     if (e.residual) e.residual += n0;
     const int64_t last_ncols = std::min<int64_t>(nr, N - (p1 - 1) * nr);
-    kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e);
+    kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e, dram);
   });
 }
 

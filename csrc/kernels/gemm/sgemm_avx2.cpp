@@ -118,7 +118,7 @@ void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, 
 }
 
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-          const UkEpilogue& ep) {
+          const UkEpilogue& ep, bool dram) {
   // Four panels at a time: four sequential streams, 8 independent FMA chains.
   constexpr int P = 4;
   int64_t p = 0;

@@ -128,12 +128,12 @@ void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, 
 }
 
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-          const UkEpilogue& ep) {
-  // Four panels at a time: four sequential streams, 8 independent FMA chains. A call over
-  // more than 2 MB of panels streams from DRAM: prefetch every line 16 KB ahead (1 thread on
-  // K=N=4096: 3.6 -> 2.7 ms); smaller ones are cache resident and keep the light prefetch.
+          const UkEpilogue& ep, bool dram) {
+  // Four panels at a time: four sequential streams, 8 independent FMA chains. A matrix that
+  // streams from DRAM (dram, see kGemvDramBytes): prefetch both lines of every row 16 KB ahead;
+  // cache-resident ones keep the light prefetch.
   constexpr int P = 4;
-  const bool stream = npanels * K * kNR * int64_t(sizeof(float)) >= (int64_t{2} << 20);
+  const bool stream = dram;
   int64_t p = 0;
   for (; p + P <= npanels; p += P) {
     const float* bp = b + p * K * kNR;

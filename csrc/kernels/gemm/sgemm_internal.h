@@ -41,9 +41,14 @@ using UkernelFn = void (*)(int64_t rows, int64_t kc, const float* a, const float
                            int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 // One row of A times `npanels` consecutive packed panels over the full K:
 // c[j] for j < (npanels-1)*NR + last_ncols, epilogue as for a last K block
-// (ep.accumulate may be true: c is then added to the sum).
+// (ep.accumulate may be true: c is then added to the sum). dram: the whole matrix is bigger than
+// the last-level cache (each call then prefetches its panels far ahead; kGemvDramBytes).
 using GemvFn = void (*)(int64_t K, const float* a, const float* b, int64_t npanels,
-                        int64_t last_ncols, float* c, const UkEpilogue& ep);
+                        int64_t last_ncols, float* c, const UkEpilogue& ep, bool dram);
+// Packed B at least this big streams from DRAM on the development CPU (Zen 4, 32 MB L3): below it the
+// panels come from L3 and far prefetches only cost (1 thread, M = 1: 1024^2 51 vs 83 us, 16 MB
+// 260-280 vs 380-410 us); above it they pay (4096^2 2.8 vs 3.6 ms). A constant, not read from cpuid.
+constexpr int64_t kGemvDramBytes = int64_t{24} << 20;
 using ActFn = void (*)(float* x, int64_t n, Act act, float alpha);
 // dst[k*mr + r] = src[r][k] for r < rows (<= mr), k < len: one K segment of an A tile.
 using PackRowsFn = void (*)(const float* const* src, int rows, int64_t len, float* dst, int mr);
@@ -67,7 +72,7 @@ constexpr int kMR = 6, kNR = 16;
 void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
              int64_t ncols, const UkEpilogue& ep);
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-          const UkEpilogue& ep);
+          const UkEpilogue& ep, bool dram);
 void f32_act_inplace(float* x, int64_t n, Act act, float alpha);
 void f32_pack_rows(const float* const* src, int rows, int64_t len, float* dst, int mr);
 }  // namespace avx2
@@ -77,7 +82,7 @@ constexpr int kMR = 12, kNR = 32;
 void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
              int64_t ncols, const UkEpilogue& ep);
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-          const UkEpilogue& ep);
+          const UkEpilogue& ep, bool dram);
 void f32_act_inplace(float* x, int64_t n, Act act, float alpha);
 void f32_pack_rows(const float* const* src, int rows, int64_t len, float* dst, int mr);
 }  // namespace avx512
