@@ -2,10 +2,10 @@
 // static int8 chains: every 1x1 / im2col / implicit-im2col convolution and dense layer whose
 // output is u8 with one per-tensor activation (scale, zero)).
 //
-// The K loop is the one of qgemm_vnni.cpp (same packed panel [Kp/4][NR][4], same tiles 8x48,
-// 6x64, 12x32, 16x16, direct or indirect A), but the accumulators start at -a_zero * colsum[n]
-// instead of 0 (the same int32 sum, wrapping alike), and the tile goes straight from the local
-// (L1) tile buffer to the u8 output, per row with column terms computed once per panel by the driver:
+// The driver runs the VNNI microkernel (qgemm_vnni.cpp, tiles 8x48, 6x64, 12x32, 16x16, direct or
+// indirect A) into its local (L1) tile buffer, then this epilogue adds -a_zero * colsum[n] (the same
+// int32 sum, wrapping alike) and goes straight to the u8 output, per row with column terms computed
+// once per panel by the driver:
 //   y = fma(float(acc), a_scale * w_scale[n], bias[n])         (as avx512 static_tile_epilogue)
 //   y += (float(res_u8) - res_zero) * res_scale                  (u8 residual: mul, then add)
 //   y = y < 0 ? alpha * y : y                                    (leaky_relu only)
@@ -21,118 +21,20 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
-#include <cstring>
-
 #include "kernels/qgemm/qgemm_internal.h"
 
 namespace slimrt::kernels::detail::vnni {
 namespace {
 
-inline int32_t load32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
 inline __mmask16 mask16(int left) {
   return left >= 16 ? static_cast<__mmask16>(0xFFFF) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u);
 }
 
-// NV zmm columns x R rows. Direct A (a, lda) when ap is null, else the indirect rows ap[r * taps + t]
-// with kgroups groups of 4 per tap.
-template <int NV, int R>
-void tile(int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* ap, int64_t taps,
-          const int8_t* b, const Q8StaticU8& e) {
+// The u8 epilogue of one tile: acc [rows][16 * NV] int32 from the VNNI microkernel (qgemm_vnni.cpp,
+// raw sums, accumulators started at 0), plus -a_zero * colsum[n] (the same int32 sum, wrapping alike).
+template <int NV>
+void epilogue(int R, const int32_t* acc, const Q8StaticU8& e) {
   constexpr int NR = 16 * NV;
-  constexpr int S = R * NV <= 4 ? 2 : 1;
-  __m512i c[S][R][NV];
-#pragma GCC unroll 4
-  for (int j = 0; j < NV; ++j) {
-    const __m512i z = _mm512_load_si512(e.negzc + 16 * j);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      c[0][r][j] = z;
-      if (S == 2) c[S - 1][r][j] = _mm512_setzero_si512();
-    }
-  }
-  // The K loop (the ones of qgemm_vnni.cpp), then the tile leaves through a local buffer: the
-  // epilogue reads it back from L1 (keeping the accumulators live into the epilogue makes gcc 12
-  // spill them inside the K loop).
-  if (!ap) {
-    int64_t g = 0;
-    for (; g + S <= kgroups; g += S) {
-#pragma GCC unroll 2
-      for (int s = 0; s < S; ++s) {
-        const int8_t* bp = b + (g + s) * (4 * NR);
-        __m512i bv[NV];
-#pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_si512(bp + 64 * j);
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) {
-          const __m512i av = _mm512_set1_epi32(load32(a + r * lda + 4 * (g + s)));
-#pragma GCC unroll 4
-          for (int j = 0; j < NV; ++j) c[s][r][j] = _mm512_dpbusd_epi32(c[s][r][j], av, bv[j]);
-        }
-      }
-    }
-    for (; g < kgroups; ++g) {
-      const int8_t* bp = b + g * (4 * NR);
-      __m512i bv[NV];
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_si512(bp + 64 * j);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const __m512i av = _mm512_set1_epi32(load32(a + r * lda + 4 * g));
-#pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) c[0][r][j] = _mm512_dpbusd_epi32(c[0][r][j], av, bv[j]);
-      }
-    }
-  } else {
-    for (int64_t t = 0; t < taps; ++t) {
-      const uint8_t* ar[R];
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) ar[r] = ap[r * taps + t];
-      const int8_t* bt = b + t * kgroups * (4 * NR);
-      int64_t g = 0;
-      for (; g + S <= kgroups; g += S) {
-#pragma GCC unroll 2
-        for (int s = 0; s < S; ++s) {
-          const int8_t* bp = bt + (g + s) * (4 * NR);
-          __m512i bv[NV];
-#pragma GCC unroll 4
-          for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_si512(bp + 64 * j);
-#pragma GCC unroll 16
-          for (int r = 0; r < R; ++r) {
-            const __m512i av = _mm512_set1_epi32(load32(ar[r] + 4 * (g + s)));
-#pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) c[s][r][j] = _mm512_dpbusd_epi32(c[s][r][j], av, bv[j]);
-          }
-        }
-      }
-      for (; g < kgroups; ++g) {
-        const int8_t* bp = bt + g * (4 * NR);
-        __m512i bv[NV];
-#pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_si512(bp + 64 * j);
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) {
-          const __m512i av = _mm512_set1_epi32(load32(ar[r] + 4 * g));
-#pragma GCC unroll 4
-          for (int j = 0; j < NV; ++j) c[0][r][j] = _mm512_dpbusd_epi32(c[0][r][j], av, bv[j]);
-        }
-      }
-    }
-  }
-  alignas(64) int32_t buf[R * NR];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) {
-      __m512i v = c[0][r][j];
-      if (S == 2) v = _mm512_add_epi32(v, c[S - 1][r][j]);
-      _mm512_store_si512(buf + r * NR + 16 * j, v);
-    }
-
   // Epilogue, row by row. Measured on Zen 4 (1 thread, relu6, against the generic tile epilogue):
   // 12544 x 16 x 96 (MobileNetV2's first expand) 1.75x, 3136 x 24 x 144 1.65x, K >= 96 1.07-1.25x.
   const __m512 zero = _mm512_setzero_ps(), inv = _mm512_set1_ps(e.inv_out_scale), hi = _mm512_set1_ps(e.hi);
@@ -147,8 +49,8 @@ void tile(int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* 
     __m512i q[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) {
-      const __m512 acc = _mm512_cvtepi32_ps(_mm512_load_si512(buf + r * NR + 16 * j));
-      __m512 y = _mm512_fmadd_ps(acc, _mm512_load_ps(e.scale + 16 * j), _mm512_load_ps(e.bias + 16 * j));
+      const __m512i a = _mm512_add_epi32(_mm512_loadu_si512(acc + r * NR + 16 * j), _mm512_load_si512(e.negzc + 16 * j));
+      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_load_ps(e.scale + 16 * j), _mm512_load_ps(e.bias + 16 * j));
       if (e.residual_u8) {
         const __m512 rq = _mm512_cvtepi32_ps(
             _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask16(e.nv - 16 * j), e.residual_u8 + r * e.ldr + 16 * j)));
@@ -167,24 +69,14 @@ void tile(int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* 
   }
 }
 
-template <int NV, int MR, int R = MR>
-void dispatch(int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* ap, int64_t taps, int rows,
-              const int8_t* b, const Q8StaticU8& e) {
-  if constexpr (R > 1) {
-    if (rows < R) return dispatch<NV, MR, R - 1>(kgroups, a, lda, ap, taps, rows, b, e);
-  }
-  tile<NV, R>(kgroups, a, lda, ap, taps, b, e);
-}
-
 }  // namespace
 
-void q8_static_u8_tile(int nr, int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* ap,
-                       int64_t taps, int rows, const int8_t* b, const Q8StaticU8& e) {
+void q8_static_u8_epilogue(int nr, int rows, const int32_t* acc, const Q8StaticU8& e) {
   switch (nr) {
-    case 64: dispatch<4, 6>(kgroups, a, lda, ap, taps, rows, b, e); break;
-    case 32: dispatch<2, 12>(kgroups, a, lda, ap, taps, rows, b, e); break;
-    case 16: dispatch<1, 16>(kgroups, a, lda, ap, taps, rows, b, e); break;
-    default: dispatch<3, 8>(kgroups, a, lda, ap, taps, rows, b, e); break;
+    case 64: epilogue<4>(rows, acc, e); break;
+    case 32: epilogue<2>(rows, acc, e); break;
+    case 16: epilogue<1>(rows, acc, e); break;
+    default: epilogue<3>(rows, acc, e); break;
   }
 }
 

@@ -155,8 +155,8 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   // every panel of B passes over it (one pass over all M rows per panel would stream A from L3
   // once per panel when A outgrows L2, e.g. 4096 x 384 u8 = 1.5 MB: a quarter slower).
   const int64_t mb = row_block_rows(B, cfg);
-  // Static requantization on VNNI: the epilogue runs inside the microkernel on the registers
-  // (q8_static_vnni.cpp), with the panel's column terms computed once here.
+  // Static requantization on VNNI: a fused u8 epilogue on the microkernel's tile (q8_static_vnni.cpp),
+  // with the panel's column terms computed once here.
   const bool static_fused = r.kind == Q8Out::U8 && r.a_step == 0 && !r.residual && is_vnni(B.isa) &&
                             act_is_inline(r.act) && cfg.nr <= 64;
   alignas(64) int32_t sf_zc[64];
@@ -193,18 +193,14 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
       }
       for (int64_t m = mb0; m < mb1; m += cfg.mr) {
         const int rows = static_cast<int>(std::min<int64_t>(cfg.mr, mb1 - m));
+        if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
+        else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
         if (static_fused) {
           sf.out = static_cast<uint8_t*>(r.out) + m * r.ldo + n0;
           sf.residual_u8 = r.residual_u8 ? r.residual_u8 + m * r.ldr + n0 : nullptr;
-          if (r.aind)
-            detail::vnni::q8_static_u8_tile(cfg.nr, r.kgt, nullptr, 0, r.aind + m * r.taps, r.taps, rows, bp, sf);
-          else
-            detail::vnni::q8_static_u8_tile(cfg.nr, kgroups, static_cast<const uint8_t*>(r.a) + m * r.lda, r.lda,
-                                            nullptr, 0, rows, bp, sf);
+          detail::vnni::q8_static_u8_epilogue(cfg.nr, rows, acc, sf);
           continue;
         }
-        if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
-        else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
         Q8Tile t;
         t.acc = acc;
         t.ldacc = cfg.nr;

@@ -108,8 +108,7 @@ void q8_igemm_12x32c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int r
 void q8_igemm_16x16c4(int64_t taps, int64_t kgt, const uint8_t* const* ap, int rows, const int8_t* b, int32_t* acc);
 // The tile of panel width nr (64, 48, 32, 16) with its static epilogue fused (Q8StaticU8): A direct
 // (a, lda; kgroups groups of 4) when ap is null, else indirect (kgroups groups per tap, taps taps).
-void q8_static_u8_tile(int nr, int64_t kgroups, const uint8_t* a, int64_t lda, const uint8_t* const* ap,
-                       int64_t taps, int rows, const int8_t* b, const Q8StaticU8& e);
+void q8_static_u8_epilogue(int nr, int rows, const int32_t* acc, const Q8StaticU8& e);
 }  // namespace vnni
 
 }  // namespace slimrt::kernels::detail
