@@ -2,6 +2,7 @@
 #include "kernels/attn/attn.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "core/common.h"
@@ -11,8 +12,29 @@
 namespace slimrt::kernels {
 namespace {
 
+struct IntScalar {  // one int32 "lane"; a group is two int16 codes
+  using T = int32_t;
+  static constexpr int L = 1;
+  static T zero() { return 0; }
+  static T load(const void* p) { int32_t v; std::memcpy(&v, p, 4); return v; }
+  static T load_n(const void* p, int n) { return n > 0 ? load(p) : 0; }
+  static T bcast(int32_t v) { return v; }
+  static T step(T acc, T a, T b) {
+    int16_t x[2], y[2];
+    std::memcpy(x, &a, 4);
+    std::memcpy(y, &b, 4);
+    return acc + int32_t{x[0]} * y[0] + int32_t{x[1]} * y[1];
+  }
+  static void store(int32_t* p, T v) { *p = v; }
+  static void store_n(int32_t* p, T v, int n) { if (n > 0) *p = v; }
+  static T sub(T a, T b) { return a - b; }
+  static T mullo(T a, T b) { return a * b; }
+  static float to_float(T v) { return static_cast<float>(v); }
+};
+
 struct OpsScalar {
   using V = VecScalar;
+  using I = IntScalar;
   using Code = int16_t;
   static constexpr int G = 2;
   static constexpr int32_t kAOff = 0;
@@ -29,21 +51,6 @@ struct OpsScalar {
         float r = rows[t] ? std::nearbyint(rows[t][d] * invv[d]) : 0.f;
         dst[d * G + t] = static_cast<Code>(r == r ? static_cast<int32_t>(r) : 0);
       }
-  }
-  static void dot(const Code* a, int64_t lda, int R, const Code* b, int64_t kg, int64_t N, int32_t* out,
-                  int64_t ldo) {
-    for (int r = 0; r < R; ++r)
-      for (int64_t n = 0; n < N; ++n) {
-        int32_t s = 0;
-        for (int64_t g = 0; g < kg; ++g)
-          for (int t = 0; t < G; ++t) s += int32_t{a[r * lda + g * G + t]} * b[(g * N + n) * G + t];
-        out[r * ldo + n] = s;
-      }
-  }
-  static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale, const float* b_scale,
-                        int64_t n, float* y) {
-    for (int64_t j = 0; j < n; ++j)
-      y[j] = static_cast<float>(acc[j] - (corr ? off * corr[j] : 0)) * (a_scale * b_scale[j]);
   }
 };
 

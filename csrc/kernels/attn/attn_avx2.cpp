@@ -13,8 +13,24 @@ __m256i tail_mask(int64_t n) {  // first n of 8 int32 lanes
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+struct IntAvx2 {  // 8 int32 lanes; a lane's group is two int16 codes
+  using T = __m256i;
+  static constexpr int L = 8;
+  static T zero() { return _mm256_setzero_si256(); }
+  static T load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+  static T load_n(const void* p, int n) { return _mm256_maskload_epi32(static_cast<const int*>(p), tail_mask(n)); }
+  static T bcast(int32_t v) { return _mm256_set1_epi32(v); }
+  static T step(T acc, T a, T b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+  static void store(int32_t* p, T v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static void store_n(int32_t* p, T v, int n) { _mm256_maskstore_epi32(p, tail_mask(n), v); }
+  static T sub(T a, T b) { return _mm256_sub_epi32(a, b); }
+  static T mullo(T a, T b) { return _mm256_mullo_epi32(a, b); }
+  static __m256 to_float(T v) { return _mm256_cvtepi32_ps(v); }
+};
+
 struct OpsAvx2 {
   using V = VecAvx2;
+  using I = IntAvx2;
   using Code = int16_t;
   static constexpr int G = 2;
   static constexpr int32_t kAOff = 0;
@@ -48,66 +64,6 @@ struct OpsAvx2 {
         float r = rows[t] ? std::nearbyint(rows[t][d] * invv[d]) : 0.f;
         dst[2 * d + t] = static_cast<int16_t>(r == r ? static_cast<int32_t>(r) : 0);
       }
-  }
-  template <int R>
-  static void dot_r(const int16_t* a, int64_t lda, const int16_t* b, int64_t kg, int64_t N, int32_t* out,
-                    int64_t ldo) {
-    int64_t n0 = 0;
-    for (; n0 + 16 <= N; n0 += 16) {
-      __m256i acc[R][2];
-      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-      for (int64_t g = 0; g < kg; ++g) {
-        const int16_t* bg = b + (g * N + n0) * 2;
-        const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bg));
-        const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bg + 16));
-        for (int r = 0; r < R; ++r) {
-          int32_t pair;
-          std::memcpy(&pair, a + r * lda + g * 2, 4);
-          const __m256i av = _mm256_set1_epi32(pair);
-          acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
-          acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
-        }
-      }
-      for (int r = 0; r < R; ++r) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * ldo + n0), acc[r][0]);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * ldo + n0 + 8), acc[r][1]);
-      }
-    }
-    for (; n0 < N; n0 += 8) {
-      const __m256i m = tail_mask(N - n0);
-      __m256i acc[R];
-      for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
-      for (int64_t g = 0; g < kg; ++g) {
-        const __m256i b0 = _mm256_maskload_epi32(reinterpret_cast<const int*>(b + (g * N + n0) * 2), m);
-        for (int r = 0; r < R; ++r) {
-          int32_t pair;
-          std::memcpy(&pair, a + r * lda + g * 2, 4);
-          acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_set1_epi32(pair), b0));
-        }
-      }
-      for (int r = 0; r < R; ++r) _mm256_maskstore_epi32(out + r * ldo + n0, m, acc[r]);
-    }
-  }
-  static void dot(const int16_t* a, int64_t lda, int R, const int16_t* b, int64_t kg, int64_t N, int32_t* out,
-                  int64_t ldo) {
-    switch (R) {
-      case 4: dot_r<4>(a, lda, b, kg, N, out, ldo); break;
-      case 3: dot_r<3>(a, lda, b, kg, N, out, ldo); break;
-      case 2: dot_r<2>(a, lda, b, kg, N, out, ldo); break;
-      default: dot_r<1>(a, lda, b, kg, N, out, ldo); break;
-    }
-  }
-  static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale, const float* b_scale,
-                        int64_t n, float* y) {
-    const __m256 as = _mm256_set1_ps(a_scale);
-    const __m256i vo = _mm256_set1_epi32(off);
-    for (int64_t j = 0; j < n; j += 8) {
-      const __m256i m = tail_mask(n - j);
-      __m256i a = _mm256_maskload_epi32(acc + j, m);
-      if (corr) a = _mm256_sub_epi32(a, _mm256_mullo_epi32(vo, _mm256_maskload_epi32(corr + j, m)));
-      const __m256 s = _mm256_mul_ps(as, _mm256_maskload_ps(b_scale + j, m));
-      _mm256_maskstore_ps(y + j, m, _mm256_mul_ps(_mm256_cvtepi32_ps(a), s));
-    }
   }
 };
 

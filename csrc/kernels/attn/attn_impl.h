@@ -6,13 +6,13 @@
 //   static constexpr int32_t kAOff;  added to signed q codes (vnni: 128, making them u8)
 //   template <class T> static void quant(const float* x, int64_t n, float inv, const float* invv,
 //                                        int32_t off, T* out)   out[i] = rint(x[i] * (invv ? invv[i] : inv)) + off
-//   static void dot(const Code* a, int64_t lda, int R, const Code* b, int64_t kg, int64_t N, int32_t* out,
-//                   int64_t ldo)      out[r][n] = sum_{g<kg,t<G} a[r*lda + g*G + t] * b[(g*N + n)*G + t], R <= 4
 //   static void pack_v(const float* const rows[G], const float* invv, int64_t D, Code* dst)
 //                                     dst[d*G + t] = rint(rows[t][d] * invv[d]) (0 for a null row), d < D
-//   static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale,
-//                         const float* b_scale, int64_t n, float* y)
-//                                     y[j] = float(acc[j] - off * corr[j]) * (a_scale * b_scale[j])
+//   using I = the ISA's integer vector of L int32 lanes, with
+//     zero(), load(p) / load_n(p, n) (int32 lanes; n < L masked), bcast(int32), step(acc, a, b) (acc + the
+//     lane's G products of a's and b's codes: vpdpbusd / vpmaddwd + add), store(p, v) / store_n(p, v, n),
+//     sub(a, b), mullo(a, b), to_float(v) (-> V::T)
+// The integer products and the rescaling (dot, scale_row) are written once below over these primitives.
 // Anonymous namespace: each ISA file gets its own copy.
 #pragma once
 #include <algorithm>
@@ -106,7 +106,73 @@ template <class Ops>
 struct Q8AttnImpl {
   using V = typename Ops::V;
   using Code = typename Ops::Code;
+  using I = typename Ops::I;
+  using IT = typename I::T;
   static constexpr int G = Ops::G;
+  static constexpr int L = I::L;
+
+  static int32_t group(const Code* p) {  // the G codes of one reduction group as one int32 lane value
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+
+  // out[r*ldo + n] = sum_{g<kg, t<G} a[r*lda + g*G + t] * b[(g*N + n)*G + t], r < R, n < N: two vectors of
+  // n per row (R*2 independent accumulators), then single (partial) vectors.
+  template <int R>
+  static void dot_r(const Code* a, int64_t lda, const Code* b, int64_t kg, int64_t N, int32_t* out, int64_t ldo) {
+    int64_t n0 = 0;
+    for (; n0 + 2 * L <= N; n0 += 2 * L) {
+      IT acc[R][2];
+      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = I::zero();
+      for (int64_t g = 0; g < kg; ++g) {
+        const Code* bg = b + (g * N + n0) * G;
+        const IT b0 = I::load(bg), b1 = I::load(bg + L * G);
+        for (int r = 0; r < R; ++r) {
+          const IT av = I::bcast(group(a + r * lda + g * G));
+          acc[r][0] = I::step(acc[r][0], av, b0);
+          acc[r][1] = I::step(acc[r][1], av, b1);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        I::store(out + r * ldo + n0, acc[r][0]);
+        I::store(out + r * ldo + n0 + L, acc[r][1]);
+      }
+    }
+    for (; n0 < N; n0 += L) {
+      const int w = static_cast<int>(N - n0 < L ? N - n0 : L);
+      IT acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = I::zero();
+      for (int64_t g = 0; g < kg; ++g) {
+        const IT b0 = I::load_n(b + (g * N + n0) * G, w);
+        for (int r = 0; r < R; ++r) acc[r] = I::step(acc[r], I::bcast(group(a + r * lda + g * G)), b0);
+      }
+      for (int r = 0; r < R; ++r) I::store_n(out + r * ldo + n0, acc[r], w);
+    }
+  }
+
+  static void dot(const Code* a, int64_t lda, int R, const Code* b, int64_t kg, int64_t N, int32_t* out,
+                  int64_t ldo) {
+    switch (R) {
+      case 4: dot_r<4>(a, lda, b, kg, N, out, ldo); break;
+      case 3: dot_r<3>(a, lda, b, kg, N, out, ldo); break;
+      case 2: dot_r<2>(a, lda, b, kg, N, out, ldo); break;
+      default: dot_r<1>(a, lda, b, kg, N, out, ldo); break;
+    }
+  }
+
+  // y[j] = float(acc[j] - off * corr[j]) * (a_scale * b_scale[j]), j < n (corr may be null)
+  static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale, const float* b_scale,
+                        int64_t n, float* y) {
+    const typename V::T as = V::set1(a_scale);
+    const IT vo = I::bcast(off);
+    for (int64_t j = 0; j < n; j += L) {
+      const int w = static_cast<int>(n - j < L ? n - j : L);
+      IT a = I::load_n(acc + j, w);
+      if (corr) a = I::sub(a, I::mullo(vo, I::load_n(corr + j, w)));
+      V::store_n(y + j, V::mul(I::to_float(a), V::mul(as, V::load_n(b_scale + j, w))), w);
+    }
+  }
 
   // max |x| over n floats; NaN when any x is not finite (x * 0 is NaN exactly then; max drops NaNs)
   static float max_abs(const float* x, int64_t n) {
@@ -227,9 +293,9 @@ struct Q8AttnImpl {
         scale_of(max_abs(x, D), 127.f, &sq[r], &inv);
         Ops::quant(x, D, inv, nullptr, Ops::kAOff, qa + r * DG);
       }
-      Ops::dot(qa, DG, R, kpack, Dg, Sk, acc, Sk);
+      dot(qa, DG, R, kpack, Dg, Sk, acc, Sk);
       for (int r = 0; r < R; ++r)
-        Ops::scale_row(acc + r * Sk, Ops::kAOff ? ksum : nullptr, Ops::kAOff, sq[r], sk, Sk, scores + (i0 + r) * Sk);
+        scale_row(acc + r * Sk, Ops::kAOff ? ksum : nullptr, Ops::kAOff, sq[r], sk, Sk, scores + (i0 + r) * Sk);
     }
     // y = (P codes . V codes) * sp * sv. The softmax is fused with the codes of P: a row's largest
     // exp(v - max) is exactly 1, so max P = 1 / sum and P * 255 / max P = exp(v - max) * 255.
@@ -243,8 +309,8 @@ struct Q8AttnImpl {
         sp[r] = 1.f / exp_row(x, Sk, h.scale, mrow) / 255.f;  // NaN row (all masked, NaN input): NaN out
         Ops::quant(x, Sk, 255.f, nullptr, 0, pa + r * SkG);
       }
-      Ops::dot(pa, SkG, R, vpack, Skg, D, acc, D);
-      for (int r = 0; r < R; ++r) Ops::scale_row(acc + r * D, nullptr, 0, sp[r], sv, D, h.y + (i0 + r) * h.ldy);
+      dot(pa, SkG, R, vpack, Skg, D, acc, D);
+      for (int r = 0; r < R; ++r) scale_row(acc + r * D, nullptr, 0, sp[r], sv, D, h.y + (i0 + r) * h.ldy);
     }
   }
 };

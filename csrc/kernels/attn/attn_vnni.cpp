@@ -10,8 +10,24 @@ namespace {
 
 __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u); }
 
+struct IntVnni {  // 16 int32 lanes; a lane's group is four byte codes (u8 from A, s8 from B)
+  using T = __m512i;
+  static constexpr int L = 16;
+  static T zero() { return _mm512_setzero_si512(); }
+  static T load(const void* p) { return _mm512_loadu_si512(p); }
+  static T load_n(const void* p, int n) { return _mm512_maskz_loadu_epi32(lanes(n), p); }
+  static T bcast(int32_t v) { return _mm512_set1_epi32(v); }
+  static T step(T acc, T a, T b) { return _mm512_dpbusd_epi32(acc, a, b); }
+  static void store(int32_t* p, T v) { _mm512_storeu_si512(p, v); }
+  static void store_n(int32_t* p, T v, int n) { _mm512_mask_storeu_epi32(p, lanes(n), v); }
+  static T sub(T a, T b) { return _mm512_sub_epi32(a, b); }
+  static T mullo(T a, T b) { return _mm512_mullo_epi32(a, b); }
+  static __m512 to_float(T v) { return _mm512_cvtepi32_ps(v); }
+};
+
 struct OpsVnni {
   using V = VecAvx512;
+  using I = IntVnni;
   using Code = int8_t;  // K/V codes s8; query (+128) and P codes are read as u8 by vpdpbusd
   static constexpr int G = 4;
   static constexpr int32_t kAOff = 128;
@@ -36,66 +52,6 @@ struct OpsVnni {
         quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_and_si512(q, _mm512_set1_epi32(0xFF)), 8 * t));
       }
       _mm512_mask_storeu_epi32(dst + 4 * d, m, quad);  // lane d: the 4 keys' codes, key t in byte t
-    }
-  }
-  template <int R>
-  static void dot_r(const int8_t* a, int64_t lda, const int8_t* b, int64_t kg, int64_t N, int32_t* out,
-                    int64_t ldo) {
-    int64_t n0 = 0;
-    for (; n0 + 32 <= N; n0 += 32) {
-      __m512i acc[R][2];
-      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-      for (int64_t g = 0; g < kg; ++g) {
-        const int8_t* bg = b + (g * N + n0) * 4;
-        const __m512i b0 = _mm512_loadu_si512(bg);
-        const __m512i b1 = _mm512_loadu_si512(bg + 64);
-        for (int r = 0; r < R; ++r) {
-          int32_t quad;
-          std::memcpy(&quad, a + r * lda + g * 4, 4);
-          const __m512i av = _mm512_set1_epi32(quad);
-          acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
-          acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
-        }
-      }
-      for (int r = 0; r < R; ++r) {
-        _mm512_storeu_si512(out + r * ldo + n0, acc[r][0]);
-        _mm512_storeu_si512(out + r * ldo + n0 + 16, acc[r][1]);
-      }
-    }
-    for (; n0 < N; n0 += 16) {
-      const __mmask16 m = lanes(N - n0);
-      __m512i acc[R];
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
-      for (int64_t g = 0; g < kg; ++g) {
-        const __m512i b0 = _mm512_maskz_loadu_epi32(m, b + (g * N + n0) * 4);
-        for (int r = 0; r < R; ++r) {
-          int32_t quad;
-          std::memcpy(&quad, a + r * lda + g * 4, 4);
-          acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_set1_epi32(quad), b0);
-        }
-      }
-      for (int r = 0; r < R; ++r) _mm512_mask_storeu_epi32(out + r * ldo + n0, m, acc[r]);
-    }
-  }
-  static void dot(const int8_t* a, int64_t lda, int R, const int8_t* b, int64_t kg, int64_t N, int32_t* out,
-                  int64_t ldo) {
-    switch (R) {
-      case 4: dot_r<4>(a, lda, b, kg, N, out, ldo); break;
-      case 3: dot_r<3>(a, lda, b, kg, N, out, ldo); break;
-      case 2: dot_r<2>(a, lda, b, kg, N, out, ldo); break;
-      default: dot_r<1>(a, lda, b, kg, N, out, ldo); break;
-    }
-  }
-  static void scale_row(const int32_t* acc, const int32_t* corr, int32_t off, float a_scale, const float* b_scale,
-                        int64_t n, float* y) {
-    const __m512 as = _mm512_set1_ps(a_scale);
-    const __m512i vo = _mm512_set1_epi32(off);
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 m = lanes(n - j);
-      __m512i a = _mm512_maskz_loadu_epi32(m, acc + j);
-      if (corr) a = _mm512_sub_epi32(a, _mm512_mullo_epi32(vo, _mm512_maskz_loadu_epi32(m, corr + j)));
-      const __m512 s = _mm512_mul_ps(as, _mm512_maskz_loadu_ps(m, b_scale + j));
-      _mm512_mask_storeu_ps(y + j, m, _mm512_mul_ps(_mm512_cvtepi32_ps(a), s));
     }
   }
 };
