@@ -24,6 +24,11 @@ struct VecAvx2 {
   static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
   static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
   static T div(T a, T b) { return _mm256_div_ps(a, b); }
+  // 1/x to ~2 ulp: rcpps (12 bits) plus one Newton step
+  static T rcp(T x) {
+    const T r = _mm256_rcp_ps(x);
+    return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(x, r, _mm256_set1_ps(1.f)), r);
+  }
   static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   static T fnma(T a, T b, T c) { return _mm256_fnmadd_ps(a, b, c); }
   static T mul_err(T a, T b, T p) { return _mm256_fmsub_ps(a, b, p); }  // a*b - p, exact for p = fl(a*b)

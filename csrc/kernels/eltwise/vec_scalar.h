@@ -29,6 +29,7 @@ struct VecScalar {
   static T sub(T a, T b) { return a - b; }
   static T mul(T a, T b) { return a * b; }
   static T div(T a, T b) { return a / b; }
+  static T rcp(T x) { return 1.f / x; }
   static T fma(T a, T b, T c) { return a * b + c; }      // a*b + c (not fused on the scalar path)
   static T fnma(T a, T b, T c) { return c - a * b; }     // c - a*b
   // a*b - p, exact for p = fl(a*b) (the product of two floats is exact in double).
