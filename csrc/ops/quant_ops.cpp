@@ -264,18 +264,9 @@ class QConv2dOp : public Op {
     const kernels::Q8StaticEpilogue ep = q_.epilogue(in, o_);
     if (dw_pack_) {
       kernels::Q8DwEpilogue d;
+      static_cast<kernels::Q8StaticEpilogue&>(d) = ep;
       d.x_zero = q_.x.zero;
       d.mul = mul_.get();
-      d.bias = ep.bias;
-      d.residual = ep.residual;
-      d.residual_u8 = ep.residual_u8;
-      d.res_scale = ep.res_scale;
-      d.res_zero = ep.res_zero;
-      d.ldr = ep.ldr;
-      d.act = ep.act;
-      d.alpha = ep.alpha;
-      d.out_scale = ep.out_scale;
-      d.out_zero = ep.out_zero;
       kernels::q8_dwconv2d(dw_shape(in[0]->shape()), in[0]->as<uint8_t>(), *dw_pack_, d, out[0]->data, ctx.threads);
       return;
     }

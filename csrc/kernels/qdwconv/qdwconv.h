@@ -28,6 +28,7 @@
 #include "core/cpu.h"
 #include "kernels/act.h"
 #include "kernels/dwconv/dwconv.h"
+#include "kernels/qgemm/qgemm.h"
 
 namespace slimrt::kernels {
 
@@ -47,19 +48,12 @@ struct PackedQ8Dw {
 // wq [C][KH][KW] int8. Throws InvalidArgument on bad sizes, Unsupported when isa cannot run here.
 std::unique_ptr<PackedQ8Dw> pack_q8_dw(const int8_t* wq, int64_t C, int kh, int kw, Isa isa);
 
-struct Q8DwEpilogue {
+// The static int8 epilogue of qgemm.h (bias, act in {None, Relu, Relu6, LeakyRelu}, residual float or u8,
+// out_scale > 0: u8 output with out_zero; 0: float output), plus the input's zero point and the per-channel
+// multiplier x_scale * w_scale[c].
+struct Q8DwEpilogue : Q8StaticEpilogue {
   int32_t x_zero = 0;
   const float* mul = nullptr;     // [C] x_scale * w_scale[c]
-  const float* bias = nullptr;    // [C] or null
-  const float* residual = nullptr;
-  const uint8_t* residual_u8 = nullptr;
-  float res_scale = 1.f;
-  int32_t res_zero = 0;
-  int64_t ldr = 0;
-  Act act = Act::None;            // None, Relu, Relu6 or LeakyRelu
-  float alpha = 0.f;
-  float out_scale = 0.f;          // > 0: u8 output with out_zero; 0: float output
-  int32_t out_zero = 0;
 };
 
 // s: the depthwise shape (mult must be 1, s.c == w.C; oh/ow filled by dwconv2d_output_size).
