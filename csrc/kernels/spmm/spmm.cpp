@@ -350,6 +350,13 @@ void build_sell(PackedCsr& p) {
   p.sell = std::move(s);
 }
 
+// True when v[0 .. n) holds a nan (branch-free, so the compiler vectorizes it).
+bool any_nan(const float* v, int64_t n) {
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= v[i] != v[i];
+  return bad != 0;
+}
+
 bool use_sell(int64_t M, const PackedCsr& W) { return W.sell && M < kernels_for(W.isa)->sell_max; }
 
 // Floats of one zero-padded x row for the sliced-ELL path.
@@ -398,11 +405,12 @@ void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float*
         for (int r = 0; r < R; ++r) {
           const int64_t m = m0 + r;
           const float* ar = acc + r * kW;
-          for (int64_t q = n0; q < s1 * L; ++q)
-            if (perm[q] >= 0) row[perm[q] - n0] = ar[q - n0];
+          // lane positions below N hold the window's rows (the -1s of perm only follow them)
+          for (int64_t q = n0; q < n1; ++q) row[perm[q] - n0] = ar[q - n0];
           // a nan sum may come from padding (0 * inf): recompute such rows from the CSR arrays
-          for (int64_t n = n0; n < n1; ++n)
-            if (std::isnan(row[n - n0])) kr->gemv(cv, n, n + 1, x + m * ldx, row + (n - n0));
+          if (any_nan(row, n1 - n0))
+            for (int64_t n = n0; n < n1; ++n)
+              if (std::isnan(row[n - n0])) kr->gemv(cv, n, n + 1, x + m * ldx, row + (n - n0));
           epilogue_row(y + m * ldy + n0, row, n1 - n0, rs ? rs + n0 : nullptr, ep, n0,
                        ep.residual ? ep.residual + m * ep.ldr + n0 : nullptr, W.isa);
         }
