@@ -164,6 +164,25 @@ def test_concurrent_runs_identical(rng):
     assert not errors
 
 
+def test_run_threads_above_the_sessions_are_capped(rng):
+    """Workspaces are planned for the session's thread count (per-thread im2col A blocks, attention
+    heads): run(threads=) above it runs on the session's count instead of writing past them (this
+    im2col convolution crashed with threads=8 on a 1-thread session)."""
+    m = Model(inputs=[("x", (None, 14, 14, 256))])
+    y = m.add_node("conv2d", ["x", m.add_constant("w", rnd(rng, 256, 3, 3, 256, scale=0.05))], dict(pads=[1, 1, 1, 1]))
+    seq = m.add_node("reshape", [y], dict(shape=[0, 196, 256]))
+    m.outputs = [y, m.add_node("attention", [seq, seq, seq], dict(heads=4))]
+    x = rnd(rng, 4, 14, 14, 256)
+    sess = slimrt.Session(m, threads=1)
+    want = sess.run(x)
+    for t in (2, 8):
+        got = sess.run(x, threads=t)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    ref = m.run_reference(x)
+    for g, w in zip(want, ref):
+        close(g, w, 1e-3)
+
+
 def test_input_errors(rng):
     m = Model(inputs=[("x", (None, 4))])
     m.outputs = [m.add_node("dense", ["x", m.add_constant("w", rnd(rng, 3, 4))])]

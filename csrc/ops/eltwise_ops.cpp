@@ -276,7 +276,15 @@ class AttentionOp : public Op {
     }
     out[0] = {DType::F32, q};
   }
-  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void*, const RunContext& ctx) const override {
+  // One head workspace per thread that runs heads (threads <= 0: the default count).
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    const auto& qs = in[0]->shape;
+    const int64_t slots = std::min<int64_t>(threads > 0 ? threads : default_threads(), qs[0] * heads_);
+    const size_t head = (kernels::attention_head_workspace(qs[1], in[1]->shape[1], qs[2] / heads_, int8_) + 63) & ~size_t{63};
+    return size_t(std::max<int64_t>(slots, 1)) * head;
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
     const auto& qs = in[0]->shape();
     const int64_t B = qs[0], Sq = qs[1], Sk = in[1]->shape()[1], E = qs[2], H = heads_, D = E / H;
     float* y = out[0]->as<float>();
@@ -299,10 +307,11 @@ class AttentionOp : public Op {
       mb = md[0] > 1 ? md[1] * md[2] * Sk : 0;
     }
     const int64_t pairs = B * H;
-    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(ctx.threads, pairs));
-    const size_t wsb = kernels::attention_head_workspace(Sq, Sk, D, int8_);
+    const int64_t chunks =
+        std::max<int64_t>(1, std::min<int64_t>(ctx.threads > 0 ? ctx.threads : default_threads(), pairs));
+    const size_t wsb = (kernels::attention_head_workspace(Sq, Sk, D, int8_) + 63) & ~size_t{63};
     ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
-      auto ws = aligned_array<uint8_t>(wsb);
+      uint8_t* head_ws = static_cast<uint8_t*>(ws) + t * wsb;  // slot t (workspace(): chunks slots)
       for (int64_t p = pairs * t / chunks; p < pairs * (t + 1) / chunks; ++p) {
         const int64_t b = p / H, h = p % H;
         kernels::AttnHead hd;
@@ -317,7 +326,7 @@ class AttentionOp : public Op {
           hd.mask.div = 1;
           hd.mask.mod = Sq;
         }
-        kernels::attention_head(hd, int8_, ws.get(), isa_);
+        kernels::attention_head(hd, int8_, head_ws, isa_);
       }
     });
   }

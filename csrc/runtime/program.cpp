@@ -603,7 +603,10 @@ void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
     else if (p.offset[v] >= 0) ptr[v] = arena.get() + p.offset[v];
   }
   RunContext ctx;
-  ctx.threads = threads > 0 ? threads : opt_.threads;
+  // Workspaces were sized for the session's thread count when the plan was made (per-thread
+  // slots: im2col GEMM A blocks, attention heads): a run may use fewer threads, never more.
+  const int planned = opt_.threads > 0 ? opt_.threads : default_threads();
+  ctx.threads = threads > 0 ? std::min(threads, planned) : opt_.threads;
   ctx.isa = opt_.isa;
   std::vector<Tensor> tin, tout;
   std::vector<const Tensor*> in;

@@ -86,7 +86,8 @@ class Session:
         Returns the list of output arrays (numpy), in the model's output order. For a slimmable
         model (``slimrt.slimmable.slim``) ``width`` forces a width; otherwise the latency-target
         scheduler picks one (``latency_target_ms``), or the widest runs. ``session.width`` tells
-        which width the last run used.
+        which width the last run used. ``threads`` runs this call on fewer threads than the
+        session's (more are capped at the session's count: workspaces are planned for it).
         """
         arrays = self._arrays(feeds, width)
         return self._s.run(arrays, 0 if threads is None else int(threads), float(width or 0.0))
