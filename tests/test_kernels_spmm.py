@@ -399,8 +399,8 @@ def test_sell_value_kinds(monkeypatch, isa, layout, kind, shape, sparsity):
 
 def test_sell_rule_picks_it_where_it_pays(monkeypatch):
     """Unforced, the pack-time rule builds the sliced-ELL layout for a cache-resident 1024 x 1024 f32 matrix at
-    70% and, on AVX-512, 90% sparsity (measured 3.6-4.6x dense at batch 1 against 2.5x for the gather GEMV);
-    AVX2's 8-lane steps only pay up to ~80%, the scalar ISA has no such kernel."""
+    70% and, on AVX-512, 90% sparsity (measured 3.6-3.9x dense at batch 1 against 1.5x for the gather GEMV);
+    AVX2's 8-lane steps only pay clearly up to ~80%, the scalar ISA has no such kernel."""
     set_layout(monkeypatch, "auto")
     rng = np.random.default_rng(5)
     for sparsity in (0.7, 0.9):

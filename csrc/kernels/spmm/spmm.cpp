@@ -23,18 +23,20 @@ namespace {
 constexpr int64_t kRowChunk = 64;              // CSR rows per accumulator tile
 constexpr int64_t kXtBudget = 512 << 10;       // bytes of one transposed x block (L2)
 constexpr int64_t kRowCost = 8;                // per-row overhead in nnz units (balancing)
+constexpr double kL2Bytes = 1 << 20;           // sell_pays: beyond this the sliced ELL's steps come from L3
 constexpr double kCacheBytes = 8 << 20;        // sell_pays: beyond this a layout streams from L3/DRAM
 constexpr double kBytesPerNs = 30;             // ... at about this rate (one core)
 
 [[noreturn]] void bad(const std::string& m) { fail(Code::InvalidArgument, "csr: " + m); }
 
-// Modelled batch-1 costs (about ns on one Zen 4 core; fitted to 1-thread runs of both layouts
-// forced through SLIMRT_CSR_LAYOUT at N = K = 1024 (sparsity 0.5 .. 0.999), 4096 and skinny
-// shapes, f32 / int8 / codes): the gather GEMV costs gather_nnz per non-zero + gather_row per
-// row; the sliced-ELL GEMV step[vkind] per step (L lanes) + block per (slice, block) + slice
-// per slice. Past kCacheBytes a layout also costs at least bytes / kBytesPerNs. See sell_pays().
+// Modelled batch-1 costs (about ns on one Zen 4 core; least-squares fit to 1-thread runs of both
+// f32 layouts forced through SLIMRT_CSR_LAYOUT, K x N in {1024, 4096}^2, 512 x 2048, 2048 x 512,
+// sparsity 0.5 .. 0.999; codes and int8 steps scaled from earlier per-kind runs): the gather GEMV
+// costs gather_nnz per non-zero + gather_row per row; the sliced-ELL GEMV step[vkind] per step (L
+// lanes; x far when its bytes exceed kL2Bytes) + block per window position + slice per slice.
+// Past kCacheBytes a layout also costs at least bytes / kBytesPerNs. See sell_pays().
 struct SellCosts {
-  double gather_nnz, gather_row, step[4], block, slice;
+  double gather_nnz, gather_row, step[4], far, block, slice;
 };
 
 struct IsaKernels {
@@ -44,16 +46,17 @@ struct IsaKernels {
   detail::SellGemvFn sell;
   int sell_rows;     // activation rows one sell call can take
   int64_t sell_max;  // batches below this run the sliced-ELL layout when there is one
+  int advance;       // sliced ELL: columns between window positions (windows are 2 * lanes wide)
   SellCosts cost;
 };
 
 const IsaKernels* kernels_for(Isa isa) {
   static const IsaKernels k2{detail::avx2::kCsrLanes, detail::avx2::csr_gemv, detail::avx2::csr_tile,
-                             detail::avx2::sell_gemv, detail::avx2::kSellRows, kCsrSellMaxMAvx2,
-                             {0.35, 7.0, {1.08, 1.1, 1.25, 1.35}, 1.36, 2.0}};
+                             detail::avx2::sell_gemv, detail::avx2::kSellRows, kCsrSellMaxMAvx2, 16,
+                             {0.39, 1.0, {0.55, 0.55, 0.62, 0.70}, 2.0, 2.37, 2.0}};
   static const IsaKernels k512{detail::avx512::kCsrLanes, detail::avx512::csr_gemv, detail::avx512::csr_tile,
-                               detail::avx512::sell_gemv, detail::avx512::kSellRows, kCsrSellMaxM,
-                               {0.35, 1.5, {1.3, 1.3, 1.4, 1.65}, 0.3, 2.0}};
+                               detail::avx512::sell_gemv, detail::avx512::kSellRows, kCsrSellMaxM, 16,
+                               {0.29, 7.8, {0.59, 0.59, 0.64, 0.75}, 3.0, 1.4, 2.0}};
   if (isa >= Isa::Avx512) return &k512;
   if (isa == Isa::Avx2) return &k2;
   return nullptr;
@@ -227,8 +230,10 @@ double mem_time(double bytes) { return bytes > kCacheBytes ? bytes / kBytesPerNs
 
 // Modelled batch-1 time of the sliced-ELL layout s (its vkind, steps and bytes).
 double sell_time(const CsrSell& s, const SellCosts& c) {
-  return std::max(double(s.steps) * c.step[s.vkind] + double(s.slices) * (double(s.nb) * c.block + c.slice),
-                  mem_time(double(s.bytes())));
+  const double b = double(s.bytes());
+  return std::max(double(s.steps) * c.step[s.vkind] * (b > kL2Bytes ? c.far : 1.0) +
+                      double(s.slices) * (double(s.nb) * c.block + c.slice),
+                  mem_time(b));
 }
 
 // The rule: build the batch-1 layout when its modelled time is below 0.9 x the gather GEMV's
@@ -244,10 +249,10 @@ void build_sell(PackedCsr& p) {
   const IsaKernels* kr = kernels_for(p.isa);
   const int force = forced_layout();
   if (!kr || force == 1 || p.N == 0 || p.K == 0 || p.N > (int64_t{1} << 30)) return;
-  const int L = kr->lanes, B = 2 * L;
+  const int L = kr->lanes;
   auto s = std::make_unique<CsrSell>();
   s->lanes = L;
-  s->block = B;
+  s->block = 2 * L;
   bool shared = p.codes && p.table_rows == 1;
   if (p.codes && !shared) {  // per-row tables that are all equal run as one shared table
     shared = true;
@@ -264,10 +269,14 @@ void build_sell(PackedCsr& p) {
   s->vkind = p.int8 ? 1 : !shared ? 0 : zero_code >= 0 ? 2 : finite ? 3 : 0;
   if (s->vkind >= 2) std::memcpy(s->table, p.table.get(), sizeof(s->table));
   s->slices = (p.N + L - 1) / L;
-  s->nb = (p.K + B - 1) / B;
+  // window positions: position b reads x[b*A, b*A + 2L) (A = kr->advance: L, overlapping windows,
+  // or 2L); the last window is the first that reaches K
+  const int64_t A = kr->advance, W = 2 * L;
+  s->advance = static_cast<int>(A);
+  s->nb = p.K <= W ? 1 : (p.K - W + A - 1) / A + 1;
   const int64_t nb = s->nb;
-  // (slice, block) pairs far beyond the non-zeros: the block loop alone would cost more than the
-  // gather GEMV (and the counts would take memory), so do not even count
+  // (slice, position) pairs far beyond the non-zeros: the position loop alone would cost more
+  // than the gather GEMV (and the counts would take memory), so do not even count
   const double pairs = double(s->slices) * double(nb);
   if (pairs > double(1 << 28) || (force != 2 && pairs > 8.0 * double(p.nnz) + 4096)) return;
   auto col = [&](int64_t j) -> int64_t {
@@ -284,26 +293,49 @@ void build_sell(PackedCsr& p) {
       return p.indptr[a + 1] - p.indptr[a] > p.indptr[b + 1] - p.indptr[b];
     });
   }
-  // pass 1: steps per (slice, block) = the largest count of a row of the slice in the block
-  s->cnt = aligned_array<uint8_t>(s->slices * nb + 64);
-  s->off = aligned_array<int64_t>(s->slices + 1);
-  std::vector<int32_t> rc(size_t(L) * nb);
-  s->off[0] = 0;
-  for (int64_t sl = 0; sl < s->slices; ++sl) {
-    std::fill(rc.begin(), rc.end(), 0);
+  // The schedule of one slice: each lane's non-zeros in column order. A non-zero in column c must
+  // be taken by position min(c / A, nb - 1), the last window that holds it; position b takes as
+  // many steps as the lane with the most such non-zeros, and every lane fills those steps with
+  // its next non-zeros inside the window (working ahead, so the next positions need fewer).
+  // on_position(b, steps), then on_entry(step, lane, j, column in the window) per non-zero.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> lane(L);  // (column, CSR element)
+  std::vector<int64_t> ptr(L);
+  auto schedule = [&](int64_t sl, auto&& on_position, auto&& on_entry) -> bool {
     for (int l = 0; l < L; ++l) {
+      lane[l].clear();
+      ptr[l] = 0;
       const int64_t r = s->perm[sl * L + l];
       if (r < 0) continue;
-      for (int64_t j = p.indptr[r]; j < p.indptr[r + 1]; ++j) ++rc[l * nb + col(j) / B];
+      for (int64_t j = p.indptr[r]; j < p.indptr[r + 1]; ++j) lane[l].emplace_back(col(j), j);
+      std::sort(lane[l].begin(), lane[l].end());
     }
-    int64_t steps = 0;
     for (int64_t b = 0; b < nb; ++b) {
-      int32_t m = 0;
-      for (int l = 0; l < L; ++l) m = std::max(m, rc[l * nb + b]);
-      if (m > 255) return;  // repeated columns: keep the gather GEMV
-      s->cnt[sl * nb + b] = static_cast<uint8_t>(m);
-      steps += m;
+      int64_t need = 0;
+      for (int l = 0; l < L; ++l) {
+        int64_t q = ptr[l];
+        while (q < int64_t(lane[l].size()) && std::min(lane[l][q].first / A, nb - 1) <= b) ++q;
+        need = std::max(need, q - ptr[l]);
+      }
+      if (need > 255) return false;  // repeated columns: keep the gather GEMV
+      const int64_t end = b * A + W;
+      on_position(b, need);
+      for (int l = 0; l < L; ++l)
+        for (int64_t t = 0; t < need && ptr[l] < int64_t(lane[l].size()) && lane[l][ptr[l]].first < end;
+             ++t, ++ptr[l])
+          on_entry(t, l, lane[l][ptr[l]].second, lane[l][ptr[l]].first - b * A);
     }
+    return true;
+  };
+  // pass 1: steps per (slice, position)
+  s->cnt = aligned_array<uint8_t>(s->slices * nb + 64);
+  s->off = aligned_array<int64_t>(s->slices + 1);
+  s->off[0] = 0;
+  for (int64_t sl = 0; sl < s->slices; ++sl) {
+    int64_t steps = 0;
+    const bool ok = schedule(
+        sl, [&](int64_t b, int64_t need) { s->cnt[sl * nb + b] = static_cast<uint8_t>(need), steps += need; },
+        [](int64_t, int, int64_t, int64_t) {});
+    if (!ok) return;
     s->off[sl + 1] = s->off[sl] + steps;
   }
   s->steps = s->off[s->slices];
@@ -322,30 +354,22 @@ void build_sell(PackedCsr& p) {
   s->values = aligned_array<uint8_t>(s->steps * L * vsz + 64);
   std::memset(s->idx.get(), s->vkind == 3 ? 0x80 : 0, s->steps * L + 64);
   std::memset(s->values.get(), s->vkind == 2 ? zero_code : 0, s->steps * L * vsz + 64);
-  std::vector<int64_t> start(nb);
   for (int64_t sl = 0; sl < s->slices; ++sl) {
-    int64_t t = s->off[sl];
-    for (int64_t b = 0; b < nb; ++b) {
-      start[b] = t;
-      t += s->cnt[sl * nb + b];
-    }
-    std::fill(rc.begin(), rc.end(), 0);
-    for (int l = 0; l < L; ++l) {
-      const int64_t r = s->perm[sl * L + l];
-      if (r < 0) continue;
-      const float* trow = p.codes ? p.table.get() + (p.table_rows > 1 ? r * kCsrMaxTable : 0) : nullptr;
-      for (int64_t j = p.indptr[r]; j < p.indptr[r + 1]; ++j) {
-        const int64_t c = col(j), b = c / B;
-        const int64_t e = (start[b] + rc[l * nb + b]++) * L + l;
-        s->idx[e] = static_cast<uint8_t>(c - b * B);
-        if (s->vkind == 0) {
-          const float v = p.codes ? trow[p.values[j]] : reinterpret_cast<const float*>(p.values.get())[j];
-          std::memcpy(s->values.get() + 4 * e, &v, 4);
-        } else {
-          s->values[e] = p.values[j];
-        }
-      }
-    }
+    int64_t next = s->off[sl], base = 0;
+    schedule(
+        sl, [&](int64_t, int64_t need) { base = next, next += need; },
+        [&](int64_t t, int l, int64_t j, int64_t incol) {
+          const int64_t e = (base + t) * L + l;
+          s->idx[e] = static_cast<uint8_t>(incol);
+          if (s->vkind == 0) {
+            const int64_t r = s->perm[sl * L + l];
+            const float* trow = p.codes ? p.table.get() + (p.table_rows > 1 ? r * kCsrMaxTable : 0) : nullptr;
+            const float v = p.codes ? trow[p.values[j]] : reinterpret_cast<const float*>(p.values.get())[j];
+            std::memcpy(s->values.get() + 4 * e, &v, 4);
+          } else {
+            s->values[e] = p.values[j];
+          }
+        });
   }
   p.sell = std::move(s);
 }
@@ -359,8 +383,8 @@ bool any_nan(const float* v, int64_t n) {
 
 bool use_sell(int64_t M, const PackedCsr& W) { return W.sell && M < kernels_for(W.isa)->sell_max; }
 
-// Floats of one zero-padded x row for the sliced-ELL path.
-int64_t sell_xp_floats(const CsrSell& s) { return s.nb * s.block; }
+// Floats of one zero-padded x row for the sliced-ELL path (the last window's end).
+int64_t sell_xp_floats(const CsrSell& s) { return (s.nb - 1) * s.advance + s.block; }
 
 // y = epilogue(x W^T) for small M (use_sell) through W.sell; ws holds M padded x rows.
 void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float* y, int64_t ldy,
@@ -369,15 +393,17 @@ void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float*
   const IsaKernels* kr = kernels_for(W.isa);
   const int L = S.lanes;
   const int64_t xpn = sell_xp_floats(S), K = W.K, N = W.N;
-  // x rows padded with zeros to whole blocks (read in place when K is a multiple of the block)
-  const bool copy = K != xpn;
-  const float* xs = copy ? ws : x;
-  const int64_t ldxs = copy ? xpn : ldx;
-  for (int64_t m = 0; copy && m < M; ++m) {
+  // x rows copied into the (64-byte aligned) workspace, padded with zeros to the last window's
+  // end: every position loads its window, and a misaligned x would make each of those loads a
+  // split load (numpy rows are 16-byte aligned; measured 1024x1024 at 90%: ~1.5x slower in place)
+  const float* xs = ws;
+  const int64_t ldxs = xpn;
+  for (int64_t m = 0; m < M; ++m) {
     std::memcpy(ws + m * xpn, x + m * ldx, sizeof(float) * K);
     std::fill(ws + m * xpn + K, ws + (m + 1) * xpn, 0.f);
   }
-  const detail::SellView sv{S.nb, S.cnt.get(), S.off.get(), S.idx.get(), S.values.get(), S.vkind, S.table};
+  const detail::SellView sv{S.nb, S.advance, S.cnt.get(), S.off.get(), S.idx.get(), S.values.get(), S.vkind,
+                            S.table};
   const int64_t tstride = W.table_rows > 1 ? kCsrMaxTable : 0;
   const detail::CsrView cv{W.indptr.get(), W.indices.get(), W.values.get(), W.idx16, W.int8, W.codes,
                            W.codes ? W.table.get() : nullptr, tstride};

@@ -37,33 +37,41 @@ namespace slimrt::kernels {
 enum class CsrType : int { F32 = 1, I8 = 3, U8 = 4, U16 = 6, I32 = 7, I64 = 8 };
 constexpr int64_t kCsrMaxTable = 16;  // entries of a code table (uint8 values)
 
-// Batch-1 layout built by pack_csr next to the CSR arrays (sliced ELLPACK over column blocks):
+// Batch-1 layout built by pack_csr next to the CSR arrays (sliced ELLPACK over column windows):
 // rows sorted by non-zero count (descending, stable) within windows of kCsrSellWindow rows (perm:
-// lane position -> row; similar rows share a slice, less padding when row densities differ), then
-// in slices of L (= the ISA's lanes, 16 AVX-512 / 8 AVX2; one vector lane per row), columns
-// in blocks of B = 2L (two vectors of x held in registers). For slice s and block b, cnt[s][b] =
-// the largest number of non-zeros any of the slice's rows has in that block; that many "steps"
-// follow, each L u8 in-block columns (col - b*B) and L values, lane l = row perm[s*L + l], rows with
-// fewer non-zeros padded with column 0 and value 0. A step is: load L indices, pick x by an
-// in-register permute (vpermt2ps / 2 vpermps + blend), load L values, FMA. Steps of slice s start
-// at step off[s], blocks in order. Values: f32, i8 (row scale in the epilogue) or u8 codes into
+// lane position -> row; similar rows share a slice), then in slices of L (= the ISA's lanes, 16
+// AVX-512 / 8 AVX2; one vector lane per row). Window position b of a slice covers the x columns
+// [b*A, b*A + 2L) (two vectors); A (advance) = L on AVX-512, so consecutive windows overlap by
+// half, and 2L on AVX2 (disjoint blocks: its 8-lane slices have twice the positions, and their
+// per-position cost outweighs the saved steps). A non-zero in column c must be taken by position
+// min(c / A, nb - 1), the last window holding it; position b gets as many steps as the slice's
+// row with the most non-zeros due there, and every row fills those steps with its next
+// non-zeros inside the window (working ahead: with overlapping windows, ~20% fewer steps than
+// disjoint blocks at 70-90% sparsity). A step is L u8 in-window columns (col - b*A) and L values
+// (lane l = row perm[s*L + l]; rows with nothing to take padded with column 0 and value 0);
+// cnt[s][b] steps for position b, slice s's steps from off[s] in position order. The kernels
+// skip empty positions, load a position's two x vectors (aligned: x is copied into the
+// workspace, padded with zeros to (nb - 1) * A + 2L floats), then per step pick x by an
+// in-register permute (vpermt2ps / 2 vpermps + blend), load the L values, FMA.
+// Values: f32, i8 (row scale in the epilogue) or u8 codes into
 // one shared 16-entry table (per-row tables that are all equal count as one): padding uses a code
 // whose entry is 0, or, when the table has none, is marked by bit 7 of its index byte and masked
 // to 0 in the kernel. Codes with distinct per-row tables are stored as f32 values here.
 // Padding is exact (0 * x == 0) unless x holds inf/nan: a row whose sum comes out nan is
 // recomputed by the CSR path. The summation order of a row is fixed by this layout (the same for
-// any batch on this path). Threads take whole windows, balanced by steps.
+// any batch on this path). Threads take whole row windows, balanced by steps.
 // Rule (pack time, see sell_pays() in spmm.cpp): built when the modelled time of its steps is
 // below that of the gather GEMV and its bytes stay <= kCsrSellMaxBytes x the CSR arrays'.
 // Codes are stored as f32 instead when the model says the decode costs more than the bytes save.
 // SLIMRT_CSR_LAYOUT=csr|sell (read by pack_csr) forces the choice (sell: with the values' own
 // kind), for tests and benchmarks.
 struct CsrSell {
-  int lanes = 0, block = 0;       // L and B = 2L
+  int lanes = 0, block = 0;       // L and the window width 2L
+  int advance = 0;                // A: columns from one window position to the next (L or 2L)
   int vkind = 0;                  // 0 f32, 1 int8, 2 u8 codes into `table` (with a 0), 3 codes (index bit 7 = pad)
-  int64_t slices = 0, nb = 0, steps = 0;
-  AlignedPtr<uint8_t> cnt;        // [slices][nb]
-  AlignedPtr<int64_t> off;        // [slices + 1]
+  int64_t slices = 0, nb = 0, steps = 0;  // nb: window positions per slice
+  AlignedPtr<uint8_t> cnt;        // [slices][nb] steps per position
+  AlignedPtr<int64_t> off;        // [slices + 1] first step of each slice
   AlignedPtr<uint8_t> idx;        // [steps][L]
   AlignedPtr<uint8_t> values;     // [steps][L] of f32 / int8 / u8
   AlignedPtr<int32_t> perm;       // [slices * L] row of each lane position, -1 past N

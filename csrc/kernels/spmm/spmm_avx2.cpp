@@ -3,7 +3,7 @@
 //             loads (faster than vgatherdps on Zen 4); the tail uses a lane mask.
 //   csr_tile: per nnz one broadcast of v[j] and mb/8 FMAs with the xt row col[j].
 //   sell_gemv: the sliced-ELL batch-1 layout (CsrSell in spmm.h) with 8 rows per slice
-//             and x blocks of 16 in two registers: a step is 8 u8 in-block columns ->
+//             and disjoint 16-column x windows in two registers: a step is 8 u8 columns ->
 //             two vpermps and a blend on column bit 3, 8 values, one FMA; up to 2
 //             activation rows share each step's loads (16 ymm registers).
 // gcc 12 reports its own _mm512_undefined_* placeholders inside arrays of vectors
@@ -139,7 +139,7 @@ void gemv_rows(const CsrView& w, int64_t n0, int64_t n1, const float* x, float* 
   }
 }
 
-// One step for R activation rows: a[r] += values * x_r[block + col]: two vpermps (bits 0..2)
+// One step for R activation rows: a[r] += values * x_r[window + col]: two vpermps (bits 0..2)
 // and a blend on column bit 3 pick x.
 template <int VK, int R>
 inline void sell_step(const SellView& w, int64_t j, const __m256* xl, const __m256* xh, __m256 tlo, __m256 thi,
@@ -172,10 +172,11 @@ void sell_rows(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64
     __m256 a0[R], a1[R], a2[R], a3[R], xl[R], xh[R];
     for (int r = 0; r < R; ++r) a0[r] = a1[r] = a2[r] = a3[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < w.nb; ++b) {
+      if (!cnt[b]) continue;  // (very sparse slices: most positions)
       const int64_t e = j + 8 * int64_t(cnt[b]);
       for (int r = 0; r < R; ++r) {
-        xl[r] = _mm256_loadu_ps(xp + r * ldx + 16 * b);
-        xh[r] = _mm256_loadu_ps(xp + r * ldx + 16 * b + 8);
+        xl[r] = _mm256_load_ps(xp + r * ldx + w.advance * b);
+        xh[r] = _mm256_load_ps(xp + r * ldx + w.advance * b + 8);
       }
       for (; j + 32 <= e; j += 32) {
         sell_step<VK, R>(w, j, xl, xh, tlo, thi, a0);

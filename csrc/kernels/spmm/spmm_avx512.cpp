@@ -6,10 +6,10 @@
 //             col[j] (mb = 16 * NV floats); U independent accumulator sets hide
 //             the FMA latency when NV is small.
 //   sell_gemv: the sliced-ELL batch-1 layout (CsrSell in spmm.h): 16 rows per slice
-//             (one lane each), x blocks of 32 in two registers; a step is 16 u8
-//             in-block columns -> vpermt2ps picks x, 16 values, one FMA; up to 4
-//             activation rows share each step's index and value loads. Four
-//             accumulators per row rotate over the steps of a block (FMA latency).
+//             (one lane each), 32-column x windows (advancing by 16) in two registers;
+//             a step is 16 u8 in-window columns -> vpermt2ps picks x, 16 values, one
+//             FMA; up to 4 activation rows share each step's index and value loads.
+//             Four accumulators per row rotate over a position's steps (FMA latency).
 // gcc 12 reports its own _mm512_undefined_* placeholders inside arrays of vectors
 // as uninitialized; every accumulator here is set before use.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -149,7 +149,7 @@ inline __m512 sell_values(const void* values, int64_t j, __m512i i, __m512 tab) 
   }
 }
 
-// One step for R activation rows: a[r] += values * x_r[block + col] (vpermt2ps uses bits 0..4).
+// One step for R activation rows: a[r] += values * x_r[window + col] (vpermt2ps uses bits 0..4).
 template <int VK, int R>
 inline void sell_step(const SellView& w, int64_t j, const __m512* xl, const __m512* xh, __m512 tab, __m512* a) {
   const __m512i i = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.idx + j)));
@@ -158,8 +158,8 @@ inline void sell_step(const SellView& w, int64_t j, const __m512* xl, const __m5
 }
 
 // Slices [s0, s1) for R activation rows (x rows ldx apart, sums to acc rows lda apart). The steps
-// of a block rotate over four accumulators per row the same way for every R, so a row's sum does
-// not depend on how many rows run with it.
+// of a position rotate over four accumulators per row the same way for every R, so a row's sum
+// does not depend on how many rows run with it.
 template <int VK, int R>
 void sell_rows(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, float* acc, int64_t lda) {
   const __m512 tab = VK >= kCodes ? _mm512_loadu_ps(w.table) : _mm512_setzero_ps();
@@ -169,10 +169,11 @@ void sell_rows(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64
     __m512 a0[R], a1[R], a2[R], a3[R], xl[R], xh[R];
     for (int r = 0; r < R; ++r) a0[r] = a1[r] = a2[r] = a3[r] = _mm512_setzero_ps();
     for (int64_t b = 0; b < w.nb; ++b) {
+      if (!cnt[b]) continue;  // (very sparse slices: most positions)
       const int64_t e = j + 16 * int64_t(cnt[b]);
       for (int r = 0; r < R; ++r) {
-        xl[r] = _mm512_loadu_ps(xp + r * ldx + 32 * b);
-        xh[r] = _mm512_loadu_ps(xp + r * ldx + 32 * b + 16);
+        xl[r] = _mm512_load_ps(xp + r * ldx + w.advance * b);
+        xh[r] = _mm512_load_ps(xp + r * ldx + w.advance * b + 16);
       }
       for (; j + 64 <= e; j += 64) {
         sell_step<VK, R>(w, j, xl, xh, tab, a0);

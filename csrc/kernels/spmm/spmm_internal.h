@@ -19,7 +19,8 @@ struct CsrView {
 
 // The sliced-ELL batch-1 layout (CsrSell in spmm.h).
 struct SellView {
-  int64_t nb;              // column blocks per slice
+  int64_t nb;              // window positions per slice
+  int64_t advance;         // columns from one window to the next (window: 2 * lanes columns)
   const uint8_t* cnt;      // [slices][nb] steps per (slice, block)
   const int64_t* off;      // [slices + 1] first step of each slice
   const uint8_t* idx;      // [steps][lanes] in-block columns
@@ -29,8 +30,8 @@ struct SellView {
 };
 
 // acc[r * lda + (s - s0) * lanes + l] = sum over the steps of slice s, lane l, with x row r, for
-// slices [s0, s1) and `rows` activation rows (<= kSellRows of the ISA) at xp, ldx apart, each
-// padded with zeros to nb * 2 * lanes floats (any alignment).
+// slices [s0, s1) and `rows` activation rows (<= kSellRows of the ISA) at xp, ldx apart (64-byte
+// aligned), each padded with zeros to (nb - 1) * advance + 2 * lanes floats.
 using SellGemvFn = void (*)(const SellView& w, int64_t s0, int64_t s1, const float* xp, int64_t ldx, int rows,
                             float* acc, int64_t lda);
 
