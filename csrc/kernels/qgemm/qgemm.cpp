@@ -732,6 +732,23 @@ ConvWs carve_conv(void* ws, const Conv2dShape& s) {
   return c;
 }
 
+// dst[0, n) = src[0, n) for the short runs of im2col (n <= 64 here): fixed-size moves (inlined, two
+// of them overlapping at the end) instead of a call to memcpy, which costs more than the copy.
+inline void copy_short(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    for (int64_t i = 0; i + 16 < n; i += 16) std::memcpy(dst + i, src + i, 16);
+    std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
 // im2col of u8 rows with CG (1..4) channels per tap (network stems: C = 3): compile-time tap
 // copies, the shape in locals (byte stores may alias any struct field, which would otherwise be
 // reloaded per tap).
@@ -757,7 +774,7 @@ void im2col_block_small(const Conv2dShape& shape, const uint8_t* xq, int64_t n, 
       const uint8_t* row = img + ih * W * C;
       if (dw == 1 && C == CG && iw0 >= 0 && iw0 + KW <= W) {  // the kernel row is contiguous in x
         if (KW == 3) std::memcpy(d, row + iw0 * C, 3 * CG);  // a fixed size: inlined moves (stems)
-        else std::memcpy(d, row + iw0 * C, KW * CG);
+        else copy_short(d, row + iw0 * C, KW * CG);
         d += KW * CG;
         continue;
       }
