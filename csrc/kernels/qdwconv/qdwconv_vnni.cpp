@@ -10,9 +10,10 @@
 // pixels that read it. Padding columns and rows read x_zero (the value 0) like every ISA.
 // Weights (PackedQ8Dw::w4): [C/64 blocks][row groups][KW][q][64 bytes] in that same order.
 // The four accumulators go back to channel order with a 4x4 transpose of 128-bit lanes
-// (8 vshufi32x4), then the epilogue is the AVX-512 one (same int32 sums, the same fma and
-// rounding: bit-identical to every other ISA). u8 output without residual stays in lane order
-// (relu / relu6 clamp after the scaling, two pack levels; the same bytes).
+// (8 vshufi32x4), then the epilogue is the AVX-512 one (finish<Q8DwAvx512> of qdwconv_impl.h:
+// same int32 sums, the same fma and rounding, bit-identical to every other ISA). u8 output
+// without residual stays in lane order (relu / relu6 clamp after the scaling, two pack levels;
+// the same bytes).
 // 16 / 32 channels at stride 1: 64 / C output pixels per block (the 64-byte column load holds
 // 64 / C neighbouring columns). Inputs over 2 MB: the next output row's new input rows are
 // prefetched while this row's columns are built. Measured on Zen 4, 1 thread, against the
@@ -24,55 +25,20 @@
 #include <algorithm>
 #include <new>
 
+#include "kernels/eltwise/vec_avx512.h"
 #include "kernels/qdwconv/qdwconv_internal.h"
 
 namespace slimrt::kernels::detail::vnni {
+
+// finish<Q8DwAvx512> (the AVX-512 epilogue) and the policy's lane masks.
+#include "kernels/qdwconv/qdwconv_impl.h"
+
 namespace {
 
-// Saturating int32 -> u8 of 16 lanes, masked store. The register form of vpmovusdb plus a
-// masked 16-byte store: the memory form (vpmovusdb m128{k}, zmm), which gcc otherwise folds the
-// pair into, is microcoded and slow on Zen 4 (it was a third of the int8 GEMM epilogue's time).
-// The empty asm pins the packed bytes in a register so the two instructions stay separate.
-inline void store_u8x16(uint8_t* p, __mmask16 m, __m512i v) {
-  __m128i b = _mm512_cvtusepi32_epi8(v);
-  __asm__("" : "+v"(b));
-  _mm_mask_storeu_epi8(p, m, b);
-}
+using V = Q8DwAvx512;
 
-inline __mmask16 tail_mask16(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u);
-}
 inline __mmask64 tail_mask64(int64_t left) {
   return left >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << left) - 1;
-}
-
-// Epilogue of one pixel's 16 (masked) channels: the same operations as avx512::finish.
-inline void finish(const Q8DwArgs& a, __m512i corr, __m512 mul, __m512 bias, int64_t p, int64_t c, __mmask16 m) {
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(corr), mul, bias);
-  if (a.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, a.residual + p * a.ldr + c));
-  if (a.residual_u8) {
-    const __m512 rq = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, a.residual_u8 + p * a.ldr + c)));
-    y = _mm512_fmadd_ps(_mm512_sub_ps(rq, _mm512_set1_ps(a.res_zero)), _mm512_set1_ps(a.res_scale), y);
-  }
-  switch (a.act) {
-    case Act::Relu: y = _mm512_max_ps(zero, y); break;
-    case Act::Relu6: y = _mm512_min_ps(_mm512_set1_ps(6.f), _mm512_max_ps(zero, y)); break;
-    case Act::LeakyRelu:
-      y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, _mm512_set1_ps(a.alpha));
-      break;
-    default: break;
-  }
-  const int64_t C = a.s->c;
-  if (a.out_u8) {
-    __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(a.inv_out_scale)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    t = _mm512_add_ps(t, _mm512_set1_ps(a.out_zero));
-    t = _mm512_min_ps(_mm512_max_ps(t, zero), _mm512_set1_ps(255.f));  // NaN -> 0
-    store_u8x16(static_cast<uint8_t*>(a.y) + p * C + c, m, _mm512_cvtps_epi32(t));
-  } else {
-    _mm512_mask_storeu_ps(static_cast<float*>(a.y) + p * C + c, m, y);
-  }
 }
 
 // The interleaved columns of one output row (64-byte aligned; local to this file, so no template
@@ -217,7 +183,7 @@ void rows_impl(const Q8DwArgs& args, int64_t r0, int64_t r1) {
       __mmask16 mk[4];
       for (int k = 0; k < 4; ++k) {
         const int64_t ck = P > 1 ? (16 * k) % C : c + 16 * k;  // P > 1: lane 16k + i is channel (16k + i) % C
-        mk[k] = P > 1 ? static_cast<__mmask16>(0xFFFF) : tail_mask16(C - ck);
+        mk[k] = P > 1 ? static_cast<__mmask16>(0xFFFF) : V::tail(C - ck);
         zs[k] = mk[k] ? _mm512_mullo_epi32(_mm512_set1_epi32(a.x_zero), _mm512_load_si512(a.wsum + ck)) : zero;
         mul[k] = _mm512_maskz_loadu_ps(mk[k], a.mul + ck);
         bias[k] = a.bias ? _mm512_maskz_loadu_ps(mk[k], a.bias + ck) : _mm512_setzero_ps();
@@ -277,9 +243,9 @@ void rows_impl(const Q8DwArgs& args, int64_t r0, int64_t r1) {
         transpose_lanes(acc, nat);
         for (int k = 0; k < 4; ++k) {
           if (P > 1) {  // lanes 16k.. are pixel ow + 16k / C, channels (16k) % C ..
-            if ((16 * k) / C < npx) finish(a, nat[k], mul[k], bias[k], p + (16 * k) / C, (16 * k) % C, mk[k]);
+            if ((16 * k) / C < npx) finish<V>(a, nat[k], mul[k], bias[k], p + (16 * k) / C, (16 * k) % C, mk[k]);
           } else if (mk[k]) {
-            finish(a, nat[k], mul[k], bias[k], p, c + 16 * k, mk[k]);
+            finish<V>(a, nat[k], mul[k], bias[k], p, c + 16 * k, mk[k]);
           }
         }
       }

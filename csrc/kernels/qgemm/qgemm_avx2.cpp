@@ -8,6 +8,7 @@
 // int16, and 2*255*127 = 64770 > 32767, so ordinary activations/weights would be clipped.
 // vpmaddwd multiplies int16 pairs and adds them into an int32 exactly (|pair| <= 2*255*128).
 // Rows <= 2 (GEMV) use two accumulator sets over even/odd K pairs to hide the add latency.
+// The K loop is qgemm_impl.h's (policy Q8C2Avx2 below).
 #include <immintrin.h>
 
 #include <cmath>
@@ -16,57 +17,26 @@
 #include "kernels/qgemm/qgemm_internal.h"
 
 namespace slimrt::kernels::detail::avx2 {
+
+#include "kernels/qgemm/qgemm_impl.h"
+
 namespace {
 
-inline int32_t load32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-template <int R>
-void kernel_6x16c2(int64_t kg, const int16_t* a, int64_t lda, const int8_t* b, int32_t* acc) {
-  constexpr int S = R <= 2 ? 2 : 1;
-  __m256i c[S][R][2];
-#pragma GCC unroll 16
-  for (int s = 0; s < S; ++s)
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) c[s][r][0] = c[s][r][1] = _mm256_setzero_si256();
-  int64_t g = 0;
-  for (; g + S <= kg; g += S) {
-#pragma GCC unroll 2
-    for (int s = 0; s < S; ++s) {
-      const int8_t* bp = b + (g + s) * 32;
-      const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp)));
-      const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp + 16)));
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const __m256i av = _mm256_set1_epi32(load32(a + r * lda + 2 * (g + s)));
-        c[s][r][0] = _mm256_add_epi32(c[s][r][0], _mm256_madd_epi16(av, b0));
-        c[s][r][1] = _mm256_add_epi32(c[s][r][1], _mm256_madd_epi16(av, b1));
-      }
-    }
+// The microkernel's policy (qgemm_impl.h): 8 int32 lanes; a B vector is 16 s8 (8 columns x 2 K)
+// sign-extended to int16; vpmaddwd + vpaddd.
+struct Q8C2Avx2 {
+  using I = __m256i;
+  using A = int16_t;
+  static constexpr int W = 8, kAStep = 2, kBBytes = 16, kSplit = 4;  // two sets for rows <= 2
+  static I zero() { return _mm256_setzero_si256(); }
+  static I bcast(int32_t v) { return _mm256_set1_epi32(v); }
+  static I load_b(const int8_t* p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
-  for (; g < kg; ++g) {
-    const int8_t* bp = b + g * 32;
-    const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp)));
-    const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp + 16)));
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m256i av = _mm256_set1_epi32(load32(a + r * lda + 2 * g));
-      c[0][r][0] = _mm256_add_epi32(c[0][r][0], _mm256_madd_epi16(av, b0));
-      c[0][r][1] = _mm256_add_epi32(c[0][r][1], _mm256_madd_epi16(av, b1));
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
-    for (int j = 0; j < 2; ++j) {
-      __m256i v = c[0][r][j];
-      if (S == 2) v = _mm256_add_epi32(v, c[S - 1][r][j]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + j * 8), v);
-    }
-}
+  static I dot(I c, I a, I b) { return _mm256_add_epi32(c, _mm256_madd_epi16(a, b)); }
+  static I add(I a, I b) { return _mm256_add_epi32(a, b); }
+  static void store(int32_t* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+};
 
 inline __m256i lane_mask(int64_t left) {  // lanes < left all-ones
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(left < 8 ? left : 8)),
@@ -92,15 +62,7 @@ inline __m128i to_i16x8(__m256i v) {
 }  // namespace
 
 void q8_gemm_6x16c2(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc) {
-  const int16_t* a16 = static_cast<const int16_t*>(a);
-  switch (rows) {
-    case 1: kernel_6x16c2<1>(kgroups, a16, lda, b, acc); break;
-    case 2: kernel_6x16c2<2>(kgroups, a16, lda, b, acc); break;
-    case 3: kernel_6x16c2<3>(kgroups, a16, lda, b, acc); break;
-    case 4: kernel_6x16c2<4>(kgroups, a16, lda, b, acc); break;
-    case 5: kernel_6x16c2<5>(kgroups, a16, lda, b, acc); break;
-    default: kernel_6x16c2<6>(kgroups, a16, lda, b, acc); break;
-  }
+  q8_dispatch<Q8C2Avx2, 2, 6>(kgroups, a, lda, rows, b, acc);
 }
 
 void q8_epilogue(const Q8Tile& t) {

@@ -5,7 +5,8 @@
 // sign-extended to 32 int16 (vpmovsxbw), one 32-bit broadcast per row of A (A held as int16
 // 0..255, two K values per lane), vpmaddwd (exact int16*int16 pair sums into int32: at most
 // 2*255*128) and vpaddd into 8x3 zmm accumulators (24 + 3 + 2 registers). Rows <= 2 use two
-// independent accumulator sets over even/odd K pairs to hide the add latency (GEMV).
+// independent accumulator sets over even/odd K pairs to hide the add latency (GEMV). The K loop is
+// qgemm_impl.h's (policy Q8C2Avx512 below).
 //
 // Epilogue: float tiles of <= 64 columns keep the column terms (colsum, w_scale, bias) in
 // registers for the whole tile and apply every activation in registers (vmath.h, one
@@ -25,63 +26,26 @@
 #include "kernels/qgemm/qgemm_internal.h"
 
 namespace slimrt::kernels::detail::avx512 {
+
+#include "kernels/qgemm/qgemm_impl.h"
+
 namespace {
 
-inline int32_t load32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-template <int R>
-void kernel_8x48c2(int64_t kg, const int16_t* a, int64_t lda, const int8_t* b, int32_t* acc) {
-  constexpr int S = R <= 2 ? 2 : 1;
-  __m512i c[S][R][3];
-#pragma GCC unroll 16
-  for (int s = 0; s < S; ++s)
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 3
-      for (int j = 0; j < 3; ++j) c[s][r][j] = _mm512_setzero_si512();
-  int64_t g = 0;
-  for (; g + S <= kg; g += S) {
-#pragma GCC unroll 2
-    for (int s = 0; s < S; ++s) {
-      const int8_t* bp = b + (g + s) * 96;
-      const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp)));
-      const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32)));
-      const __m512i b2 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 64)));
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const __m512i av = _mm512_set1_epi32(load32(a + r * lda + 2 * (g + s)));
-        c[s][r][0] = _mm512_add_epi32(c[s][r][0], _mm512_madd_epi16(av, b0));
-        c[s][r][1] = _mm512_add_epi32(c[s][r][1], _mm512_madd_epi16(av, b1));
-        c[s][r][2] = _mm512_add_epi32(c[s][r][2], _mm512_madd_epi16(av, b2));
-      }
-    }
+// The microkernel's policy (qgemm_impl.h): 16 int32 lanes; a B vector is 32 s8 (16 columns x 2 K)
+// sign-extended to int16; vpmaddwd + vpaddd.
+struct Q8C2Avx512 {
+  using I = __m512i;
+  using A = int16_t;
+  static constexpr int W = 16, kAStep = 2, kBBytes = 32, kSplit = 6;  // two sets for rows <= 2
+  static I zero() { return _mm512_setzero_si512(); }
+  static I bcast(int32_t v) { return _mm512_set1_epi32(v); }
+  static I load_b(const int8_t* p) {
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
-  for (; g < kg; ++g) {
-    const int8_t* bp = b + g * 96;
-    const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp)));
-    const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32)));
-    const __m512i b2 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 64)));
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512i av = _mm512_set1_epi32(load32(a + r * lda + 2 * g));
-      c[0][r][0] = _mm512_add_epi32(c[0][r][0], _mm512_madd_epi16(av, b0));
-      c[0][r][1] = _mm512_add_epi32(c[0][r][1], _mm512_madd_epi16(av, b1));
-      c[0][r][2] = _mm512_add_epi32(c[0][r][2], _mm512_madd_epi16(av, b2));
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 3
-    for (int j = 0; j < 3; ++j) {
-      __m512i v = c[0][r][j];
-      if (S == 2) v = _mm512_add_epi32(v, c[S - 1][r][j]);
-      _mm512_storeu_si512(acc + r * 48 + j * 16, v);
-    }
-}
+  static I dot(I c, I a, I b) { return _mm512_add_epi32(c, _mm512_madd_epi16(a, b)); }
+  static I add(I a, I b) { return _mm512_add_epi32(a, b); }
+  static void store(int32_t* p, I v) { _mm512_storeu_si512(p, v); }
+};
 
 inline __m512 quant16(__m512 y, __m512 inv, __m512 zero) {
   __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(y, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -107,17 +71,7 @@ inline __mmask16 tail_mask(int64_t left) {
 }  // namespace
 
 void q8_gemm_8x48c2(int64_t kgroups, const void* a, int64_t lda, int rows, const int8_t* b, int32_t* acc) {
-  const int16_t* a16 = static_cast<const int16_t*>(a);
-  switch (rows) {
-    case 1: kernel_8x48c2<1>(kgroups, a16, lda, b, acc); break;
-    case 2: kernel_8x48c2<2>(kgroups, a16, lda, b, acc); break;
-    case 3: kernel_8x48c2<3>(kgroups, a16, lda, b, acc); break;
-    case 4: kernel_8x48c2<4>(kgroups, a16, lda, b, acc); break;
-    case 5: kernel_8x48c2<5>(kgroups, a16, lda, b, acc); break;
-    case 6: kernel_8x48c2<6>(kgroups, a16, lda, b, acc); break;
-    case 7: kernel_8x48c2<7>(kgroups, a16, lda, b, acc); break;
-    default: kernel_8x48c2<8>(kgroups, a16, lda, b, acc); break;
-  }
+  q8_dispatch<Q8C2Avx512, 3, 8>(kgroups, a, lda, rows, b, acc);
 }
 
 namespace {

@@ -1,5 +1,5 @@
-// The per-ISA entry points of the CSR kernels: included at the end of each
-// spmm_<isa>.cpp, inside its ISA namespace, after that file's ValueKind,
+// The per-ISA entry points of the CSR kernels: included at the end of spmm_impl.h
+// (so once per spmm_<isa>.cpp, inside its ISA namespace), after its ValueKind,
 // gemv_rows<I16, VK> and tile_rows<VK, NV, U> (no include guard on purpose).
 
 namespace {
