@@ -165,14 +165,16 @@ def test_sgemm_fused_activation(isa, act, rng):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_sgemm_threads_bitwise_identical(isa, rng):
-    for (m, n, k) in [(1, 300, 700), (2, 129, 33), (40, 200, 520), (130, 70, 64), (64, 512, 300)]:
+    # (1, 1500, 1024): a GEMV big enough to split, one part per thread (run_affine), also with more
+    # parts than the pool has threads
+    for (m, n, k) in [(1, 300, 700), (1, 1500, 1024), (2, 129, 33), (40, 200, 520), (130, 70, 64), (64, 512, 300)]:
         a, w, b = rand(rng, m, k), rand(rng, n, k), rand(rng, n)
         p = K.PackedSgemm(w, isa=isa)
         y1 = p.run(a, bias=b, act="gelu", threads=1)
-        y2 = p.run(a, bias=b, act="gelu", threads=2)
-        y0 = p.run(a, bias=b, act="gelu", threads=0)  # default thread count
-        assert np.array_equal(y1.view(np.uint32), y2.view(np.uint32))
-        assert np.array_equal(y1.view(np.uint32), y0.view(np.uint32))
+        check_gemm(y1, a, w, bias=b, act="gelu")
+        for t in (2, 3, 5, 0):  # 0: the default thread count
+            yt = p.run(a, bias=b, act="gelu", threads=t)
+            assert np.array_equal(y1.view(np.uint32), yt.view(np.uint32)), t
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -412,14 +412,16 @@ void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float*
   int T = clamp_threads(threads);
   if (work < 65536) T = 1;
   T = static_cast<int>(std::min<int64_t>(T, std::max<int64_t>(1, S.slices / 2)));
-  const int64_t parts = T == 1 ? 1 : int64_t(T) * 4;
+  // one part per thread, each run by the same core on every call (run_affine): its slices stay in
+  // that core's L2 (a layout that fits the cores' L2s together but not one)
+  const int64_t parts = T;
   constexpr int64_t kW = kCsrSellWindow;
   const int64_t chunk = kW / L;  // slices per window (= per accumulator tile)
   std::vector<int64_t> bounds = balance_rows(S.off.get(), 0, S.slices, parts);
   for (int64_t q = 1; q < parts; ++q)  // whole windows per part
     bounds[q] = std::max(bounds[q - 1], std::min(S.slices, (bounds[q] + chunk / 2) / chunk * chunk));
   const int32_t* perm = S.perm.get();
-  ThreadPool::global().run(parts, T, [&](int64_t p) {
+  ThreadPool::global().run_affine(parts, T, [&](int64_t p) {
     alignas(64) float acc[4 * kW];  // up to 4 activation rows x one window of sums (lane order)
     alignas(64) float row[kW];      // one activation row's sums in row order
     for (int64_t m0 = 0; m0 < M; m0 += kr->sell_rows) {
