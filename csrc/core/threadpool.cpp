@@ -18,7 +18,6 @@ namespace slimrt {
 namespace {
 
 thread_local bool tl_in_task = false;
-thread_local int tl_slot = 0;
 
 struct Job {
   const std::function<void(int64_t)>* fn;
@@ -113,33 +112,13 @@ struct ThreadPool::Impl {
 
 ThreadPool::ThreadPool() : impl_(new Impl) {
   int n = std::max(1, std::max(cpus_available(), env_int("SLIMRT_NUM_THREADS", 1))) - 1;
-  for (int i = 0; i < n; ++i)
-    impl_->workers.emplace_back([this, i] {
-      tl_slot = i + 1;
-      impl_->loop();
-    });
+  for (int i = 0; i < n; ++i) impl_->workers.emplace_back([this] { impl_->loop(); });
   for (auto& w : impl_->workers) w.detach();  // the pool lives as long as the process
 }
 
 ThreadPool& ThreadPool::global() {
   static ThreadPool* pool = new ThreadPool();  // never destroyed: workers are detached
   return *pool;
-}
-
-int ThreadPool::slot() { return tl_slot; }
-
-void ThreadPool::run_affine(int64_t nparts, int threads, const std::function<void(int64_t)>& fn) {
-  if (nparts <= 0) return;
-  std::unique_ptr<std::atomic<bool>[]> taken(new std::atomic<bool>[nparts]);
-  for (int64_t p = 0; p < nparts; ++p) taken[p].store(false, std::memory_order_relaxed);
-  // nparts tasks, each runs one part: its thread's own if still free, else the first free one
-  run(nparts, threads, [&](int64_t) {
-    int64_t p = tl_slot % nparts;
-    if (taken[p].exchange(true, std::memory_order_acq_rel))
-      for (p = 0; p < nparts && taken[p].exchange(true, std::memory_order_acq_rel); ++p) {
-      }
-    fn(p);
-  });
 }
 
 int ThreadPool::max_threads() const { return static_cast<int>(impl_->workers.size()) + 1; }

@@ -16,12 +16,6 @@ class ThreadPool {
   // (the caller included). Blocks until all tasks finished. The first
   // exception thrown by a task is rethrown in the caller.
   void run(int64_t ntasks, int threads, const std::function<void(int64_t)>& fn);
-  // As run() with ntasks = nparts, but part p goes preferably to the thread of slot p (the caller
-  // is slot 0, pool worker i slot i + 1; another thread takes it only when that one is late), so a
-  // kernel that splits the same data the same way on every call finds each part in the cache of
-  // the core that ran it last time (weights that fit the cores' L2s together but not one).
-  void run_affine(int64_t nparts, int threads, const std::function<void(int64_t)>& fn);
-  static int slot();  // this thread's slot: 0 outside the pool, i + 1 in worker i
   int max_threads() const;  // workers + the caller
   struct Impl;
  private:

@@ -185,10 +185,10 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
   const int64_t ngroups = (np + kGemvGroup - 1) / kGemvGroup;
   const int64_t group_flops = 2 * std::max<int64_t>(1, K) * nr * kGemvGroup;
   const bool dram = np * K * nr * static_cast<int64_t>(sizeof(float)) >= detail::kGemvDramBytes;
-  // Cache-resident weights: one chunk per thread, each run by the same core on every call
-  // (run_affine), so each core's share stays in its L2 (K=N=512 at 2 threads: 17.8 us on one
-  // thread -> 9.6 us; 1024^2 31.9 -> 29.7 us against 4 dynamically claimed chunks per thread).
-  // From DRAM: several chunks per thread, so a late worker does not hold the caller up.
+  // Cache-resident weights: one chunk per thread (the caller starts on chunk 0, so on 2 cores each
+  // core reads the same half on every call, from its own L2; K=N=512 at 2 threads: 17.8 us on one
+  // thread -> 9.6-10.3 us; 1024^2 31.9 -> 29.7 us against 4 chunks per thread). From DRAM:
+  // several chunks per thread, so a late worker does not hold the caller up.
   const int64_t chunks = std::min<int64_t>(ngroups, std::max<int64_t>(1, threads == 1 || !dram ? threads : 4 * threads));
   const int64_t per = std::max<int64_t>((ngroups + chunks - 1) / chunks,
                                         (kMinTaskFlops + group_flops - 1) / group_flops);
@@ -204,8 +204,7 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
     const int64_t last_ncols = std::min<int64_t>(nr, N - (p1 - 1) * nr);
     kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e, dram);
   };
-  if (dram) ThreadPool::global().run(ntasks, threads, body);
-  else ThreadPool::global().run_affine(ntasks, threads, body);
+  ThreadPool::global().run(ntasks, threads, body);
 }
 
 // Row/panel split of one job.

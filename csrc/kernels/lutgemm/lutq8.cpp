@@ -167,8 +167,11 @@ template <typename Fin>
 void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) {
   const detail::LutQ8RowsFn kern = kernel_for(w.isa, w.vbmi);
   const int64_t groups = (w.N + 3) / 4;
-  const int64_t parts = std::min<int64_t>(groups, T == 1 ? 1 : int64_t(T) * 4);
-  ThreadPool::global().run(parts, static_cast<int>(std::min<int64_t>(T, parts)), [&](int64_t part) {
+  // Batch <= kLutQ8MaxP reads the weights once: one part per thread (each core keeps its share of
+  // the codes in its L2 from call to call); else 4 parts per thread.
+  const bool gemv = M <= kLutQ8MaxP;
+  const int64_t parts = std::min<int64_t>(groups, T == 1 ? 1 : gemv ? T : int64_t(T) * 4);
+  auto body = [&](int64_t part) {
     const int64_t ga = groups * part / parts, gb = groups * (part + 1) / parts;
     alignas(64) int32_t acc[kLutQ8MaxP * kChunkGroups * 4];
     for (int64_t c0 = ga; c0 < gb; c0 += kChunkGroups) {
@@ -180,7 +183,8 @@ void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) 
         fin(m0, pm, n0, cnt, acc, kChunkGroups * 4);
       }
     }
-  });
+  };
+  ThreadPool::global().run(parts, static_cast<int>(std::min<int64_t>(T, parts)), body);
 }
 
 struct DenseWs {

@@ -35,6 +35,7 @@ struct Q8Config {
 };
 
 constexpr int64_t kQ8RowBlockBytes = 131072;  // A bytes per row block of run_tiles (L2 resident)
+constexpr int64_t kGemvWeightBytes = int64_t{16} << 20;  // run_parallel: weights cached across calls
 constexpr int kMaxTile = 12 * 32;  // largest mr * nr (8x48, 6x64, 12x32, 16x16 are all <= 384)
 
 // The VNNI rows: one per panel width. pack_q8_b picks the width (vnni_nr), and every run of
@@ -272,7 +273,10 @@ void run_parallel(const Run& r, int threads, int64_t nprep = 0,
     run_tiles(r, 0, r.M, 0, panels);
     return;
   }
-  const int64_t want = 4 * static_cast<int64_t>(threads);
+  // One row tile (batch 1 .. mr) reads each weight once: one panel chunk per thread while the
+  // weights stay cached across calls (each core keeps its share in its L2); else 4 items per thread.
+  const bool gemv = mtiles == 1 && panels * r.B->Kp * cfg.nr <= kGemvWeightBytes;
+  const int64_t want = (gemv ? 1 : 4) * static_cast<int64_t>(threads);
   const int64_t pc = std::min(panels, want);
   const int64_t mc = std::min(mtiles, ceil_div(want, pc));
   const int64_t ppt = ceil_div(panels, pc), mpt = ceil_div(mtiles, mc);
@@ -283,8 +287,9 @@ void run_parallel(const Run& r, int threads, int64_t nprep = 0,
     const int64_t m0 = mi * mpt * cfg.mr, m1 = std::min(r.M, m0 + mpt * cfg.mr);
     run_tiles(r, m0, m1, p0, p1);
   };
+  const int64_t items = np * nm;
   if (nprep == 0) {
-    ThreadPool::global().run(np * nm, threads, item);
+    ThreadPool::global().run(items, threads, item);
     return;
   }
   std::atomic<int64_t> next_prep{0}, done{0}, next_item{0};
@@ -294,7 +299,7 @@ void run_parallel(const Run& r, int threads, int64_t nprep = 0,
       done.fetch_add(1, std::memory_order_release);
     }
     while (done.load(std::memory_order_acquire) < nprep) std::this_thread::yield();
-    for (int64_t t; (t = next_item.fetch_add(1)) < np * nm;) item(t);
+    for (int64_t t; (t = next_item.fetch_add(1)) < items;) item(t);
   });
 }
 

@@ -412,8 +412,8 @@ void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float*
   int T = clamp_threads(threads);
   if (work < 65536) T = 1;
   T = static_cast<int>(std::min<int64_t>(T, std::max<int64_t>(1, S.slices / 2)));
-  // one part per thread, each run by the same core on every call (run_affine): its slices stay in
-  // that core's L2 (a layout that fits the cores' L2s together but not one)
+  // one part per thread: the same split on every call keeps each part in the L2 of the core that
+  // runs it (the caller starts on part 0), where 4 parts per thread moved them between cores
   const int64_t parts = T;
   constexpr int64_t kW = kCsrSellWindow;
   const int64_t chunk = kW / L;  // slices per window (= per accumulator tile)
@@ -421,7 +421,7 @@ void run_sell(int64_t M, const float* x, int64_t ldx, const PackedCsr& W, float*
   for (int64_t q = 1; q < parts; ++q)  // whole windows per part
     bounds[q] = std::max(bounds[q - 1], std::min(S.slices, (bounds[q] + chunk / 2) / chunk * chunk));
   const int32_t* perm = S.perm.get();
-  ThreadPool::global().run_affine(parts, T, [&](int64_t p) {
+  ThreadPool::global().run(parts, T, [&](int64_t p) {
     alignas(64) float acc[4 * kW];  // up to 4 activation rows x one window of sums (lane order)
     alignas(64) float row[kW];      // one activation row's sums in row order
     for (int64_t m0 = 0; m0 < M; m0 += kr->sell_rows) {
