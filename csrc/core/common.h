@@ -50,6 +50,8 @@ inline bool add_overflow_u64(uint64_t a, uint64_t b, uint64_t* out) {
 // advised as transparent huge pages: streaming a 64 MB weight panel through 4 KB pages
 // costs a TLB miss per page and stream (numpy does the same for its large arrays).
 constexpr size_t kAlign = 64;
+// n rounded up to a multiple of kAlign (workspace carving: every piece starts on a cache line).
+constexpr size_t align64(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 constexpr size_t kHugePage = size_t(2) << 20;
 constexpr size_t kHugeMin = size_t(4) << 20;
 inline void* aligned_alloc_bytes(size_t n) {

@@ -276,12 +276,16 @@ class AttentionOp : public Op {
     }
     out[0] = {DType::F32, q};
   }
-  // One head workspace per thread that runs heads (threads <= 0: the default count).
+  // One head workspace per thread that runs heads: workspace() and run() share these two.
+  static int64_t head_threads(int threads, int64_t pairs) {
+    return std::max<int64_t>(1, std::min<int64_t>(threads > 0 ? threads : default_threads(), pairs));
+  }
+  size_t head_bytes(int64_t Sq, int64_t Sk, int64_t D) const {
+    return align64(kernels::attention_head_workspace(Sq, Sk, D, int8_));
+  }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
     const auto& qs = in[0]->shape;
-    const int64_t slots = std::min<int64_t>(threads > 0 ? threads : default_threads(), qs[0] * heads_);
-    const size_t head = (kernels::attention_head_workspace(qs[1], in[1]->shape[1], qs[2] / heads_, int8_) + 63) & ~size_t{63};
-    return size_t(std::max<int64_t>(slots, 1)) * head;
+    return size_t(head_threads(threads, qs[0] * heads_)) * head_bytes(qs[1], in[1]->shape[1], qs[2] / heads_);
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
@@ -307,9 +311,8 @@ class AttentionOp : public Op {
       mb = md[0] > 1 ? md[1] * md[2] * Sk : 0;
     }
     const int64_t pairs = B * H;
-    const int64_t chunks =
-        std::max<int64_t>(1, std::min<int64_t>(ctx.threads > 0 ? ctx.threads : default_threads(), pairs));
-    const size_t wsb = (kernels::attention_head_workspace(Sq, Sk, D, int8_) + 63) & ~size_t{63};
+    const int64_t chunks = head_threads(ctx.threads, pairs);
+    const size_t wsb = head_bytes(Sq, Sk, D);
     ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t t) {
       uint8_t* head_ws = static_cast<uint8_t*>(ws) + t * wsb;  // slot t (workspace(): chunks slots)
       for (int64_t p = pairs * t / chunks; p < pairs * (t + 1) / chunks; ++p) {

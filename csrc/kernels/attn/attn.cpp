@@ -59,7 +59,7 @@ struct OpsScalar {
 namespace detail {
 
 size_t q8attn_ws_bytes(int64_t Sq, int64_t Sk, int64_t D, int G, size_t code_bytes) {
-  auto al = [](size_t b) { return (b + 63) / 64 * 64; };
+  const auto al = align64;
   const size_t Dg = static_cast<size_t>((D + G - 1) / G), Skg = static_cast<size_t>((Sk + G - 1) / G);
   const size_t L = static_cast<size_t>(Sk > D ? Sk : D), sk = static_cast<size_t>(Sk), d = static_cast<size_t>(D);
   return al(code_bytes * Dg * sk * G) + al(code_bytes * Skg * d * G) + al(code_bytes * Dg * G) + al(4 * sk) +

@@ -25,8 +25,7 @@ void im2col_rows(const Conv2dShape& s, const float* x, int64_t g, int64_t m0, in
 // the dense kernel's own workspace (0 for plain 1x1 convolutions), 64-byte rounded.
 inline size_t conv_cols_bytes(const Conv2dShape& s, int64_t block_rows) {
   if (s.plain_1x1()) return 0;
-  const size_t b = size_t(block_rows) * size_t(s.KH * s.KW * (s.C / s.groups)) * sizeof(float);
-  return (b + 63) / 64 * 64;
+  return align64(size_t(block_rows) * size_t(s.KH * s.KW * (s.C / s.groups)) * sizeof(float));
 }
 
 // For each group g and each block of up to `block_rows` output pixels, calls

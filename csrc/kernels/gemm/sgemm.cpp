@@ -189,11 +189,11 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
   // core reads the same half on every call, from its own L2; K=N=512 at 2 threads: 17.8 us on one
   // thread -> 9.6-10.3 us; 1024^2 31.9 -> 29.7 us against 4 chunks per thread). From DRAM:
   // several chunks per thread, so a late worker does not hold the caller up.
-  const int64_t chunks = std::min<int64_t>(ngroups, std::max<int64_t>(1, threads == 1 || !dram ? threads : 4 * threads));
+  const int64_t chunks = std::min<int64_t>(ngroups, dram && threads > 1 ? 4 * threads : threads);
   const int64_t per = std::max<int64_t>((ngroups + chunks - 1) / chunks,
                                         (kMinTaskFlops + group_flops - 1) / group_flops);
   const int64_t ntasks = (ngroups + per - 1) / per;
-  auto body = [&](int64_t t) {
+  ThreadPool::global().run(ntasks, threads, [&](int64_t t) {
     const int64_t p0 = t * per * kGemvGroup, p1 = std::min(np, p0 + per * kGemvGroup);
     if (p0 >= p1) return;
     UkEpilogue e = base_epilogue(ep, residual_is_c);
@@ -203,8 +203,7 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
     if (e.residual) e.residual += n0;
     const int64_t last_ncols = std::min<int64_t>(nr, N - (p1 - 1) * nr);
     kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e, dram);
-  };
-  ThreadPool::global().run(ntasks, threads, body);
+  });
 }
 
 // Row/panel split of one job.

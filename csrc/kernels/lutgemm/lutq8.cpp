@@ -25,7 +25,6 @@ constexpr int64_t kChunkGroups = 16;  // row groups (64 rows) per accumulator ch
 
 [[noreturn]] void bad(const std::string& m) { fail(Code::InvalidArgument, "lutq8: " + m); }
 
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 int clamp_threads(int t) { return t <= 0 ? default_threads() : t; }
 
 // Code i of an LSB-first bit stream of nbytes bytes.
@@ -171,7 +170,7 @@ void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) 
   // the codes in its L2 from call to call); else 4 parts per thread.
   const bool gemv = M <= kLutQ8MaxP;
   const int64_t parts = std::min<int64_t>(groups, T == 1 ? 1 : gemv ? T : int64_t(T) * 4);
-  auto body = [&](int64_t part) {
+  ThreadPool::global().run(parts, static_cast<int>(std::min<int64_t>(T, parts)), [&](int64_t part) {
     const int64_t ga = groups * part / parts, gb = groups * (part + 1) / parts;
     alignas(64) int32_t acc[kLutQ8MaxP * kChunkGroups * 4];
     for (int64_t c0 = ga; c0 < gb; c0 += kChunkGroups) {
@@ -183,8 +182,7 @@ void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) 
         fin(m0, pm, n0, cnt, acc, kChunkGroups * 4);
       }
     }
-  };
-  ThreadPool::global().run(parts, static_cast<int>(std::min<int64_t>(T, parts)), body);
+  });
 }
 
 struct DenseWs {

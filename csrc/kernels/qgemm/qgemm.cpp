@@ -102,7 +102,6 @@ void check_isa(Isa isa) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 bool act_is_inline(Act a) {
   return a == Act::None || a == Act::Relu || a == Act::Relu6 || a == Act::LeakyRelu;
