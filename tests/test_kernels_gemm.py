@@ -195,6 +195,21 @@ def test_sgemm_strided_inputs_and_residual_in_place(isa, rng):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,n,k", [(37, 40, 100), (13, 24, 16), (130, 256, 300), (25, 17, 7)])
+def test_sgemm_a_in_place_equals_packed(isa, m, n, k, rng):
+    """A row-major A is read in place by the microkernel when N <= 256, unless its rows are a
+    multiple of 4 KB apart (then it is packed): both paths give bitwise identical results."""
+    w, b = rand(rng, n, k), rand(rng, n)
+    p = K.PackedSgemm(w, isa=isa)
+    wide = rand(rng, m, 1024)  # rows 4 KB apart: the packed path
+    a = np.ascontiguousarray(wide[:, :k])
+    y_in_place = p.run(a, bias=b, act="relu")
+    y_packed = p.run(wide[:, :k], bias=b, act="relu")
+    check_gemm(y_in_place, a, w, bias=b, act="relu")
+    assert np.array_equal(y_in_place.view(np.uint32), y_packed.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_packed_handle(isa, rng):
     w = rand(rng, 45, 70)
     p = K.PackedSgemm(w, isa=isa)

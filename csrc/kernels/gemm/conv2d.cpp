@@ -258,6 +258,8 @@ void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* 
       j.a_ctx = &rows[g];
       j.pack_a = detail::pack_a_rows;
       j.prefetch_a = detail::prefetch_a_rows;
+      j.a_rows = rows[g].a;
+      j.lda = s.C;
     } else {
       cols[g] = Im2colA{&s, x + g * Cg, OH, OW, Cg, detail::pack_rows_for(w.isa)};
       j.a_ctx = &cols[g];

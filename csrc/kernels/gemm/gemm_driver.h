@@ -29,6 +29,8 @@ struct GemmJob {
   const void* a_ctx = nullptr;
   PackAFn pack_a = nullptr;
   PrefetchAFn prefetch_a = nullptr;
+  const float* a_rows = nullptr;  // A as a row-major matrix (rows lda apart), when it is one: the
+  int64_t lda = 0;                // driver may then read it in place instead of packing it
   const PackedSgemmB* B = nullptr;  // N, K, ISA (must not be the scalar ISA)
   float* C = nullptr;
   int64_t ldc = 0;

@@ -5,7 +5,8 @@
 //   for each K block (kc <= kKcMax, or all of K when M x K fits one A block;
 //                     fixed by M and K, never by the thread count):
 //     pack A[row block][K block] into [tiles][kc][MR]          (L2 resident)
-//       (or read it from the job's shared packed A, see below)
+//       (or read it from the job's shared packed A, see below; a row-major A with
+//        N <= kDirectMaxN is not packed: the microkernel reads its rows in place)
 //     for each column sub-chunk of the range (its K-block slice of B <= 64 KB, L2):
 //       for each MR-row tile:                                   (A tile in L1)
 //         for each panel of the sub-chunk: ukernel -> C tile    (accumulates over K
@@ -50,13 +51,15 @@ constexpr int64_t kMaxSubChunkCols = 1024;        // ... and at most this many c
 constexpr int64_t kStreamBytes = int64_t{8} << 20;   // outputs at least this big use streaming stores
 constexpr int64_t kPrefetchABytes = int64_t{2} << 20;  // an A this big (> L2) is prefetched a block ahead
 constexpr int64_t kSharedABytes = 4 << 20;        // packed A shared by a job's panel chunks, at most
+constexpr int64_t kDirectMaxN = 256;              // A read in place (not packed) up to this N
 
 const detail::SgemmKernels* kernels_for(Isa isa) {
   static const detail::SgemmKernels k_avx2{detail::avx2::kMR, detail::avx2::kNR, detail::avx2::f32_gemm_ukernel,
-                                           detail::avx2::f32_gemv_panels, detail::avx2::f32_act_inplace,
-                                           detail::avx2::f32_pack_rows};
+                                           detail::avx2::f32_gemm_ukernel_a, detail::avx2::f32_gemv_panels,
+                                           detail::avx2::f32_act_inplace, detail::avx2::f32_pack_rows};
   static const detail::SgemmKernels k_avx512{detail::avx512::kMR, detail::avx512::kNR,
-                                             detail::avx512::f32_gemm_ukernel, detail::avx512::f32_gemv_panels,
+                                             detail::avx512::f32_gemm_ukernel, detail::avx512::f32_gemm_ukernel_a,
+                                             detail::avx512::f32_gemv_panels,
                                              detail::avx512::f32_act_inplace, detail::avx512::f32_pack_rows};
   if (isa >= Isa::Avx512) return &k_avx512;
   if (isa == Isa::Avx2) return &k_avx2;
@@ -214,6 +217,7 @@ struct JobPlan {
   int64_t a_off = 0;     // the job's offset in the shared packed-A buffer (floats)
   bool stream = false;   // C written through a tile buffer with streaming stores
   bool prefetch = false; // the next row block's A is prefetched while this one computes
+  bool direct = false;   // the microkernel reads A in place (no packing)
 };
 
 JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
@@ -249,6 +253,13 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
   p.pc = std::max<int64_t>(1, std::min({p.ps, kBSubChunkBytes / (4 * kc1 * nr), kMaxSubChunkCols / nr}));
   // The packed A block must fit one workspace slot (kc <= kKcMax and mr <= 192, or all of A fits).
   if (p.mc * kc1 * 4 > kABlockBytes) fail(Code::Internal, "sgemm: A block too large");
+  // A row-major A is read in place by the microkernel rather than packed when N is small: packing
+  // costs about one transposing copy per element of A against N / 16 FMAs per element (in-process
+  // A/B, AVX-512: N = 24..32 1.16-1.19x, N = 96..256 1.02-1.07x; N >= 576 0.93-0.96x, where the
+  // tile's rows, re-read in place for every column sub-chunk, cost more than the packed copy).
+  // Not when rows are a multiple of 4 KB apart: a tile's rows would then share one L1 set.
+  p.direct = j.a_rows && j.B->N <= kDirectMaxN &&
+             (j.lda * static_cast<int64_t>(sizeof(float))) % 4096 != 0;
   // An output far bigger than the caches, written once (one K block, no C accumulation):
   // streaming stores save the read-for-ownership of each of its lines.
   p.stream = p.nkb == 1 && !j.residual_is_c && M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
@@ -297,7 +308,8 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
   for (int64_t kb = 0; kb < pl.nkb; ++kb) {
     const int64_t k0 = kb * pl.kc, kcur = std::max<int64_t>(0, std::min(pl.kc, K - k0));
     const float* ap = abuf;
-    if (shared_a) ap = shared_a + pl.a_off + (ib * pl.nkb + kb) * pl.mc * pl.kc;
+    if (pl.direct) ap = nullptr;
+    else if (shared_a) ap = shared_a + pl.a_off + (ib * pl.nkb + kb) * pl.mc * pl.kc;
     else j.pack_a(j.a_ctx, m0, rows, k0, kcur, mr, abuf);
     UkEpilogue e = base_epilogue(j.ep, j.residual_is_c);
     e.accumulate = kb > 0 || j.residual_is_c;
@@ -310,6 +322,17 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
         if (q0 == p0 && next_rows > 0) {
           const int64_t f0 = t * next_rows / ntiles, f1 = (t + 1) * next_rows / ntiles;
           if (f1 > f0) j.prefetch_a(j.a_ctx, next_m0 + f0, f1 - f0, k0, kcur);
+        }
+        if (pl.direct && q0 == p0 && t + 1 < ntiles) {
+          // A read in place: fetch the next tile's rows into L1 while this tile computes (its
+          // short rows are too many interleaved streams for the L1 prefetcher).
+          const int64_t n_r = std::min<int64_t>(mr, j.M - r0 - mr);
+          for (int64_t r = 0; r < n_r; ++r) {
+            const char* a = reinterpret_cast<const char*>(j.a_rows + (r0 + mr + r) * j.lda + k0);
+            const char* e = a + kcur * static_cast<int64_t>(sizeof(float));
+            for (a = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(a) & ~uintptr_t{63}); a < e; a += 64)
+              __builtin_prefetch(a, 0, 3);
+          }
         }
         float* ct = pl.stream ? tbuf : j.C + r0 * j.ldc + cn0;
         const int64_t ldt = pl.stream ? pl.pc * nr : j.ldc;
@@ -327,7 +350,10 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
           if (et.bias) et.bias += n0;
           if (et.scale) et.scale += n0;
           if (et.residual) et.residual += r0 * j.ep.ldr + n0;
-          kr.ukernel(r_n, kcur, ap + t * kcur * mr, bp, ct + (n0 - cn0), ldt, ncols, et);
+          if (pl.direct)
+            kr.ukernel_a(r_n, kcur, j.a_rows + r0 * j.lda + k0, j.lda, bp, ct + (n0 - cn0), ldt, ncols, et);
+          else
+            kr.ukernel(r_n, kcur, ap + t * kcur * mr, bp, ct + (n0 - cn0), ldt, ncols, et);
         }
         if (pl.stream) stream_tile(tbuf, ldt, j.C + r0 * j.ldc + cn0, j.ldc, r_n, cw);
       }
@@ -419,7 +445,7 @@ void run_gemm_jobs(const GemmJob* jobs, int64_t njobs, void* workspace, int thre
     pl = jobs[i].M > 0 && jobs[i].B->N > 0 ? plan_job(jobs[i], kr->mr, kr->nr, threads, njobs) : JobPlan{};
     first[i + 1] = first[i] + pl.ntasks;
     const int64_t floats = pl.mb * pl.nkb * pl.mc * pl.kc;
-    if (pl.ns > 1 && pl.ntasks > 0 && (shared_floats + floats) * 4 <= kSharedABytes) {
+    if (pl.ns > 1 && pl.ntasks > 0 && !pl.direct && (shared_floats + floats) * 4 <= kSharedABytes) {
       pl.shared = true;
       pl.a_off = shared_floats;
       shared_floats += floats;
@@ -540,6 +566,8 @@ void sgemm(int64_t M, const float* A, int64_t lda, const PackedSgemmB& B, float*
     job.a_ctx = &a;
     job.pack_a = detail::pack_a_rows;
     job.prefetch_a = detail::prefetch_a_rows;
+    job.a_rows = A;
+    job.lda = lda;
     job.B = &B;
     job.C = C;
     job.ldc = ldc;

@@ -1,7 +1,9 @@
 // fp32 GEMM microkernels for AVX2 + FMA (bodies in sgemm_impl.h, 8-lane ymm policy here).
 //   ukernel: rows x 16 tile (rows <= kMR = 6) in 12 ymm accumulators; per k:
 //            two aligned panel loads, one broadcast + two FMAs per row.
-//            A packed [kc][6], B panel [kc][16] (see sgemm_internal.h).
+//            A packed [kc][6] or read in place (ukernel_a: rows lda apart),
+//            B panel [kc][16] (see sgemm_internal.h); a panel of <= 8 live
+//            columns runs the one-vector tile.
 //   gemv:    one row of A times consecutive panels over the full K: groups of
 //            four panels (four streams, one FMA chain per element), a lone
 //            panel with four chains (k mod 4) added at the end. `dram` is

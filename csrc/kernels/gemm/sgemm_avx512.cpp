@@ -1,7 +1,9 @@
 // fp32 GEMM microkernels for AVX-512 (F only; bodies in sgemm_impl.h, 16-lane zmm policy here).
 //   ukernel: rows x 32 tile (rows <= kMR = 12) held in 24 zmm accumulators;
 //            per k: two aligned panel loads, one broadcast + two FMAs per row.
-//            A packed [kc][12], B panel [kc][32] (see sgemm_internal.h).
+//            A packed [kc][12] or read in place (ukernel_a: rows lda apart),
+//            B panel [kc][32] (see sgemm_internal.h); a panel of <= 16 live
+//            columns runs the one-vector tile.
 //   gemv:    one row of A times consecutive panels over the full K: groups of
 //            four panels (four streams, one FMA chain per element), a lone
 //            panel with four chains (k mod 4) added at the end. With `dram`

@@ -38,16 +38,16 @@ inline typename V::Vec simple_act(typename V::Vec x, Act act, typename V::Vec al
   }
 }
 
-// Writes an R x kNR accumulator tile to C (first ncols columns), per UkEpilogue.
-template <int R>
+// Writes an R x (NA vectors) accumulator tile to C (first ncols columns), per UkEpilogue.
+template <int R, int NA>
 // Always inlined: if `acc` escaped to a call, GCC would keep it in memory inside the K loop.
-__attribute__((always_inline)) inline void store_tile(typename V::Vec (&acc)[R][NV], float* c, int64_t ldc,
+__attribute__((always_inline)) inline void store_tile(typename V::Vec (&acc)[R][NA], float* c, int64_t ldc,
                                                       int64_t ncols, const UkEpilogue& ep) {
-  typename V::Mask m[NV];
-  for (int v = 0; v < NV; ++v) m[v] = V::mask(ncols - V::W * v);
+  typename V::Mask m[NA];
+  for (int v = 0; v < NA; ++v) m[v] = V::mask(ncols - V::W * v);
   if (!ep.last) {
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < NA; ++v) {
         float* p = c + r * ldc + V::W * v;
         auto x = acc[r][v];
         if (ep.accumulate) x = V::add(x, V::maskload(p, m[v]));
@@ -55,14 +55,14 @@ __attribute__((always_inline)) inline void store_tile(typename V::Vec (&acc)[R][
       }
     return;
   }
-  typename V::Vec sc[NV], bi[NV];
-  for (int v = 0; v < NV; ++v) {
+  typename V::Vec sc[NA], bi[NA];
+  for (int v = 0; v < NA; ++v) {
     sc[v] = ep.scale ? V::maskload(ep.scale + V::W * v, m[v]) : V::set1(1.f);
     bi[v] = ep.bias ? V::maskload(ep.bias + V::W * v, m[v]) : V::zero();
   }
   const auto alpha = V::set1(ep.alpha);
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) {
+    for (int v = 0; v < NA; ++v) {
       float* p = c + r * ldc + V::W * v;
       auto x = acc[r][v];
       if (ep.accumulate) x = V::add(x, V::maskload(p, m[v]));
@@ -75,38 +75,49 @@ __attribute__((always_inline)) inline void store_tile(typename V::Vec (&acc)[R][
     for (int r = 0; r < R; ++r) f32_act_inplace(c + r * ldc, ncols, ep.act, ep.alpha);
 }
 
-template <int R>
-void ukernel_rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
+// R rows x NA vectors of the panel (NA < NV: a last panel of <= W * NA columns skips the zero
+// lanes' FMAs). DIRECT: A is read in place, row r at a + r * lda (rows in groups of three off one
+// pointer: [p], [p + lda], [p + 2 lda] address as base + index * 4 / 8); otherwise A is packed
+// [kc][kMR]. Same FMA order either way, so the two give identical results.
+template <int R, int NA, bool DIRECT>
+void ukernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, int64_t ncols,
                   const UkEpilogue& ep) {
-  typename V::Vec acc[R][NV];
+  constexpr int G = (R + 2) / 3;
+  typename V::Vec acc[R][NA];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    for (int v = 0; v < NA; ++v) acc[r][v] = V::zero();
+  const float* ar[G];
+  for (int g = 0; g < G; ++g) ar[g] = a + (DIRECT ? 3 * g * lda : 0);
   for (int r = 0; r < R; ++r) prefetch(c + r * ldc);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
-    typename V::Vec bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + V::W * v);
+    typename V::Vec bv[NA];
+    for (int v = 0; v < NA; ++v) bv[v] = V::load(b + V::W * v);
     prefetch(b + V::kPrefetchRows * V::kNR);
     for (int r = 0; r < R; ++r) {
-      auto av = V::set1(a[r]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
+      auto av = DIRECT ? V::set1(ar[r / 3][(r % 3) * lda]) : V::set1(a[r]);
+      for (int v = 0; v < NA; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
     }
-    a += V::kMR;
+    if (DIRECT) {
+      for (int g = 0; g < G; ++g) ar[g] += 1;
+    } else {
+      a += V::kMR;
+    }
     b += V::kNR;
   }
-  store_tile<R>(acc, c, ldc, ncols, ep);
+  store_tile<R, NA>(acc, c, ldc, ncols, ep);
 }
 
-// rows 1 .. kMR - 1 get their own instance, anything else the full tile.
-template <int R = 1>
-void ukernel_dispatch(int64_t rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                      int64_t ncols, const UkEpilogue& ep) {
+// rows 1 .. kMR - 1 get their own instance, anything else the full tile; a panel of <= W columns
+// (the last one of a ragged N) the one-vector instance.
+template <bool DIRECT, int R = 1>
+void ukernel_dispatch(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                      int64_t ldc, int64_t ncols, const UkEpilogue& ep) {
   if constexpr (R < V::kMR) {
-    if (rows == R) return ukernel_rows<R>(kc, a, b, c, ldc, ncols, ep);
-    return ukernel_dispatch<R + 1>(rows, kc, a, b, c, ldc, ncols, ep);
-  } else {
-    ukernel_rows<R>(kc, a, b, c, ldc, ncols, ep);
+    if (rows != R) return ukernel_dispatch<DIRECT, R + 1>(rows, kc, a, lda, b, c, ldc, ncols, ep);
   }
+  if (NV > 1 && ncols <= V::W) return ukernel_rows<R, 1, DIRECT>(kc, a, lda, b, c, ldc, ncols, ep);
+  ukernel_rows<R, NV, DIRECT>(kc, a, lda, b, c, ldc, ncols, ep);
 }
 
 // Tile epilogue pointers moved to column n0.
@@ -149,7 +160,7 @@ void gemv_body(int64_t K, const float* a, const float* b, int64_t npanels, int64
       typename V::Vec sum[1][NV];
       for (int v = 0; v < NV; ++v) sum[0][v] = acc[q][v];
       const int64_t n0 = (p + q) * V::kNR;
-      store_tile<1>(sum, c + n0, 0, p + q + 1 == npanels ? last_ncols : V::kNR, epilogue_at(ep, n0));
+      store_tile<1, NV>(sum, c + n0, 0, p + q + 1 == npanels ? last_ncols : V::kNR, epilogue_at(ep, n0));
     }
   }
   // A lone panel: four chains (k mod 4), added at the end.
@@ -173,7 +184,7 @@ void gemv_body(int64_t K, const float* a, const float* b, int64_t npanels, int64
     }
     typename V::Vec sum[1][NV];
     for (int v = 0; v < NV; ++v) sum[0][v] = V::add(V::add(acc[0][v], acc[1][v]), V::add(acc[2][v], acc[3][v]));
-    store_tile<1>(sum, c + p * V::kNR, 0, p + 1 == npanels ? last_ncols : V::kNR, epilogue_at(ep, p * V::kNR));
+    store_tile<1, NV>(sum, c + p * V::kNR, 0, p + 1 == npanels ? last_ncols : V::kNR, epilogue_at(ep, p * V::kNR));
   }
 }
 
@@ -181,7 +192,12 @@ void gemv_body(int64_t K, const float* a, const float* b, int64_t npanels, int64
 
 void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                       int64_t ncols, const UkEpilogue& ep) {
-  ukernel_dispatch(rows, kc, a, b, c, ldc, ncols, ep);
+  ukernel_dispatch<false>(rows, kc, a, 0, b, c, ldc, ncols, ep);
+}
+
+void f32_gemm_ukernel_a(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                        int64_t ldc, int64_t ncols, const UkEpilogue& ep) {
+  ukernel_dispatch<true>(rows, kc, a, lda, b, c, ldc, ncols, ep);
 }
 
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,

@@ -39,6 +39,10 @@ struct UkEpilogue {
 // C[r][j] for r < rows (1..MR), j < ncols (1..NR):  see UkEpilogue.
 using UkernelFn = void (*)(int64_t rows, int64_t kc, const float* a, const float* b, float* c,
                            int64_t ldc, int64_t ncols, const UkEpilogue& ep);
+// The same tile with A read in place: row r of the tile at a + r*lda (k = 0 .. kc-1), not packed.
+// Identical results to UkernelFn on the packed copy of those rows.
+using UkernelAFn = void (*)(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                            int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 // One row of A times `npanels` consecutive packed panels over the full K:
 // c[j] for j < (npanels-1)*NR + last_ncols, epilogue as for a last K block
 // (ep.accumulate may be true: c is then added to the sum). dram: the whole matrix is bigger than
@@ -57,6 +61,7 @@ struct SgemmKernels {
   int mr;        // rows per microtile
   int nr;        // columns per packed panel
   UkernelFn ukernel;
+  UkernelAFn ukernel_a;
   GemvFn gemv;
   ActFn act;
   PackRowsFn pack_rows;
@@ -71,6 +76,8 @@ namespace avx2 {
 constexpr int kMR = 6, kNR = 16;
 void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
              int64_t ncols, const UkEpilogue& ep);
+void f32_gemm_ukernel_a(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                        int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
           const UkEpilogue& ep, bool dram);
 void f32_act_inplace(float* x, int64_t n, Act act, float alpha);
@@ -81,6 +88,8 @@ namespace avx512 {
 constexpr int kMR = 12, kNR = 32;
 void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
              int64_t ncols, const UkEpilogue& ep);
+void f32_gemm_ukernel_a(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                        int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
           const UkEpilogue& ep, bool dram);
 void f32_act_inplace(float* x, int64_t n, Act act, float alpha);
