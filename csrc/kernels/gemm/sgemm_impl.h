@@ -44,9 +44,12 @@ template <int R, int NA>
 __attribute__((always_inline)) inline void store_tile(typename V::Vec (&acc)[R][NA], float* c, int64_t ldc,
                                                       int64_t ncols, const UkEpilogue& ep) {
   typename V::Mask m[NA];
+  #pragma GCC unroll 16
   for (int v = 0; v < NA; ++v) m[v] = V::mask(ncols - V::W * v);
   if (!ep.last) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
+      #pragma GCC unroll 16
       for (int v = 0; v < NA; ++v) {
         float* p = c + r * ldc + V::W * v;
         auto x = acc[r][v];
@@ -56,12 +59,15 @@ __attribute__((always_inline)) inline void store_tile(typename V::Vec (&acc)[R][
     return;
   }
   typename V::Vec sc[NA], bi[NA];
+  #pragma GCC unroll 16
   for (int v = 0; v < NA; ++v) {
     sc[v] = ep.scale ? V::maskload(ep.scale + V::W * v, m[v]) : V::set1(1.f);
     bi[v] = ep.bias ? V::maskload(ep.bias + V::W * v, m[v]) : V::zero();
   }
   const auto alpha = V::set1(ep.alpha);
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int v = 0; v < NA; ++v) {
       float* p = c + r * ldc + V::W * v;
       auto x = acc[r][v];
@@ -84,21 +90,29 @@ void ukernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float
                   const UkEpilogue& ep) {
   constexpr int G = (R + 2) / 3;
   typename V::Vec acc[R][NA];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int v = 0; v < NA; ++v) acc[r][v] = V::zero();
   const float* ar[G];
+  #pragma GCC unroll 16
   for (int g = 0; g < G; ++g) ar[g] = a + (DIRECT ? 3 * g * lda : 0);
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) prefetch(c + r * ldc);
-#pragma GCC unroll 4
+  #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     typename V::Vec bv[NA];
+    #pragma GCC unroll 16
     for (int v = 0; v < NA; ++v) bv[v] = V::load(b + V::W * v);
     prefetch(b + V::kPrefetchRows * V::kNR);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       auto av = DIRECT ? V::set1(ar[r / 3][(r % 3) * lda]) : V::set1(a[r]);
+      #pragma GCC unroll 16
       for (int v = 0; v < NA; ++v) acc[r][v] = V::fma(av, bv[v], acc[r][v]);
     }
     if (DIRECT) {
+      #pragma GCC unroll 16
       for (int g = 0; g < G; ++g) ar[g] += 1;
     } else {
       a += V::kMR;
