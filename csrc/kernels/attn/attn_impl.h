@@ -37,19 +37,27 @@ struct F32AttnImpl {
   template <int R, int C>
   static void block(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kk, float* out, int64_t ldo,
                     int last) {
+    // Loops unrolled: a rolled one would keep acc in a stack array (stored and reloaded per call).
     T acc[R][C];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
       for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
     for (int64_t t = 0; t < kk; ++t) {
       T bv[C];
+#pragma GCC unroll 8
       for (int c = 0; c < C; ++c)
         bv[c] = c + 1 < C || last == V::W ? V::load(b + t * ldb + c * V::W) : V::load_n(b + t * ldb + c * V::W, last);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const T av = V::set1(a[r * lda + t]);
+#pragma GCC unroll 8
         for (int c = 0; c < C; ++c) acc[r][c] = V::fma(av, bv[c], acc[r][c]);
       }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
       for (int c = 0; c < C; ++c) {
         if (c + 1 < C || last == V::W) V::store(out + r * ldo + c * V::W, acc[r][c]);
         else V::store_n(out + r * ldo + c * V::W, acc[r][c], last);
