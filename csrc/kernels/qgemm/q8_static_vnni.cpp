@@ -45,15 +45,29 @@ void epilogue(int R, const int32_t* acc, const Q8StaticU8& e) {
   const __mmask64 m64 = e.nv >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << e.nv) - 1;
   const bool lower = e.act == Act::Relu || e.act == Act::Relu6;
   const bool leaky = e.act == Act::LeakyRelu;
+  // The column terms in registers: the u8 stores may alias anything, so loads inside the row loop
+  // would be repeated for every row.
+  __m512i negzc[NV];
+  __m512 scale[NV], bias[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) {
+    negzc[j] = _mm512_load_si512(e.negzc + 16 * j);
+    scale[j] = _mm512_load_ps(e.scale + 16 * j);
+    bias[j] = _mm512_load_ps(e.bias + 16 * j);
+  }
+  uint8_t* const out = e.out;
+  const uint8_t* const res_u8 = e.residual_u8;
+  const int64_t ldo = e.ldo, ldr = e.ldr;
+  const int nv = e.nv;
   for (int r = 0; r < R; ++r) {
     __m512i q[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) {
-      const __m512i a = _mm512_add_epi32(_mm512_loadu_si512(acc + r * NR + 16 * j), _mm512_load_si512(e.negzc + 16 * j));
-      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_load_ps(e.scale + 16 * j), _mm512_load_ps(e.bias + 16 * j));
-      if (e.residual_u8) {
+      const __m512i a = _mm512_add_epi32(_mm512_loadu_si512(acc + r * NR + 16 * j), negzc[j]);
+      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), scale[j], bias[j]);
+      if (res_u8) {
         const __m512 rq = _mm512_cvtepi32_ps(
-            _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask16(e.nv - 16 * j), e.residual_u8 + r * e.ldr + 16 * j)));
+            _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask16(nv - 16 * j), res_u8 + r * ldr + 16 * j)));
         y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_sub_ps(rq, rz), rs));
       }
       if (leaky) y = _mm512_mask_mul_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, alpha);
@@ -65,7 +79,7 @@ void epilogue(int R, const int32_t* acc, const Q8StaticU8& e) {
     __m512i p1 = p0;
     if (NV > 2) p1 = _mm512_adds_epi16(_mm512_packs_epi32(q[NV > 2 ? 2 : 0], q[NV > 3 ? 3 : 0]), oz);
     const __m512i bytes = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(p0, p1));
-    _mm512_mask_storeu_epi8(e.out + r * e.ldo, m64, bytes);
+    _mm512_mask_storeu_epi8(out + r * ldo, m64, bytes);
   }
 }
 
