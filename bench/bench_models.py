@@ -24,7 +24,12 @@ Correctness, before timing: every engine's output on a batch-2 input is compared
 import os
 import time
 
-import numpy as np
+# numpy is no engine here: its OpenBLAS threads, once woken by any BLAS call in the harness, spin on the
+# second core after it and slow the next 2-thread engine (Xception static int8, 2 threads: 3.2 vs 1.9 ms).
+# Set before numpy loads OpenBLAS; a value given in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 import models as M
