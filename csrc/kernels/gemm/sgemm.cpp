@@ -243,6 +243,10 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
     const int64_t max_ns = std::max<int64_t>(1, np / std::max<int64_t>(1, 128 / nr));
     p.ns = std::max<int64_t>(1, std::min(want, max_ns));
     if (p.mb * p.ns * njobs < threads) p.ns = std::min(np, (threads + p.mb * njobs - 1) / (p.mb * njobs));
+    // One row block: chunks in a multiple of the thread count, or one thread runs a chunk more
+    // than the other (Xception's 64 x 384 x 384 layers, 2 threads: 3 chunks of 4 panels ran at
+    // 1.2x one thread).
+    if (p.mb * njobs == 1 && p.ns > threads) p.ns = p.ns / threads * threads;
   }
   p.ps = (np + p.ns - 1) / p.ns;  // panels per chunk
   p.ns = (np + p.ps - 1) / p.ps;
