@@ -100,3 +100,43 @@ def test_cli_tune(sparse_mlp, tmp_path, capsys):
     sig = slimrt.Session(out).tuning_signature
     assert "tuning/" + sig in slimrt.load(out).metadata
     assert cli_main(["tune", str(path), "--batch", "0"]) == 2
+
+
+@pytest.mark.parametrize("hw,cin,cout,k", [(4, 64, 64, 3), (6, 40, 96, 1), (5, 8, 24, 3)])
+def test_dense_conv_times_both_fp32_paths(tmp_path, hw, cin, cout, k):
+    """A dense fp32 convolution offers both fp32 paths to the tuner: the one its weight shape picks
+    (direct kernel or im2col GEMM) and the other. Tuning records one of the two; a stored choice of
+    either runs it without tuning, with the untuned session's results."""
+    rng = np.random.default_rng(hw)
+    m = slimrt.Model(inputs=[("x", (None, hw, hw, cin))])
+    w = m.add_constant("w", (rng.standard_normal((cout, k, k, cin)) * 0.1).astype(np.float32))
+    b = m.add_constant("b", rng.standard_normal(cout).astype(np.float32))
+    p = k // 2
+    m.outputs = [m.add_node("conv2d", ["x", w, b], dict(pads=[p, p, p, p], act="relu"))]
+    node = m.nodes[0].name
+    path = tmp_path / "conv.slim"
+    m.save(path)
+    x = rng.standard_normal((1, hw, hw, cin)).astype(np.float32)
+    plain = slimrt.Session(path)
+    default = _kernel(plain, node, x.shape)
+    isa = plain.isa
+    paths = {f"conv_direct_{isa}", f"conv_im2col_sgemm_{isa}", f"conv1x1_sgemm_{isa}"}
+    assert default in paths
+    if isa == "scalar":
+        pytest.skip("the scalar ISA has one fp32 path")
+    tuned = slimrt.Session(path, tune=True)
+    tuned.run(x)
+    (key, choice), = tuned.tuning().items()
+    assert key.startswith(node + "|") and choice in paths
+    gemm = f"conv1x1_sgemm_{isa}" if k == 1 else f"conv_im2col_sgemm_{isa}"
+    other = gemm if default == f"conv_direct_{isa}" else f"conv_direct_{isa}"
+    assert other != default
+    for kernel in (default, other):
+        mm = slimrt.load(path)
+        mm.metadata["tuning/" + plain.tuning_signature] = tuning.format_records({key: kernel})
+        forced = tmp_path / f"{kernel}.slim"
+        slimfile.save(mm, forced)
+        s = slimrt.Session(forced)
+        assert _kernel(s, node, x.shape) == kernel
+        np.testing.assert_allclose(s.run(x)[0], plain.run(x)[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tuned.run(x)[0], m.run_reference({"x": x})[0], rtol=1e-3, atol=1e-3)

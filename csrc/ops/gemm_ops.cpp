@@ -67,7 +67,8 @@ class DenseOp : public Op {
  private:
   int ridx_ = -1;
   int64_t n_ = 0, k_ = 0;
-  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
+  // [native format, when tuning: its fp32 decoding, or for a dense fp32 weight the other fp32 path]
+  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;
   const float* bias_ = nullptr;
   std::pair<Act, float> ep_act_;
 };
@@ -187,7 +188,11 @@ class Conv2dOp : public Op {
     sh_ = st[0]; sw_ = st[1]; dh_ = dl[0]; dw_ = dl[1];
     pt_ = pd[0]; pl_ = pd[1]; pb_ = pd[2]; pr_ = pd[3];
     w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true));
-    if (c.tune && !ops::weight_is_dense_f32(c, 1)) w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true, true));
+    if (c.tune && !ops::weight_is_dense_f32(c, 1)) {
+      w_.push_back(ops::make_weight_matrix(c, 1, dims, groups_, true, true));
+    } else if (c.tune) {  // dense fp32: the other fp32 path, which wins where the shape rule cannot see it
+      if (auto alt = ops::make_conv_alternative(c, 1, dims, groups_)) w_.push_back(std::move(alt));
+    }
     int bi;
     ridx_ = ops::residual_input(c, &bi);
     if (bi >= 0) bias_ = ops::vector_constant(c, bi, o_, "bias");
@@ -240,7 +245,8 @@ class Conv2dOp : public Op {
   Isa isa_;
   int ridx_ = -1;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
-  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
+  // [native format, when tuning: its fp32 decoding, or for a dense fp32 weight the other fp32 path]
+  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;
   const float* bias_ = nullptr;
   std::pair<Act, float> act_;
 };

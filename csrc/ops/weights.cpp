@@ -18,10 +18,12 @@ using kernels::Conv2dShape;
 
 class Fp32Weights : public WeightMatrix {
  public:
-  Fp32Weights(const float* w, const std::array<int64_t, 4>& d, int64_t groups, bool conv, Isa isa) : isa_(isa) {
-    if (conv) conv_ = kernels::pack_conv2d(w, d[0], d[1], d[2], d[3], groups, isa);
+  Fp32Weights(const float* w, const std::array<int64_t, 4>& d, int64_t groups, bool conv, Isa isa,
+              kernels::ConvPath path = kernels::ConvPath::Auto) : isa_(isa) {
+    if (conv) conv_ = kernels::pack_conv2d(w, d[0], d[1], d[2], d[3], groups, isa, path);
     else gemm_ = kernels::pack_sgemm_b(w, d[0], d[3], isa);
   }
+  bool empty() const { return !conv_ && !gemm_; }
   void dense(int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep, void*,
              int threads) const override {
     kernels::sgemm(M, x, ldx, *gemm_, y, ldy, ep, threads);
@@ -212,6 +214,15 @@ static bool q8_conv_loses(const std::array<int64_t, 4>& d, int64_t groups) {
   const int64_t og = d[0] / std::max<int64_t>(1, groups), cg = d[3];
   if (groups > 1 && cg == 1) return false;  // depthwise: its own int8 kernel
   return og < 16 || (cg > 4 && cg % 4 != 0 && og <= 32);
+}
+
+std::unique_ptr<WeightMatrix> make_conv_alternative(BuildContext& c, size_t input, const std::array<int64_t, 4>& d,
+                                                    int64_t groups) {
+  const Tensor& w = c.dense_constant(input);
+  if (w.info.dtype != DType::F32) c.fail(Code::Format, "weight must be float");
+  auto alt = std::make_unique<Fp32Weights>(w.as<float>(), d, groups, true, c.isa, kernels::ConvPath::Alternative);
+  if (alt->empty()) return nullptr;
+  return alt;
 }
 
 bool weight_is_dense_f32(const BuildContext& c, size_t input) {

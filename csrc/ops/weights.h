@@ -41,5 +41,9 @@ std::unique_ptr<WeightMatrix> make_weight_matrix(BuildContext& c, size_t input, 
                                                  int64_t groups, bool conv, bool fp32_only = false);
 // True when the stored weight is plain dense float (no other kernel to try).
 bool weight_is_dense_f32(const BuildContext& c, size_t input);
+// A dense fp32 convolution weight packed for the other fp32 path (direct vs im2col GEMM), a variant
+// the planner times when tuning (kernels::ConvPath::Alternative); null where there is none.
+std::unique_ptr<WeightMatrix> make_conv_alternative(BuildContext& c, size_t input, const std::array<int64_t, 4>& dims,
+                                                    int64_t groups);
 
 }  // namespace slimrt::ops

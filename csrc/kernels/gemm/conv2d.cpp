@@ -28,13 +28,16 @@ constexpr int64_t kBigTensorBytes = int64_t{2} << 20;
 // (3x3x128) and <= 128 output channels; with longer reductions the GEMM's K blocking keeps its
 // weights in L1 and wins (3x3x512: 0.76x direct).
 // Returns the direct kernel's channel block (8 or 16), or 0 for the GEMM.
+// The direct kernel's channel block: <= 8 channels take 8-lane vectors (they waste nothing and run at
+// the same lane rate on Zen 4).
+int direct_width(Isa isa, int64_t Og) { return isa >= Isa::Avx512 && Og > 8 ? 16 : 8; }
+
 int direct_block(Isa isa, int64_t Og, int64_t KH, int64_t KW, int64_t Cg) {
   if (isa == Isa::Scalar) return 0;
   const bool few_out = Og <= 32;
   const bool short_k = KH * KW > 1 && KH * KW * Cg <= 1152 && Og <= 128;
   if (!few_out && !short_k) return 0;
-  // <= 8 channels: 8-lane vectors waste nothing (and run at the same lane rate on Zen 4).
-  return isa >= Isa::Avx512 && Og > 8 ? 16 : 8;
+  return direct_width(isa, Og);
 }
 
 void pack_direct(PackedConv2d& p, const float* W, int nb) {
@@ -189,7 +192,7 @@ int64_t Conv2dShape::OH() const { return (H + pad_t + pad_b - dil_h * (KH - 1) -
 int64_t Conv2dShape::OW() const { return (W + pad_l + pad_r - dil_w * (KW - 1) - 1) / stride_w + 1; }
 
 std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH, int64_t KW, int64_t Cg,
-                                          int64_t groups, Isa isa) {
+                                          int64_t groups, Isa isa, ConvPath path) {
   if (O < 1 || KH < 1 || KW < 1 || Cg < 1 || groups < 1 || O % groups)
     fail(Code::InvalidArgument, "pack_conv2d: bad weight shape (O must be a multiple of groups)");
   if (!W) fail(Code::InvalidArgument, "pack_conv2d: null weights");
@@ -197,13 +200,16 @@ std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH,
   p->O = O; p->KH = KH; p->KW = KW; p->Cg = Cg; p->groups = groups; p->isa = isa;
   const int64_t Og = O / groups, K = KH * KW * Cg;
   if (isa == Isa::Scalar) {
+    if (path == ConvPath::Alternative) return nullptr;
     if (!isa_supported(isa)) fail(Code::Unsupported, "pack_conv2d: ISA not supported");
     p->raw = aligned_array<float>(static_cast<size_t>(O * K));
     std::memcpy(p->raw.get(), W, sizeof(float) * O * K);
     return p;
   }
   if (!isa_supported(isa)) fail(Code::Unsupported, "pack_conv2d: ISA not supported");
-  if (const int nb = direct_block(isa, Og, KH, KW, Cg)) {
+  int nb = direct_block(isa, Og, KH, KW, Cg);
+  if (path == ConvPath::Alternative) nb = nb ? 0 : direct_width(isa, Og);
+  if (nb) {
     pack_direct(*p, W, nb);
     return p;
   }

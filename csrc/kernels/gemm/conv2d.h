@@ -46,8 +46,14 @@ struct PackedConv2d {
   int64_t direct_group_stride = 0;  // floats per group in direct_w
 };
 
+// Auto: the path the weight shape suggests (direct_block in conv2d.cpp). Alternative: the other
+// one (GEMM where Auto picks direct and vice versa), a candidate the planner times when tuning:
+// the shape rule cannot see the spatial size (a 4x4 output at batch 1 runs 1.4-1.5x faster direct,
+// a third of its im2col taps being padding the direct kernel skips). Null for the scalar ISA.
+enum class ConvPath { Auto, Alternative };
+
 std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH, int64_t KW, int64_t Cg,
-                                          int64_t groups, Isa isa);
+                                          int64_t groups, Isa isa, ConvPath path = ConvPath::Auto);
 
 // The path the packed weights run: "direct", "gemm" or "scalar" (for kernel names).
 const char* conv2d_path(const PackedConv2d& w);
