@@ -425,7 +425,10 @@ def make_runner(engine: str, name: str, threads: int):
     if engine.startswith("slimrt"):
         import slimrt
 
-        sess = slimrt.Session(slimrt_model(name, engine.split("_")[1]), threads=threads)
+        # Host-tuned plans (the kernel variant of each layer timed on this CPU at the first run of a
+        # shape, as `slimrt tune` stores them in the file); SLIMRT_BENCH_TUNE=0 for the untuned default.
+        tune = os.environ.get("SLIMRT_BENCH_TUNE", "1") != "0"
+        sess = slimrt.Session(slimrt_model(name, engine.split("_")[1]), threads=threads, tune=tune)
         return lambda x: sess.run(x)[0]
     if engine.startswith("ort"):
         variant = {"ort_fp32": "fp32", "ort_fp32_spin": "fp32", "ort_int8_dyn": "int8_dyn",
