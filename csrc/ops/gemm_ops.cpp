@@ -67,8 +67,7 @@ class DenseOp : public Op {
  private:
   int ridx_ = -1;
   int64_t n_ = 0, k_ = 0;
-  // [native format, when tuning: its fp32 decoding, or for a dense fp32 weight the other fp32 path]
-  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;
+  std::vector<std::unique_ptr<ops::WeightMatrix>> w_;  // [native format, fp32 decoding when tuning]
   const float* bias_ = nullptr;
   std::pair<Act, float> ep_act_;
 };

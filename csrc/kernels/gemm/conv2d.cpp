@@ -21,17 +21,18 @@ namespace {
 // prefetches its input a row ahead.
 constexpr int64_t kBigTensorBytes = int64_t{2} << 20;
 
+// The direct kernel's channel block: <= 8 channels take 8-lane vectors (they waste nothing and run at
+// the same lane rate on Zen 4).
+int direct_width(Isa isa, int64_t Og) { return isa >= Isa::Avx512 && Og > 8 ? 16 : 8; }
+
 // Direct kernel or GEMM, from the weight shape alone (so a packed weight serves every input shape).
 // Measured on Zen 4 (one thread, batch 1): the direct kernel is 1.1-2.8x the GEMM
 // for <= 32 output channels per group (GEMM panels are 32 / 16 channels wide and the im2col packing
 // costs a pointer per row and tap) and 1.0-1.5x for KxK kernels with a reduction of <= 1152
 // (3x3x128) and <= 128 output channels; with longer reductions the GEMM's K blocking keeps its
-// weights in L1 and wins (3x3x512: 0.76x direct).
+// weights in L1 and wins (3x3x512: 0.76x direct) -- except on tiny outputs (4x4 at batch 1: direct
+// 1.4-1.5x, a third of the im2col taps being padding), which only tuning sees (ConvPath::Alternative).
 // Returns the direct kernel's channel block (8 or 16), or 0 for the GEMM.
-// The direct kernel's channel block: <= 8 channels take 8-lane vectors (they waste nothing and run at
-// the same lane rate on Zen 4).
-int direct_width(Isa isa, int64_t Og) { return isa >= Isa::Avx512 && Og > 8 ? 16 : 8; }
-
 int direct_block(Isa isa, int64_t Og, int64_t KH, int64_t KW, int64_t Cg) {
   if (isa == Isa::Scalar) return 0;
   const bool few_out = Og <= 32;
