@@ -262,11 +262,7 @@ void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* 
     j.M = M;
     if (plain) {
       rows[g] = detail::RowMajorA{x + g * Cg, s.C, detail::pack_rows_for(w.isa)};
-      j.a_ctx = &rows[g];
-      j.pack_a = detail::pack_a_rows;
-      j.prefetch_a = detail::prefetch_a_rows;
-      j.a_rows = rows[g].a;
-      j.lda = s.C;
+      detail::set_row_major_a(j, rows[g]);
     } else {
       cols[g] = Im2colA{&s, x + g * Cg, OH, OW, Cg, detail::pack_rows_for(w.isa)};
       j.a_ctx = &cols[g];

@@ -24,13 +24,15 @@ using PackAFn = void (*)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, 
 // [k0, k0+kc) of A towards the cache, ahead of pack_a's call for them. Optional.
 using PrefetchAFn = void (*)(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc);
 
+struct RowMajorA;
+
 struct GemmJob {
   int64_t M = 0;
   const void* a_ctx = nullptr;
   PackAFn pack_a = nullptr;
   PrefetchAFn prefetch_a = nullptr;
-  const float* a_rows = nullptr;  // A as a row-major matrix (rows lda apart), when it is one: the
-  int64_t lda = 0;                // driver may then read it in place instead of packing it
+  const RowMajorA* rows = nullptr;  // A as a row-major matrix, when it is one (set_row_major_a): the
+                                   // driver may then read it in place instead of packing it
   const PackedSgemmB* B = nullptr;  // N, K, ISA (must not be the scalar ISA)
   float* C = nullptr;
   int64_t ldc = 0;
@@ -60,6 +62,8 @@ struct RowMajorA {
 };
 void pack_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc, int mr, float* dst);
 void prefetch_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc);
+// Makes j's A the row-major matrix a (packer, prefetcher, in-place reads); a must outlive the job.
+void set_row_major_a(GemmJob& j, const RowMajorA& a);
 
 // Validates ep.residual against C (M x N, rows ldc apart); returns true when
 // residual is exactly C (then C is accumulated into). Throws on other overlaps.

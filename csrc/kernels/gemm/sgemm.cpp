@@ -117,6 +117,17 @@ void pack_nk_panels(PackedSgemmB& P, const float* W, int64_t ldw, int64_t p0, in
   }
 }
 
+// Software prefetch (locality L: 3 = L1, 2 = L2) of kc floats of each of `rows` rows, lda apart.
+template <int L>
+void prefetch_rows(const float* a, int64_t lda, int64_t rows, int64_t kc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* p = reinterpret_cast<const char*>(a + r * lda);
+    const char* e = reinterpret_cast<const char*>(a + r * lda + kc);
+    for (p = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}); p < e; p += 64)
+      __builtin_prefetch(p, 0, L);
+  }
+}
+
 struct ABuffer {
   AlignedPtr<float> p;
   size_t cap = 0;
@@ -262,8 +273,7 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
   // A/B, AVX-512: N = 24..32 1.16-1.19x, N = 96..256 1.02-1.07x; N >= 576 0.93-0.96x, where the
   // tile's rows, re-read in place for every column sub-chunk, cost more than the packed copy).
   // Not when rows are a multiple of 4 KB apart: a tile's rows would then share one L1 set.
-  p.direct = j.a_rows && j.B->N <= kDirectMaxN &&
-             (j.lda * static_cast<int64_t>(sizeof(float))) % 4096 != 0;
+  p.direct = j.rows && j.B->N <= kDirectMaxN && (j.rows->lda * static_cast<int64_t>(sizeof(float))) % 4096 != 0;
   // An output far bigger than the caches, written once (one K block, no C accumulation):
   // streaming stores save the read-for-ownership of each of its lines.
   p.stream = p.nkb == 1 && !j.residual_is_c && M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
@@ -331,12 +341,7 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
           // A read in place: fetch the next tile's rows into L1 while this tile computes (its
           // short rows are too many interleaved streams for the L1 prefetcher).
           const int64_t n_r = std::min<int64_t>(mr, j.M - r0 - mr);
-          for (int64_t r = 0; r < n_r; ++r) {
-            const char* a = reinterpret_cast<const char*>(j.a_rows + (r0 + mr + r) * j.lda + k0);
-            const char* e = a + kcur * static_cast<int64_t>(sizeof(float));
-            for (a = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(a) & ~uintptr_t{63}); a < e; a += 64)
-              __builtin_prefetch(a, 0, 3);
-          }
+          prefetch_rows<3>(j.rows->a + (r0 + mr) * j.rows->lda + k0, j.rows->lda, n_r, kcur);
         }
         float* ct = pl.stream ? tbuf : j.C + r0 * j.ldc + cn0;
         const int64_t ldt = pl.stream ? pl.pc * nr : j.ldc;
@@ -355,7 +360,8 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
           if (et.scale) et.scale += n0;
           if (et.residual) et.residual += r0 * j.ep.ldr + n0;
           if (pl.direct)
-            kr.ukernel_a(r_n, kcur, j.a_rows + r0 * j.lda + k0, j.lda, bp, ct + (n0 - cn0), ldt, ncols, et);
+            kr.ukernel_a(r_n, kcur, j.rows->a + r0 * j.rows->lda + k0, j.rows->lda, bp, ct + (n0 - cn0), ldt,
+                         ncols, et);
           else
             kr.ukernel(r_n, kcur, ap + t * kcur * mr, bp, ct + (n0 - cn0), ldt, ncols, et);
         }
@@ -409,12 +415,14 @@ void pack_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t 
 
 void prefetch_a_rows(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_t kc) {
   const RowMajorA& A = *static_cast<const RowMajorA*>(ctx);
-  for (int64_t r = 0; r < rows; ++r) {
-    const char* p = reinterpret_cast<const char*>(A.a + (m0 + r) * A.lda + k0);
-    const char* e = reinterpret_cast<const char*>(A.a + (m0 + r) * A.lda + k0 + kc);
-    for (p = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}); p < e; p += 64)
-      __builtin_prefetch(p, 0, 2);
-  }
+  prefetch_rows<2>(A.a + m0 * A.lda + k0, A.lda, rows, kc);
+}
+
+void set_row_major_a(GemmJob& j, const RowMajorA& a) {
+  j.a_ctx = &a;
+  j.pack_a = pack_a_rows;
+  j.prefetch_a = prefetch_a_rows;
+  j.rows = &a;
 }
 
 bool check_residual(const Epilogue& ep, int64_t M, int64_t N, const float* C, int64_t ldc) {
@@ -567,11 +575,7 @@ void sgemm(int64_t M, const float* A, int64_t lda, const PackedSgemmB& B, float*
     detail::RowMajorA a{A, lda, kr->pack_rows};
     detail::GemmJob job;
     job.M = M;
-    job.a_ctx = &a;
-    job.pack_a = detail::pack_a_rows;
-    job.prefetch_a = detail::prefetch_a_rows;
-    job.a_rows = A;
-    job.lda = lda;
+    detail::set_row_major_a(job, a);
     job.B = &B;
     job.C = C;
     job.ldc = ldc;
