@@ -107,6 +107,6 @@ def test_e2e(benchmark, request, model, threads, batch, engine):
     benchmark.extra_info.update(p50_ms=float(np.percentile(data, 50) * 1e3),
                                 p95_ms=float(np.percentile(data, 95) * 1e3),
                                 samples_per_s=float(n / np.median(data)))
-    for k, v in M.NOTES.items():
-        if k.startswith(model + "/") and (engine.startswith(k.split("/")[1]) or k.split("/")[1] == engine):
-            benchmark.extra_info["note"] = v
+    note = M.note_for(model, engine)
+    if note:
+        benchmark.extra_info["note"] = note

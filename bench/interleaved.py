@@ -80,9 +80,9 @@ def run_group(model: str, threads: int, batch: int, engines: list[str], seconds:
                     rel_error=errors[e], mode="latency" if batch == 1 else "throughput", rounds=len(d),
                     p50_ms=float(np.percentile(d, 50) * 1e3), p95_ms=float(np.percentile(d, 95) * 1e3),
                     samples_per_s=float(batch / np.median(d)), method="interleaved")
-        for k, v in M.NOTES.items():
-            if k.startswith(model + "/") and (e.startswith(k.split("/")[1]) or k.split("/")[1] == e):
-                info["note"] = v
+        note = M.note_for(model, e)
+        if note:
+            info["note"] = note
         out.append({"name": f"{model}-t{threads}-b{batch}-{e}", "group": f"{model} batch={batch} threads={threads}",
                     "stats": {"median": float(np.median(d)), "min": float(d.min()), "rounds": len(d)},
                     "extra_info": info})

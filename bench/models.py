@@ -299,6 +299,16 @@ _CACHE: dict = {}
 NOTES: dict = {}  # model -> why slimrt ran a rewritten module
 
 
+def note_for(model: str, engine: str):
+    """The note recorded for this model and engine (keys "model/engine-prefix"), or None (last one wins)."""
+    note = None
+    for k, v in NOTES.items():
+        m, e = k.split("/", 1)
+        if m == model and engine.startswith(e):
+            note = v
+    return note
+
+
 def spec(name: str) -> Spec:
     key = ("spec", name)
     if key not in _CACHE:
