@@ -6,7 +6,9 @@
 Depthwise 3x3 + bias + relu6 on MobileNetV2-like shapes, batch 1 and 16, vs torch (conv2d
 groups=C, NCHW and channels_last, then relu6); convolutions with few output channels or a short
 reduction (the direct kernel: LeNet-5's, MobileNetV2's stem and a 144->24 projection) with
-their fused activation vs torch conv2d + activation; softmax / layer norm vs numpy (and torch).
+their fused activation vs torch conv2d + activation; softmax / layer norm vs numpy (and torch); an RGB
+input's NCHW -> NHWC transpose (slimrt, and its AVX2 8x8-tile path) vs numpy and torch (every engine allocates
+its output).
 Every engine is pinned to the same thread count (SLIMRT_BENCH_THREADS, default 1).
 Ratios: compare the medians inside one group.
 """
@@ -174,3 +176,21 @@ def test_layer_norm(benchmark, shape, engine):
     else:
         xt, gt, bt = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)
         benchmark(F.layer_norm, xt, (n,), gt, bt, 1e-5)
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "numpy", "torch"])
+@pytest.mark.parametrize("n", [1, 16])
+def test_transpose_rgb(benchmark, n, engine):
+    x = np.random.default_rng(0).standard_normal((n, 3, 224, 224)).astype(np.float32)
+    benchmark.group = f"transpose NCHW->NHWC {n}x3x224x224 threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine.startswith("slimrt"):
+        isa = "avx2" if engine == "slimrt_avx2" else ISA
+        if isa not in core.cpu_info()["supported_isas"]:
+            pytest.skip(f"{isa} not supported")
+        benchmark(K.transpose, x, [0, 2, 3, 1], isa=isa, threads=THREADS)
+    elif engine == "numpy":
+        benchmark(lambda: np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    else:
+        xt = torch.from_numpy(x)
+        benchmark(lambda: xt.permute(0, 2, 3, 1).contiguous())
