@@ -104,7 +104,10 @@ void ukernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float
     typename V::Vec bv[NA];
     #pragma GCC unroll 16
     for (int v = 0; v < NA; ++v) bv[v] = V::load(b + V::W * v);
-    prefetch(b + V::kPrefetchRows * V::kNR);
+    // Every 64-byte line of the panel row kPrefetchRows ahead (an AVX-512 row is two lines; fetching
+    // only the first left cold weights, read from L3, at 87 GF/s against 105 for 49 x 960 x 160).
+    #pragma GCC unroll 4
+    for (int l = 0; l < V::kNR / 16; ++l) prefetch(b + V::kPrefetchRows * V::kNR + 16 * l);
     #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       auto av = DIRECT ? V::set1(ar[r / 3][(r % 3) * lda]) : V::set1(a[r]);
