@@ -285,6 +285,27 @@ def test_channel_affine(isa):
             assert_close(K.channel_affine(x, s, isa=isa), x.astype(np.float64) * s, 1e-6, 1e-7)
 
 
+# ----------------------------------------------------------------------------- stream sum
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_sum(isa, threads):
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 15, 16, 17, 63, 64, 65, 127, 1000, 3 * 32768 + 7, 1_000_003):
+        # Small integers: every partial sum is exact in float32, so the result must be exact.
+        x = rng.integers(-8, 9, n).astype(np.float32)
+        assert K.sum(x, isa=isa, threads=threads) == float(x.astype(np.int64).sum())
+        if n:
+            for pos in (0, n - 1, n // 2):  # every element is read: a NaN anywhere shows
+                y = x.copy()
+                y[pos] = np.nan
+                assert np.isnan(K.sum(y, isa=isa, threads=threads))
+    x = rng.random(100_003, dtype=np.float32)
+    assert abs(K.sum(x, isa=isa, threads=threads) - x.astype(np.float64).sum()) \
+        <= 1e-5 * x.sum(dtype=np.float64)
+    z = rng.random((3, 5, 7), dtype=np.float32)  # any shape: all elements
+    assert abs(K.sum(z, isa=isa) - z.astype(np.float64).sum()) <= 1e-5 * z.sum(dtype=np.float64)
+
+
 # ----------------------------------------------------------------------------- depthwise conv
 def ref_dwconv(x, w, bias, strides, dilations, pads, mult):
     """x NHWC, w [KH, KW, C*mult], pads (t, l, b, r) -> float64 NHWC via torch."""

@@ -434,6 +434,20 @@ SLIMRT_PY_BIND(eltwise) {
         pyb::arg("out") = pyb::none(), pyb::arg("threads") = 1,
         "y = x * s[c] + t[c] over the last axis (batch-norm inference).");
 
+  k.def(
+      "sum",
+      [](const pyb::object& xo, const pyb::object& isa_o, int threads) {
+        Isa isa = isa_arg(isa_o);
+        pyb::array x = in_f32(xo, "x");
+        const int64_t n = numel(shape_of(x));
+        const float* p = cptr(x);
+        pyb::gil_scoped_release nogil;
+        return kernels::sum(p, n, isa, threads_arg(threads));
+      },
+      pyb::arg("x"), pyb::arg("isa") = pyb::none(), pyb::arg("threads") = 1,
+      "Sum of every element (float64 result), each read once at full stream speed: one contiguous chunk "
+      "per thread. The benchmarks time it as the memory roofline of kernels reading the same bytes.");
+
   k.def("transpose",
         [](const pyb::object& xo, const std::vector<int>& perm, const pyb::object& isa_o, int threads) {
           Isa isa = isa_arg(isa_o);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/common.h"
 #include "core/threadpool.h"
@@ -152,6 +153,20 @@ void channel_affine(const float* x, const float* s, const float* t, float* y, in
   if (c <= 0 || rows <= 0) return;
   parallel_for(rows, threads, rows_grain(c),
                [&](int64_t b, int64_t e) { k.channel_affine(x + b * c, s, t, y + b * c, e - b, c); });
+}
+
+double sum(const float* x, int64_t n, Isa isa, int threads) {
+  const EltwiseKernels& k = eltwise_kernels(isa);
+  if (n <= 0) return 0.0;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, n / kGrainElems));
+  std::vector<double> part(static_cast<size_t>(chunks), 0.0);
+  ThreadPool::global().run(chunks, static_cast<int>(chunks), [&](int64_t c) {
+    const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+    part[static_cast<size_t>(c)] = k.sum(x + b, e - b);
+  });
+  double total = 0.0;
+  for (double v : part) total += v;
+  return total;
 }
 
 // ---------------------------------------------------------------- transpose

@@ -59,6 +59,9 @@ struct EltwiseKernels {
   // 2-D fp32 transpose of a rows x cols block: dst[j*ldd + i] = src[i*lds + j].
   void (*transpose2d)(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows,
                       int64_t cols);
+  // sum of x[i], i < n: four streams, one vector accumulator each (lane sums in float, combined
+  // in double) -- every element read once at the widest load the ISA has.
+  double (*sum)(const float* x, int64_t n);
 };
 
 const EltwiseKernels& eltwise_kernels(Isa isa);  // throws Unsupported if the CPU lacks `isa`
@@ -91,6 +94,12 @@ void layer_norm(const float* x, const float* gamma, const float* beta, float* y,
                 int64_t n, float eps, Isa isa, int threads = 1);
 void channel_affine(const float* x, const float* s, const float* t, float* y, int64_t rows, int64_t c,
                     Isa isa, int threads = 1);
+
+// Sum of x[0..n): one contiguous chunk per thread (partial sums added in chunk order, so the
+// result depends on the thread count only through float rounding). Reads every element once as
+// fast as a core can stream it: the memory roofline that any kernel reading the same bytes
+// (a batch-1 GEMV reading its weights) is measured against.
+double sum(const float* x, int64_t n, Isa isa, int threads = 1);
 
 // y = x.transpose(perm): y's dim d is x's dim perm[d]. elem_size in {1, 2, 4, 8}.
 // Size-1 dims are dropped and dims adjacent in both orders merged first; a copy

@@ -219,8 +219,32 @@ struct EltwiseImpl {
     }
   }
 
+  static double sum(const float* x, int64_t n) {
+    // Four streams a quarter of x apart, two vectors each per step: more lines in flight than one
+    // stream gets from the hardware prefetchers (1 thread: 1 MB 10.6 vs 11.9 us, 64 MB 2.9 vs
+    // 4.7 ms; software prefetch was slower from L2 and L3).
+    const int64_t q = n / 4 / (2 * V::W) * (2 * V::W);
+    const float *x0 = x, *x1 = x + q, *x2 = x + 2 * q, *x3 = x + 3 * q;
+    T s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+    for (int64_t i = 0; i < q; i += 2 * V::W) {
+      s0 = V::add(s0, V::add(V::load(x0 + i), V::load(x0 + i + V::W)));
+      s1 = V::add(s1, V::add(V::load(x1 + i), V::load(x1 + i + V::W)));
+      s2 = V::add(s2, V::add(V::load(x2 + i), V::load(x2 + i + V::W)));
+      s3 = V::add(s3, V::add(V::load(x3 + i), V::load(x3 + i + V::W)));
+    }
+    for (int64_t i = 4 * q; i < n; i += V::W) s0 = V::add(s0, V::load_n(x + i, tail(n - i)));
+    float lanes[4 * V::W];
+    V::store(lanes, s0);
+    V::store(lanes + V::W, s1);
+    V::store(lanes + 2 * V::W, s2);
+    V::store(lanes + 3 * V::W, s3);
+    double total = 0.0;
+    for (float v : lanes) total += v;
+    return total;
+  }
+
   static slimrt::kernels::EltwiseKernels table() {
-    return {V::name(), &act, &prelu, &binary, &softmax, &layer_norm, &channel_affine, &transpose2d};
+    return {V::name(), &act, &prelu, &binary, &softmax, &layer_norm, &channel_affine, &transpose2d, &sum};
   }
 };
 

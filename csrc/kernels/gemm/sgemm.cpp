@@ -216,7 +216,7 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
     if (e.scale) e.scale += n0;
     if (e.residual) e.residual += n0;
     const int64_t last_ncols = std::min<int64_t>(nr, N - (p1 - 1) * nr);
-    kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e, dram);
+    kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e, dram && threads <= 1);
   });
 }
 

@@ -45,13 +45,15 @@ using UkernelAFn = void (*)(int64_t rows, int64_t kc, const float* a, int64_t ld
                             int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 // One row of A times `npanels` consecutive packed panels over the full K:
 // c[j] for j < (npanels-1)*NR + last_ncols, epilogue as for a last K block
-// (ep.accumulate may be true: c is then added to the sum). dram: the whole matrix is bigger than
-// the last-level cache (each call then prefetches its panels far ahead; kGemvDramBytes).
+// (ep.accumulate may be true: c is then added to the sum). dram: the panels stream from DRAM into
+// one thread (the whole matrix is bigger than the last-level cache, kGemvDramBytes, and the call
+// runs on one thread): the kernel then prefetches them far ahead.
 using GemvFn = void (*)(int64_t K, const float* a, const float* b, int64_t npanels,
                         int64_t last_ncols, float* c, const UkEpilogue& ep, bool dram);
 // Packed B at least this big streams from DRAM on the development CPU (Zen 4, 32 MB L3): below it the
 // panels come from L3 and far prefetches only cost (1 thread, M = 1: 1024^2 51 vs 83 us, 16 MB
-// 260-280 vs 380-410 us); above it they pay (4096^2 2.8 vs 3.6 ms). A constant, not read from cpuid.
+// 260-280 vs 380-410 us); above it they pay on one thread (4096^2 2.55 vs 2.64 ms) and cost on two
+// (1.76 ms without, 2.02 with). A constant, not read from cpuid.
 constexpr int64_t kGemvDramBytes = int64_t{24} << 20;
 using ActFn = void (*)(float* x, int64_t n, Act act, float alpha);
 // dst[k*mr + r] = src[r][k] for r < rows (<= mr), k < len: one K segment of an A tile.
