@@ -194,3 +194,28 @@ def test_transpose_rgb(benchmark, n, engine):
     else:
         xt = torch.from_numpy(x)
         benchmark(lambda: xt.permute(0, 2, 3, 1).contiguous())
+
+
+# Many-channel maps both ways: a feature map handed back to a framework (NHWC -> NCHW) and a
+# many-channel NCHW input (NCHW -> NHWC). The 8x8 register tiles of a block run along the side
+# whose rows are a multiple of 4 KB apart (see transpose2d_f32_avx2).
+MAP_CASES = {"nhwc2nchw_64x64x128": ((1, 64, 64, 128), [0, 3, 1, 2]),
+             "nhwc2nchw_56x56x144": ((1, 56, 56, 144), [0, 3, 1, 2]),
+             "nchw2nhwc_512x14x14": ((1, 512, 14, 14), [0, 2, 3, 1]),
+             "nchw2nhwc_128x64x64": ((1, 128, 64, 64), [0, 2, 3, 1])}
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "numpy", "torch"])
+@pytest.mark.parametrize("case", list(MAP_CASES))
+def test_transpose_map(benchmark, case, engine):
+    shape, perm = MAP_CASES[case]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    benchmark.group = f"transpose {case} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine == "slimrt":
+        benchmark(K.transpose, x, perm, threads=THREADS)
+    elif engine == "numpy":
+        benchmark(lambda: np.ascontiguousarray(x.transpose(perm)))
+    else:
+        xt = torch.from_numpy(x)
+        benchmark(lambda: xt.permute(*perm).contiguous())

@@ -525,6 +525,9 @@ TRANSPOSES = [
     ((3, 4, 5), (2, 0, 1)), ((3, 4, 5), (0, 1, 2)), ((2, 3, 4, 5, 6, 7), (5, 3, 1, 0, 2, 4)),
     ((2, 3, 4, 5, 6, 7), (0, 1, 2, 3, 5, 4)), ((2, 1, 3, 1, 5, 4), (1, 3, 0, 2, 5, 4)), ((7,), (0,)),
     ((130, 67), (1, 0)), ((0, 3), (1, 0)), ((4, 1), (1, 0)),
+    # many-channel maps both ways, several 64x64 blocks with ragged edges (the fp32 tiles run along
+    # the side whose rows are farther apart)
+    ((1, 70, 9, 67), (0, 3, 1, 2)), ((1, 130, 9, 67), (0, 2, 3, 1)),
     # 3-plane images to NHWC (AVX-512: 16 pixels per step, two permutes per vector; tails of 15 and 5)
     ((2, 3, 7, 9), (0, 2, 3, 1)), ((1, 3, 16, 16), (0, 2, 3, 1)), ((1, 3, 1, 5), (0, 2, 3, 1)),
 ]
