@@ -53,6 +53,15 @@ CONV_SHAPES = {
     "mbv2_stem_224": (1, 224, 224, 3, 32, 3, 2, 1, "relu6"),
     "mbv2_proj_56x56_144to24": (1, 56, 56, 144, 24, 1, 1, 0, "none"),
 }
+def slimrt_isa(engine):
+    """The ISA a slimrt engine runs ("slimrt_avx2": the AVX2 path; "slimrt": the best one); skips when
+    this CPU lacks it."""
+    isa = "avx2" if engine == "slimrt_avx2" else ISA
+    if isa not in core.cpu_info()["supported_isas"]:
+        pytest.skip(f"{isa} not supported")
+    return isa
+
+
 _TORCH_ACT = {"tanh": torch.tanh, "relu6": F.relu6, "none": lambda t: t}
 
 
@@ -67,9 +76,7 @@ def test_conv_direct(benchmark, shape, engine):
     benchmark.group = f"conv {shape} {act} threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS)
     if engine.startswith("slimrt"):
-        isa = "avx2" if engine == "slimrt_avx2" else ISA
-        if isa not in core.cpu_info()["supported_isas"]:
-            pytest.skip(f"{isa} not supported")
+        isa = slimrt_isa(engine)
         pc = K.PackedConv2d(w, isa=isa)
         out = pc.run(x, bias=b, strides=[s, s], pads=[p] * 4, act=act, threads=THREADS)
         benchmark(pc.run, x, bias=b, strides=[s, s], pads=[p] * 4, act=act, threads=THREADS, out=out)
@@ -100,9 +107,7 @@ def test_dwconv3x3(benchmark, shape, engine):
     benchmark.group = f"dwconv3x3 {shape} relu6 threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS)
     if engine.startswith("slimrt"):
-        isa = "avx2" if engine == "slimrt_avx2" else ISA
-        if isa not in core.cpu_info()["supported_isas"]:
-            pytest.skip(f"{isa} not supported")
+        isa = slimrt_isa(engine)
         oh, ow = (H - 1) // s + 1, (W - 1) // s + 1
         out = K.dwconv2d(x, w, b, strides=s, pads=1, act="relu6", isa=isa, threads=THREADS,
                          out=aligned_empty((N, oh, ow, C)))
@@ -178,22 +183,24 @@ def test_layer_norm(benchmark, shape, engine):
         benchmark(F.layer_norm, xt, (n,), gt, bt, 1e-5)
 
 
+def bench_transpose(benchmark, x, perm, engine):
+    """x.transpose(perm) made contiguous, by slimrt (at the engine's ISA), numpy or torch."""
+    if engine.startswith("slimrt"):
+        benchmark(K.transpose, x, perm, isa=slimrt_isa(engine), threads=THREADS)
+    elif engine == "numpy":
+        benchmark(lambda: np.ascontiguousarray(x.transpose(perm)))
+    else:
+        xt = torch.from_numpy(x)
+        benchmark(lambda: xt.permute(*perm).contiguous())
+
+
 @pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "numpy", "torch"])
 @pytest.mark.parametrize("n", [1, 16])
 def test_transpose_rgb(benchmark, n, engine):
     x = np.random.default_rng(0).standard_normal((n, 3, 224, 224)).astype(np.float32)
     benchmark.group = f"transpose NCHW->NHWC {n}x3x224x224 threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS)
-    if engine.startswith("slimrt"):
-        isa = "avx2" if engine == "slimrt_avx2" else ISA
-        if isa not in core.cpu_info()["supported_isas"]:
-            pytest.skip(f"{isa} not supported")
-        benchmark(K.transpose, x, [0, 2, 3, 1], isa=isa, threads=THREADS)
-    elif engine == "numpy":
-        benchmark(lambda: np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
-    else:
-        xt = torch.from_numpy(x)
-        benchmark(lambda: xt.permute(0, 2, 3, 1).contiguous())
+    bench_transpose(benchmark, x, [0, 2, 3, 1], engine)
 
 
 # Many-channel maps both ways: a feature map handed back to a framework (NHWC -> NCHW) and a
@@ -212,10 +219,4 @@ def test_transpose_map(benchmark, case, engine):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     benchmark.group = f"transpose {case} threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS)
-    if engine == "slimrt":
-        benchmark(K.transpose, x, perm, threads=THREADS)
-    elif engine == "numpy":
-        benchmark(lambda: np.ascontiguousarray(x.transpose(perm)))
-    else:
-        xt = torch.from_numpy(x)
-        benchmark(lambda: xt.permute(*perm).contiguous())
+    bench_transpose(benchmark, x, perm, engine)
