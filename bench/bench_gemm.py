@@ -12,7 +12,7 @@ numpy benchmark, do not hold the second core).
 bench/conftest.py prints the GFLOP/s of each engine and the slimrt/peer ratio per group.
 SLIMRT_BENCH_QUICK=1 keeps only the K == N shapes. At M = 1 a third engine, read_bound, times
 slimrt's stream sum over the weight array (kernels.sum: every weight read once and nothing else, at
-the same thread count): the memory roofline of any GEMV.
+the same thread count): how fast this machine streams the bytes any GEMV must read.
 
 Also: NHWC conv2d (PackedConv2d, weights packed once) vs torch conv2d on channels_last tensors, with
 torch pinned to the same thread count (skipped when torch is not installed), at batch 1 and, for
@@ -92,8 +92,7 @@ def test_sgemm(benchmark, operands, shape, engine):
         y = benchmark(packed.run, a, threads=THREADS, out=out)
     elif engine == "read_bound":
         # A GEMV must read every weight once: slimrt's stream sum (kernels.sum: widest loads, four
-        # streams, one contiguous chunk per thread) reads those K*N
-        # floats once and does nothing else: the speed at which this machine streams those bytes
+        # streams, one contiguous chunk per thread) reads those K*N floats once and does nothing else
         # (slimrt/read_bound near 1 = the GEMV runs at stream speed; where numpy takes less than
         # 1.2x the read_bound time, 1.2x numpy needs reading the weights faster than a plain stream).
         benchmark(K.sum, w, threads=THREADS)

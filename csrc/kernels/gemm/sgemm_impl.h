@@ -1,5 +1,3 @@
-
-
 // The fp32 GEMM microkernel, GEMV and A-packing bodies, written once for every vector width.
 // Included by sgemm_<isa>.cpp inside its ISA namespace, after that file's policy struct V
 // (no include guard, no namespace-scope templates: each ISA file compiles its own copy in an
