@@ -97,7 +97,7 @@ void channel_affine(const float* x, const float* s, const float* t, float* y, in
 
 // Sum of x[0..n): one contiguous chunk per thread (partial sums added in chunk order, so the
 // result depends on the thread count only through float rounding). Reads every element once as
-// fast as a core can stream it: the memory roofline that any kernel reading the same bytes
+// fast as a core can stream it: the plain-read speed that any kernel reading the same bytes
 // (a batch-1 GEMV reading its weights) is measured against.
 double sum(const float* x, int64_t n, Isa isa, int threads = 1);
 
