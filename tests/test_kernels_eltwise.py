@@ -381,6 +381,33 @@ def test_dwconv2d_channel_sweep(isa):
                 assert_close(y, np.clip(ref + res, 0, 6), 1e-5, 1e-5)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_dwconv2d_wide_rows(isa):
+    """Rows of >= 16 output pixels at stride 1 (the AVX-512 3x3 kernel that carries input columns
+    from block to block): every padding of the row ends, partial channel vectors, rows shorter than
+    the kernel, the whole fused epilogue (scale, bias, residual, none / relu / relu6) into an
+    unaligned guarded output; the same bits as the AVX2 kernel (same FMA order per output)."""
+    rng = np.random.default_rng(9)
+    acts = {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0), "relu6": lambda v: np.clip(v, 0, 6)}
+    for n, h, wd, c, pads in [(1, 5, 16, 16, (1, 1, 1, 1)), (2, 3, 23, 40, (1, 1, 1, 1)), (1, 6, 40, 67, (0, 0, 0, 0)),
+                              (1, 2, 19, 17, (2, 2, 2, 2)), (1, 4, 33, 32, (0, 1, 2, 0)), (1, 1, 18, 5, (1, 1, 1, 1))]:
+        x = rnd(rng, n, h, wd, c)
+        w = rnd(rng, 3, 3, c)
+        bias, scale = rnd(rng, c), rnd(rng, c)
+        ref = ref_dwconv(x, w, None, (1, 1), (1, 1), pads, 1)
+        mag = ref_dwconv(np.abs(x), np.abs(w), None, (1, 1), (1, 1), pads, 1)
+        res = rnd(rng, *ref.shape)
+        tol = 2e-6 * (mag * np.abs(scale) + np.abs(bias) + np.abs(res) + 1)
+        for act, f in acts.items():
+            buf, out = aligned_guarded(ref.shape, 3)
+            y = K.dwconv2d(x, w, bias, strides=1, pads=pads, act=act, scale=scale, residual=res, isa=isa, out=out)
+            check_guard(buf)
+            assert np.all(np.abs(y - f(ref * scale + bias + res)) <= tol), (n, h, wd, c, pads, act)
+            if isa == "avx512" and "avx2" in ISAS:
+                y2 = K.dwconv2d(x, w, bias, strides=1, pads=pads, act=act, scale=scale, residual=res, isa="avx2")
+                assert np.array_equal(y.view(np.uint32), y2.view(np.uint32)), (n, h, wd, c, pads, act)
+
+
 def aligned_guarded(shape, offset):
     """A sentinel-guarded output whose first element sits `offset` floats past a 64-byte boundary."""
     size = int(np.prod(shape))

@@ -14,10 +14,11 @@
 //   y[p][o] = act(acc[p][o] * scale[o] + bias[o] + residual[p*ldr + o])
 //   with the Epilogue of kernels/act.h (each term optional; p = flat output pixel).
 //
-// Kernel: vectorised over output channels (one vector, masked tail), four
-// output pixels of a row per register block in the image interior (weights
-// loaded once per tap for four pixels), single pixels with clipped taps at the
-// borders; KW = 3 is a compile-time special case. The activation runs over the
+// Kernel: vectorised over output channels (one vector, masked tail), several
+// output pixels of a row per register block sharing their input loads (3x3:
+// see dwconv_impl.h), single pixels with clipped taps at the borders of other
+// shapes; KW = 3 is a compile-time special case. The epilogue's per-channel
+// vectors (scale, bias, clamp) are loaded once per block, not per pixel. The activation runs over the
 // finished output row while it is in L1. mult > 1 first expands x to O
 // channels in a scratch buffer (x[.., c] repeated mult times).
 // Big tensors (a big batch): on the 3x3 path an input of >= 2 MB has the rows

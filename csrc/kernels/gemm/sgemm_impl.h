@@ -98,7 +98,10 @@ void ukernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float
   #pragma GCC unroll 16
   for (int g = 0; g < G; ++g) ar[g] = a + (DIRECT ? 3 * g * lda : 0);
   #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) prefetch(c + r * ldc);
+  // Every line of the tile's C rows (an AVX-512 row of 32 floats is two), fetched while the K loop runs.
+  for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 4
+    for (int l = 0; l < (NA * V::W + 15) / 16; ++l) prefetch(c + r * ldc + 16 * l);
   #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     typename V::Vec bv[NA];
