@@ -70,6 +70,43 @@ def test_conv2d(rng, cfg, act):
     check(m, rnd(rng, 2, 9, 11, c))
 
 
+@pytest.mark.parametrize("n,hw,c,s", [(3, 6, 24, 1), (1, 64, 64, 1), (3, 90, 64, 2)],
+                         ids=["small", "chunked", "chunked-s2"])
+def test_depthwise_pointwise_fusion(rng, n, hw, c, s):
+    """A depthwise conv whose output only a 1x1 conv reads runs fused with it (one kernel named
+    "dwconv_<isa>+<pointwise kernel>"): a small depthwise output as two kernels back to back, one of
+    >= 1 MB in chunks of output rows (here straddling images too). Depthwise bias + relu6, pointwise
+    bias + residual + relu; the reference's outputs on every ISA, the unfused session's within float
+    tolerance, threads 1 and 2 bitwise identical. A depthwise output that a graph output also
+    exposes, or that a second node reads, is not fused."""
+    o = c
+    m = Model(inputs=[("x", (None, hw, hw, c))])
+    d = m.add_node("conv2d", ["x", m.add_constant("wd", rnd(rng, c, 3, 3, 1, scale=0.4)), m.add_constant("bd", rnd(rng, c))],
+                   dict(strides=[s, s], pads=[1, 1, 1, 1], groups=c, act="relu6"))
+    oh = (hw - 1) // s + 1
+    r = "x" if s == 1 else m.add_node("max_pool", ["x"], dict(kernel=[1, 1], strides=[s, s]))
+    y = m.add_node("conv2d", [d, m.add_constant("wp", rnd(rng, o, 1, 1, c, scale=0.2)), m.add_constant("bp", rnd(rng, o)), r],
+                   dict(residual=1, act="relu"))
+    m.outputs = [y]
+    x = rnd(rng, n, hw, hw, c)
+    check(m, x)
+    for isa in ISAS:
+        runs = {}
+        for t in (1, 2):
+            fs = slimrt.Session(m, isa=isa, threads=t)
+            fused = [k for _, _, k in fs.kernels(x.shape) if "+" in k]
+            assert len(fused) == 1 and fused[0].startswith("dwconv_"), fs.kernels(x.shape)
+            runs[t] = fs.run(x)[0]
+        np.testing.assert_array_equal(runs[1], runs[2])
+        close(runs[1], slimrt.Session(m, isa=isa, fuse=False).run(x)[0], 1e-6)
+        assert not any("+" in k for _, _, k in slimrt.Session(m, isa=isa, fuse=False).kernels(x.shape))
+    m.outputs = [y, d]  # the depthwise output is a graph output too
+    assert not any("+" in k for _, _, k in slimrt.Session(m).kernels(x.shape))
+    check(m, x, isas=ISAS[-1:], threads=(2,))
+    m.outputs = [m.add_node("add", [y, m.add_node("conv2d", [d, m.add_constant("wq", rnd(rng, o, 1, 1, c))])])]
+    assert not any("+" in k for _, _, k in slimrt.Session(m).kernels(x.shape))
+
+
 def test_cnn_ops(rng):
     """conv -> BN -> prelu -> pools (ceil mode) -> concat -> pad -> global pool -> flatten -> dense."""
     m = Model(inputs=[("x", (None, 12, 12, 3))])

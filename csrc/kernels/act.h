@@ -32,6 +32,9 @@ struct Epilogue {
   int64_t ldr = 0;
   Act act = Act::None;
   float alpha = 0.f;                // leaky_relu slope / elu alpha
+  // The output is one piece of a tensor far bigger than the caches, not read again soon: kernels
+  // that can write it with streaming stores (the fp32 GEMM) do, whatever this piece's size.
+  bool stream = false;
 };
 
 }  // namespace slimrt

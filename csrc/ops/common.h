@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "kernels/act.h"
+#include "kernels/dwconv/dwconv.h"
 #include "kernels/pool/pool.h"
 #include "runtime/op.h"
 
@@ -42,5 +43,21 @@ kernels::Pool2dShape pool_shape(const kernels::Pool2dShape& window, const std::v
 // Returns the depthwise op for a conv2d node that is depthwise (groups == C,
 // one input channel per group), else nullptr.
 std::unique_ptr<Op> make_depthwise_conv(BuildContext& c);
+
+// What a fp32 depthwise conv2d op computes, for an op that fuses it (the pointwise conv after it):
+// weights [KH][KW][C], the epilogue (bias, activation), the shape without sizes. Owned by the op.
+struct DepthwiseStage {
+  kernels::DwConv2dShape base;  // kernel, strides, dilations, pads; mult == 1
+  int64_t c = 0;
+  const float* w = nullptr;
+  Epilogue ep;                  // bias, act, alpha; no residual
+  Isa isa = Isa::Scalar;
+  size_t inputs = 0;            // the depthwise node's input count
+  // Validated shape for an NHWC input x (shape_error otherwise).
+  kernels::DwConv2dShape shape_of(const std::vector<int64_t>& x) const;
+};
+// op's depthwise stage when op is a fp32 depthwise conv2d that fuses (channel multiplier 1, no
+// residual input), else null.
+const DepthwiseStage* depthwise_stage(const Op& op);
 
 }  // namespace slimrt::ops

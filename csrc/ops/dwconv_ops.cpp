@@ -7,6 +7,16 @@
 namespace slimrt {
 namespace {
 
+// The depthwise shape for an NHWC input x (base: kernel, strides, dilations, pads, mult).
+kernels::DwConv2dShape stage_shape(const kernels::DwConv2dShape& base, int64_t c, const std::vector<int64_t>& x) {
+  if (x.size() != 4) shape_error("input must be NHWC, got " + shape_str(x));
+  if (x[3] != c) shape_error("input has " + std::to_string(x[3]) + " channels, depthwise weights expect " + std::to_string(c));
+  kernels::DwConv2dShape s = base;
+  s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
+  kernels::dwconv2d_output_size(s);
+  return s;
+}
+
 class DepthwiseConvOp : public Op {
  public:
   DepthwiseConvOp(BuildContext& c, const Tensor& w) : isa_(c.isa) {
@@ -30,15 +40,19 @@ class DepthwiseConvOp : public Op {
     ridx_ = ops::residual_input(c, &bi);
     if (bi >= 0) bias_ = ops::vector_constant(c, bi, o_, "bias");
     act_ = ops::parse_act(c);
+    if (base_.mult == 1 && ridx_ < 0) {
+      stage_.base = base_;
+      stage_.c = c_;
+      stage_.w = w_.get();
+      stage_.ep.bias = bias_;
+      stage_.ep.act = act_.first;
+      stage_.ep.alpha = act_.second;
+      stage_.isa = isa_;
+      stage_.inputs = c.node.inputs.size();
+    }
   }
-  kernels::DwConv2dShape shape_of(const std::vector<int64_t>& x) const {
-    if (x.size() != 4) shape_error("input must be NHWC, got " + shape_str(x));
-    if (x[3] != c_) shape_error("input has " + std::to_string(x[3]) + " channels, depthwise weights expect " + std::to_string(c_));
-    kernels::DwConv2dShape s = base_;
-    s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
-    kernels::dwconv2d_output_size(s);
-    return s;
-  }
+  kernels::DwConv2dShape shape_of(const std::vector<int64_t>& x) const { return stage_shape(base_, c_, x); }
+  const ops::DepthwiseStage* stage() const { return stage_.w ? &stage_ : nullptr; }
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
     ops::expect_f32(*in[0], "input");
     auto s = shape_of(in[0]->shape);
@@ -66,9 +80,19 @@ class DepthwiseConvOp : public Op {
   AlignedPtr<float> w_;
   const float* bias_ = nullptr;
   std::pair<Act, float> act_;
+  ops::DepthwiseStage stage_;  // set when the op fuses into a following pointwise conv
 };
 
 }  // namespace
+
+kernels::DwConv2dShape ops::DepthwiseStage::shape_of(const std::vector<int64_t>& x) const {
+  return stage_shape(base, c, x);
+}
+
+const ops::DepthwiseStage* ops::depthwise_stage(const Op& op) {
+  auto* d = dynamic_cast<const DepthwiseConvOp*>(&op);
+  return d ? d->stage() : nullptr;
+}
 
 std::unique_ptr<Op> ops::make_depthwise_conv(BuildContext& c) {
   auto dims = ops::conv_weight_dims(c);

@@ -39,9 +39,10 @@ pyb::list value_infos(const ModelDef& m, const std::vector<int32_t>& ids) {
 class PySession {
  public:
   PySession(std::shared_ptr<const ModelDef> m, int threads, const pyb::object& isa, const WidthOptions& w,
-            bool tune) {
+            bool tune, bool fuse) {
     ProgramOptions o;
     o.tune = tune;
+    o.fuse = fuse;
     o.isa = isa_arg(isa);
     o.threads = threads > 0 ? threads : default_threads();
     pyb::gil_scoped_release nogil;
@@ -138,30 +139,30 @@ pyb::dict scheduler_stats(PySession& s) {
 SLIMRT_PY_BIND(session) {
   pyb::class_<PySession>(m, "Session")
       .def(pyb::init([](const std::string& path, int threads, const pyb::object& isa, double target, double pct,
-                        double min_width, bool tune) {
+                        double min_width, bool tune, bool fuse) {
              std::shared_ptr<const ModelDef> md;
              {
                pyb::gil_scoped_release nogil;
                md = load_model_file(path);
              }
-             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width}, tune);
+             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width}, tune, fuse);
            }),
            pyb::arg("path"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none(),
            pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0,
-           pyb::arg("tune") = false)
+           pyb::arg("tune") = false, pyb::arg("fuse") = true)
       .def_static("from_bytes", [](const pyb::bytes& data, int threads, const pyb::object& isa, double target,
-                                   double pct, double min_width, bool tune) {
+                                   double pct, double min_width, bool tune, bool fuse) {
              std::string_view v = data;
              std::shared_ptr<const ModelDef> md;
              {
                pyb::gil_scoped_release nogil;
                md = load_model_memory(v.data(), v.size());
              }
-             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width}, tune);
+             return std::make_unique<PySession>(md, threads, isa, WidthOptions{target, pct, min_width}, tune, fuse);
            },
            pyb::arg("data"), pyb::arg("threads") = 0, pyb::arg("isa") = pyb::none(),
            pyb::arg("latency_target_ms") = 0.0, pyb::arg("percentile") = 95.0, pyb::arg("min_width") = 0.0,
-           pyb::arg("tune") = false)
+           pyb::arg("tune") = false, pyb::arg("fuse") = true)
       .def("run", &PySession::run, pyb::arg("inputs"), pyb::arg("threads") = 0, pyb::arg("width") = 0.0)
       .def("profile", &PySession::profile, pyb::arg("inputs"), pyb::arg("runs") = 10, pyb::arg("threads") = 0,
            pyb::arg("width") = 0.0)

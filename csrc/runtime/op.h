@@ -78,6 +78,11 @@ class Op {
   virtual std::string variant_name(int v) const { return kernel_name(); }
   // Human-readable kernel choice, for inspect/profiling ("sgemm_avx512", ...).
   virtual std::string kernel_name() const { return ""; }
+  // Runtime fusion (the file keeps both nodes): an op computing this node's outputs straight from
+  // the inputs of `producer`, the node that writes this node's input 0, which nothing else reads;
+  // null when the pair does not fuse. The fused op's inputs are the producer's, then this node's
+  // inputs 1.. in order. The Program keeps `producer` and this op alive as long as the result.
+  virtual std::unique_ptr<Op> fuse_producer(const Op& producer) const { return nullptr; }
 };
 
 using OpFactory = std::function<std::unique_ptr<Op>(BuildContext&)>;

@@ -186,6 +186,37 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
   }
   for (int32_t v : m.outputs)
     if (is_constant(v)) dense_constant(v);  // constant outputs are copied from here
+  inputs_.resize(m.nodes.size());
+  for (size_t n = 0; n < m.nodes.size(); ++n) inputs_[n] = m.nodes[n].inputs;
+  if (opt_.fuse) fuse_ops();
+}
+
+// Replaces the op of each node whose input 0 is the only output of a producer node that no other
+// node and no graph output reads, when the op can fuse that producer (Op::fuse_producer). The
+// producer's node stays (a plan that asks for its output still runs it); plans that do not need
+// that value skip it, since the fused node reads the producer's inputs instead.
+void Program::fuse_ops() {
+  const ModelDef& m = *model_;
+  std::vector<int> uses(m.values.size(), 0);
+  std::vector<int32_t> producer(m.values.size(), -1);
+  for (size_t n = 0; n < m.nodes.size(); ++n) {
+    if (!ops_[n]) continue;
+    for (int32_t v : m.nodes[n].inputs) ++uses[v];
+    for (int32_t v : m.nodes[n].outputs) producer[v] = static_cast<int32_t>(n);
+  }
+  for (int32_t v : m.outputs) ++uses[v];
+  for (size_t n = 0; n < m.nodes.size(); ++n) {
+    if (!ops_[n] || inputs_[n].empty()) continue;
+    const int32_t v = inputs_[n][0], d = producer[v];
+    if (d < 0 || !ops_[d] || uses[v] != 1 || m.nodes[d].outputs.size() != 1) continue;
+    std::unique_ptr<Op> f = ops_[n]->fuse_producer(*ops_[d]);
+    if (!f) continue;
+    std::vector<int32_t> in = inputs_[d];
+    in.insert(in.end(), inputs_[n].begin() + 1, inputs_[n].end());
+    fused_away_.push_back(std::move(ops_[n]));
+    ops_[n] = std::move(f);
+    inputs_[n] = std::move(in);
+  }
 }
 
 // A node whose inputs are all constants runs once, here; its outputs become
@@ -344,14 +375,13 @@ int Program::choose_variant(size_t n, const std::vector<const TensorInfo*>& in, 
 // and returns the fastest (best of three runs each).
 int Program::tune_node(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
                        size_t ws_bytes) const {
-  const NodeDef& node = model_->nodes[n];
   std::vector<AlignedPtr<uint8_t>> bufs;
   std::vector<Tensor> tin(in.size()), tout(out.size());
   std::vector<const Tensor*> pin;
   std::vector<Tensor*> pout;
   for (size_t i = 0; i < in.size(); ++i) {
     tin[i].info = *in[i];
-    auto c = constants_.find(node.inputs[i]);
+    auto c = constants_.find(inputs_[n][i]);
     if (c != constants_.end()) {
       tin[i].data = c->second.data;
     } else {
@@ -452,13 +482,13 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
       for (int32_t v : m.nodes[n].outputs) need = need || needed[v];
       if (!need) continue;
       p->active[n] = 1;
-      for (int32_t v : m.nodes[n].inputs) needed[v] = 1;
+      for (int32_t v : inputs_[n]) needed[v] = 1;
     }
   }
   std::vector<int32_t> last_use(nv, -1);
   for (size_t n = 0; n < nn; ++n)
     if (p->active[n])
-      for (int32_t v : m.nodes[n].inputs) last_use[v] = static_cast<int32_t>(n);
+      for (int32_t v : inputs_[n]) last_use[v] = static_cast<int32_t>(n);
   for (int32_t v : p->outputs) last_use[v] = static_cast<int32_t>(nn);
   p->infos.resize(nv);
   p->root.resize(nv);
@@ -493,7 +523,7 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
     if (!p->active[n]) continue;
     const NodeDef& node = m.nodes[n];
     std::vector<const TensorInfo*> in;
-    for (int32_t v : node.inputs) in.push_back(&p->infos[v]);
+    for (int32_t v : inputs_[n]) in.push_back(&p->infos[v]);
     std::vector<TensorInfo> out(node.outputs.size());
     try {
       ops_[n]->infer(in, out);
@@ -508,7 +538,7 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
       p->infos[node.outputs[o]] = out[o];
     }
     if (ops_[n]->is_view()) {
-      int32_t r = p->root[node.inputs[0]];
+      int32_t r = p->root[inputs_[n][0]];
       p->root[node.outputs[0]] = r;
     }
   }
@@ -620,12 +650,13 @@ void Program::execute(const Plan& p, const std::vector<const void*>& inputs,
         ptr[node.outputs[0]] = ptr[p.root[node.outputs[0]]];
         continue;
       }
-      tin.resize(node.inputs.size());
+      const std::vector<int32_t>& inputs_n = inputs_[n];
+      tin.resize(inputs_n.size());
       tout.resize(node.outputs.size());
       in.clear();
       out.clear();
-      for (size_t i = 0; i < node.inputs.size(); ++i) {
-        int32_t v = node.inputs[i];
+      for (size_t i = 0; i < inputs_n.size(); ++i) {
+        int32_t v = inputs_n[i];
         tin[i].info = p.infos[v];
         tin[i].data = ptr[p.root[v]];
         in.push_back(&tin[i]);

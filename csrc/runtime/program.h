@@ -37,6 +37,8 @@ struct ProgramOptions {
   // Reuse kernel choices stored in the model's metadata for this CPU signature (tuning.h):
   // nodes with a stored choice run it without timing, even when `tune` is off.
   bool use_stored_tuning = true;
+  // Run producer / consumer pairs that an op knows how to fuse (Op::fuse_producer) as one op.
+  bool fuse = true;
 };
 
 class Program {
@@ -78,6 +80,7 @@ class Program {
  private:
   std::shared_ptr<Plan> make_plan(const std::vector<TensorInfo>& inputs, int output_set) const;
   void fold_constant_node(size_t n);
+  void fuse_ops();
   int choose_variant(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
                      size_t ws_bytes) const;
   bool stored_choice_needs_variants(const std::string& node, const std::string& default_variant) const;
@@ -89,6 +92,9 @@ class Program {
   std::shared_ptr<const ModelDef> model_;
   ProgramOptions opt_;
   std::vector<std::unique_ptr<Op>> ops_;          // null for nodes folded at load
+  std::vector<std::vector<int32_t>> inputs_;      // per node: the values its op reads (the node's
+                                                  // inputs, or a fused producer's inputs first)
+  std::vector<std::unique_ptr<Op>> fused_away_;   // ops replaced by a fused op (which uses them)
   std::map<int32_t, Tensor> constants_;           // decoded constants and values folded at load, by value id
   std::map<int32_t, TensorDef> folded_defs_;      // TensorDef views of values folded at load
   std::vector<std::vector<int32_t>> output_sets_;

@@ -23,17 +23,22 @@ class Session:
     makes a layer slower (the fp32 variant is packed only when tuning). Choices stored in the file
     by ``slimrt tune`` for this CPU signature are reused without timing, tune or not.
 
+    ``fuse=False``: run every node on its own kernel. By default a depthwise convolution and the
+    pointwise (1x1) convolution that alone reads its output run as one op, a few output rows at a
+    time, so the depthwise result stays in the cache instead of going out to memory and back
+    (only where that result is bigger than a core's L2 cache; the file keeps both nodes).
+
     ``run`` releases the GIL; one session may be used from several threads at once.
     """
 
     def __init__(self, model, threads: int | None = None, isa: str | None = None,
                  latency_target_ms: float | None = None, percentile: float = 95.0, min_width: float | None = None,
-                 tune: bool = False):
+                 tune: bool = False, fuse: bool = True):
         t = 0 if threads is None else int(threads)
         if t < 0:
             raise InputError("threads must be >= 0")
         kw = dict(latency_target_ms=float(latency_target_ms or 0.0), percentile=float(percentile),
-                  min_width=float(min_width or 0.0), tune=bool(tune))
+                  min_width=float(min_width or 0.0), tune=bool(tune), fuse=bool(fuse))
         if isinstance(model, Model):
             from .slimfile import dumps
 

@@ -47,14 +47,16 @@ struct DwConv2dShape {
 // Validates and fills s.oh / s.ow; throws InvalidArgument on bad params.
 void dwconv2d_output_size(DwConv2dShape& s);
 
-constexpr unsigned kDwStream = 1, kDwPrefetch = 2;
+constexpr unsigned kDwStream = 1, kDwPrefetch = 2, kDwDramInput = 4;
 
 struct DwConvKernels {
   const char* isa;
   // Output rows [r0, r1) of the flattened (n, oh) index; s.mult must be 1
   // (x has O channels). flags (tensors far bigger than the caches, a big batch):
   // kDwStream writes y with streaming stores where the layout allows,
-  // kDwPrefetch fetches the input rows of the next output row ahead of use.
+  // kDwPrefetch fetches the input rows of the next output row ahead of use,
+  // kDwDramInput (an input far bigger than the caches) keeps to kernels whose
+  // reads stream through it in address order.
   void (*rows)(const float* x, const float* w, const Epilogue& ep, float* y, const DwConv2dShape& s,
                int64_t r0, int64_t r1, unsigned flags);
 };
@@ -63,6 +65,12 @@ const DwConvKernels& dwconv_kernels(Isa isa);  // throws Unsupported if the CPU 
 const DwConvKernels& dwconv_kernels_scalar();
 const DwConvKernels& dwconv_kernels_avx2();
 const DwConvKernels& dwconv_kernels_avx512();
+
+// The flags dwconv2d passes its row kernel for shape s (s.mult == 1; s.oh / s.ow set):
+// kDwPrefetch for an input bigger than L2, kDwDramInput for one far bigger than the caches,
+// kDwStream for such an output unless the caller keeps the output cached (writes it in small
+// pieces it reuses).
+unsigned dwconv2d_flags(const DwConv2dShape& s, bool output_cached = false);
 
 // s.oh / s.ow must be set. Threads over output rows.
 void dwconv2d(const DwConv2dShape& s, const float* x, const float* w, const Epilogue& ep, float* y, Isa isa,

@@ -439,7 +439,7 @@ struct DwConvImpl {
     const bool nt = (flags & slimrt::kernels::kDwStream) && s.c % V::W == 0 &&
                     reinterpret_cast<uintptr_t>(y) % (sizeof(float) * V::W) == 0 &&
                     (ep.act == slimrt::Act::None || ep.act == slimrt::Act::Relu || ep.act == slimrt::Act::Relu6);
-    if (k3 && s.sw == 1 && V::W >= 16 && s.ow >= 2 * kSlideP && !(flags & slimrt::kernels::kDwStream)) rows3x3_slide(x, w, ep, y, s, r0, r1, nt, pf);
+    if (k3 && s.sw == 1 && V::W >= 16 && s.ow >= 2 * kSlideP && !(flags & (slimrt::kernels::kDwStream | slimrt::kernels::kDwDramInput))) rows3x3_slide(x, w, ep, y, s, r0, r1, nt, pf);
     else if (k3 && s.sw == 1) rows3x3<1, kP1>(x, w, ep, y, s, r0, r1, nt, pf);
     else if (k3 && s.sw == 2) rows3x3<2, kP2>(x, w, ep, y, s, r0, r1, nt, pf);
     else if (s.kw == 3) rows_t<3>(x, w, ep, y, s, r0, r1);

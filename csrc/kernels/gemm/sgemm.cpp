@@ -276,7 +276,8 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
   p.direct = j.rows && j.B->N <= kDirectMaxN && (j.rows->lda * static_cast<int64_t>(sizeof(float))) % 4096 != 0;
   // An output far bigger than the caches, written once (one K block, no C accumulation):
   // streaming stores save the read-for-ownership of each of its lines.
-  p.stream = p.nkb == 1 && !j.residual_is_c && M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
+  p.stream = p.nkb == 1 && !j.residual_is_c &&
+             (j.ep.stream || M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamBytes);
   // Likewise an A that big comes from DRAM. The packer reads MR rows at once, interleaved line
   // streams that the hardware prefetchers miss once rows span several lines (K >= 64), so
   // with one K block (A read once per row block) the next row block is fetched in software.
