@@ -1,5 +1,9 @@
 #include "ops/common.h"
 
+#include <algorithm>
+#include <atomic>
+
+#include "core/threadpool.h"
 #include "kernels/gemm/sgemm.h"
 
 namespace slimrt::ops {
@@ -70,6 +74,24 @@ kernels::Pool2dShape pool_shape(const kernels::Pool2dShape& window, const std::v
   s.n = x[0]; s.h = x[1]; s.w = x[2]; s.c = x[3];
   kernels::pool2d_output_size(s);
   return s;
+}
+
+FusedChunks::FusedChunks(int64_t rows_, int64_t ow, int64_t row_bytes) : rows(rows_) {
+  chunked = rows * row_bytes >= kFuseMinBytes;
+  R = chunked ? std::min(rows, std::max<int64_t>(1, std::min((kChunkPixels + ow - 1) / ow, kChunkBytes / row_bytes)))
+              : rows;
+  mid_bytes = static_cast<size_t>(R * row_bytes);
+}
+
+void FusedChunks::run(int threads, void* ws, size_t slot_bytes,
+                      const std::function<void(int64_t, int64_t, uint8_t*)>& fn) const {
+  const int64_t nchunks = (rows + R - 1) / R;
+  const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, nchunks)));
+  std::atomic<int64_t> next{0};
+  ThreadPool::global().run(T, T, [&](int64_t t) {
+    uint8_t* slot = static_cast<uint8_t*>(ws) + static_cast<size_t>(t) * slot_bytes;
+    for (int64_t ch; (ch = next.fetch_add(1)) < nchunks;) fn(ch * R, std::min(rows, ch * R + R), slot);
+  });
 }
 
 }  // namespace slimrt::ops

@@ -1,6 +1,7 @@
 // Helpers shared by op implementations (not by kernels).
 #pragma once
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -59,5 +60,26 @@ struct DepthwiseStage {
 // op's depthwise stage when op is a fp32 depthwise conv2d that fuses (channel multiplier 1, no
 // residual input), else null.
 const DepthwiseStage* depthwise_stage(const Op& op);
+
+// How a fused depthwise -> pointwise op (fp32 DwPointwiseOp, int8 QDwPointwiseOp) splits its work.
+// A depthwise output of at least kFuseMinBytes (about a core's L2) is computed chunk by chunk: R
+// output rows (of the flattened (n, oh) index) at a time into a per-thread buffer that stays in the
+// cache, about kChunkPixels pointwise GEMM rows (the GEMM's own row blocks are of that order, so its
+// weights are read about as often as unfused) and at most kChunkBytes. A smaller one is computed
+// whole, then the pointwise conv runs over it (as two separate nodes would).
+struct FusedChunks {
+  static constexpr int64_t kFuseMinBytes = int64_t{1} << 20;
+  static constexpr int64_t kChunkPixels = 256;
+  static constexpr int64_t kChunkBytes = int64_t{256} << 10;
+  int64_t rows = 0, R = 0;  // output rows and rows per chunk (rows when not chunked)
+  bool chunked = false;
+  size_t mid_bytes = 0;     // the depthwise output buffer: one chunk, or all of it
+  FusedChunks(int64_t rows, int64_t ow, int64_t row_bytes);
+  static size_t align(size_t b) { return (b + 63) / 64 * 64; }
+  // Calls fn(r0, r1, slot) for every chunk on up to `threads` threads; slot: this thread's
+  // slot_bytes of ws (64-byte aligned, the chunk buffer first).
+  void run(int threads, void* ws, size_t slot_bytes,
+           const std::function<void(int64_t r0, int64_t r1, uint8_t* slot)>& fn) const;
+};
 
 }  // namespace slimrt::ops

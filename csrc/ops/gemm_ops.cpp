@@ -1,7 +1,6 @@
 // dense, matmul and conv2d: the ops that run on the packed GEMM.
 // Weights are constants packed once per session for the session's ISA.
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 
 #include "core/threadpool.h"
@@ -271,16 +270,17 @@ class DwPointwiseOp : public Op {
     ops::check_residual(in, ridx_, out[0]);
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
-    const Geo g = geo(in[0]->shape);
-    if (g.chunked) return static_cast<size_t>(std::max(1, threads)) * slot_bytes(g);
+    const auto s = dw_.shape_of(in[0]->shape);
+    const ops::FusedChunks g = chunks(s);
+    if (g.chunked) return static_cast<size_t>(std::max(1, threads)) * slot_bytes(s, g);
     size_t pws = 0;
-    for (auto& w : pw_.w_) pws = std::max(pws, w->conv_workspace(pw_shape(g.s.n, g.s.oh, g.s.ow), threads));
-    return align(g.mid_bytes) + align(pws);
+    for (auto& w : pw_.w_) pws = std::max(pws, w->conv_workspace(pw_shape(s.n, s.oh, s.ow), threads));
+    return g.align(g.mid_bytes) + g.align(pws);
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
-    const Geo g = geo(in[0]->shape());
-    const kernels::DwConv2dShape& s = g.s;
+    const kernels::DwConv2dShape s = dw_.shape_of(in[0]->shape());
+    const ops::FusedChunks g = chunks(s);
     const float* x = in[0]->as<float>();
     float* y = out[0]->as<float>();
     Epilogue ep;
@@ -296,30 +296,22 @@ class DwPointwiseOp : public Op {
     if (!g.chunked) {
       auto* mid = reinterpret_cast<float*>(base);
       kernels::dwconv2d(s, x, dw_.w, dw_.ep, mid, dw_.isa, ctx.threads);
-      wm.conv(pw_shape(s.n, s.oh, s.ow), mid, y, ep, base + align(g.mid_bytes), ctx.threads);
+      wm.conv(pw_shape(s.n, s.oh, s.ow), mid, y, ep, base + g.align(g.mid_bytes), ctx.threads);
       return;
     }
     const kernels::DwConvKernels& dk = kernels::dwconv_kernels(dw_.isa);
     const unsigned flags = kernels::dwconv2d_flags(s, /*output_cached=*/true);
-    const int64_t row_floats = s.ow * dw_.c, nchunks = (g.rows + g.R - 1) / g.R;
-    const size_t slot = slot_bytes(g);
-    const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ctx.threads, nchunks)));
+    const int64_t row_floats = s.ow * dw_.c;
     // An output far bigger than the caches (a big batch) is written around them, as the unfused GEMM would.
-    const bool stream = g.rows * s.ow * pw_.o_ * static_cast<int64_t>(sizeof(float)) >= kStreamOutBytes;
-    std::atomic<int64_t> next{0};
-    ThreadPool::global().run(T, T, [&](int64_t t) {
-      uint8_t* my = base + static_cast<size_t>(t) * slot;
-      auto* mid = reinterpret_cast<float*>(my);
-      for (int64_t ch; (ch = next.fetch_add(1)) < nchunks;) {
-        const int64_t r0 = ch * g.R, r1 = std::min(g.rows, r0 + g.R);
-        // The row kernel writes output row r at y + r * row_floats: rows r0.. land at mid.
-        auto* yb = reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(mid) - static_cast<uintptr_t>(r0 * row_floats) * sizeof(float));
-        dk.rows(x, dw_.w, dw_.ep, yb, s, r0, r1, flags);
-        Epilogue e = ep;
-        e.stream = stream;
-        if (e.residual) e.residual += r0 * s.ow * pw_.o_;
-        wm.conv(pw_shape(1, r1 - r0, s.ow), mid, y + r0 * s.ow * pw_.o_, e, my + align(g.mid_bytes), 1);
-      }
+    ep.stream = g.rows * s.ow * pw_.o_ * static_cast<int64_t>(sizeof(float)) >= kStreamOutBytes;
+    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, uint8_t* slot) {
+      auto* mid = reinterpret_cast<float*>(slot);
+      // The row kernel writes output row r at y + r * row_floats: rows r0.. land at mid.
+      auto* yb = reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(mid) - static_cast<uintptr_t>(r0 * row_floats) * sizeof(float));
+      dk.rows(x, dw_.w, dw_.ep, yb, s, r0, r1, flags);
+      Epilogue e = ep;
+      if (e.residual) e.residual += r0 * s.ow * pw_.o_;
+      wm.conv(pw_shape(1, r1 - r0, s.ow), mid, y + r0 * s.ow * pw_.o_, e, slot + g.align(g.mid_bytes), 1);
     });
   }
   bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
@@ -330,40 +322,15 @@ class DwPointwiseOp : public Op {
   std::string kernel_name() const override { return variant_name(0); }
 
  private:
-  // Depthwise outputs at least this big (about a core's L2) run in chunks of output rows: about
-  // kChunkPixels GEMM rows per chunk (the GEMM's own row blocks are of that order, so its weights
-  // are read about as often as unfused), at most kChunkBytes of depthwise output (L2-resident).
-  static constexpr int64_t kFuseMinBytes = int64_t{1} << 20;
-  static constexpr int64_t kChunkPixels = 256;
-  static constexpr int64_t kChunkBytes = int64_t{256} << 10;
   static constexpr int64_t kStreamOutBytes = int64_t{8} << 20;
-  struct Geo {
-    kernels::DwConv2dShape s;
-    int64_t rows = 0, R = 0;  // output rows (n * oh) and rows per chunk
-    bool chunked = false;
-    size_t mid_bytes = 0;     // depthwise output buffer: all of it, or one chunk
-  };
-  static size_t align(size_t b) { return (b + 63) / 64 * 64; }
-  Geo geo(const std::vector<int64_t>& x) const {
-    Geo g;
-    g.s = dw_.shape_of(x);
-    g.rows = g.s.n * g.s.oh;
-    const int64_t row_bytes = g.s.ow * dw_.c * static_cast<int64_t>(sizeof(float));
-    g.chunked = g.rows * row_bytes >= kFuseMinBytes;
-    if (g.chunked) {
-      g.R = std::max<int64_t>(1, std::min((kChunkPixels + g.s.ow - 1) / g.s.ow, kChunkBytes / row_bytes));
-      g.R = std::min(g.R, g.rows);
-    } else {
-      g.R = g.rows;
-    }
-    g.mid_bytes = static_cast<size_t>(g.R * row_bytes);
-    return g;
+  ops::FusedChunks chunks(const kernels::DwConv2dShape& s) const {
+    return ops::FusedChunks(s.n * s.oh, s.ow, s.ow * dw_.c * static_cast<int64_t>(sizeof(float)));
   }
   // One thread's workspace in chunked mode: a chunk of depthwise output, then the GEMM's scratch.
-  size_t slot_bytes(const Geo& g) const {
+  size_t slot_bytes(const kernels::DwConv2dShape& s, const ops::FusedChunks& g) const {
     size_t pws = 0;
-    for (auto& w : pw_.w_) pws = std::max(pws, w->conv_workspace(pw_shape(1, g.R, g.s.ow), 1));
-    return align(g.mid_bytes) + align(pws);
+    for (auto& w : pw_.w_) pws = std::max(pws, w->conv_workspace(pw_shape(1, g.R, s.ow), 1));
+    return g.align(g.mid_bytes) + g.align(pws);
   }
   kernels::Conv2dShape pw_shape(int64_t n, int64_t h, int64_t w) const {
     kernels::Conv2dShape cs{};

@@ -122,27 +122,30 @@ struct QLayer {
     for (int64_t i = 0; i < n; ++i) w_scale[i] = w.scale.as<float>()[w.axis < 0 ? 0 : i];
   }
   DType out_dtype() const { return out.scale > 0.f ? DType::U8 : DType::F32; }
-  void check_residual(const std::vector<const TensorInfo*>& in, const TensorInfo& o) const {
-    if (ridx < 0) return;
-    const TensorInfo& r = *in[ridx];
+  // ri: where the residual sits in `in` (a fused op's inputs differ from the node's), -2: ridx.
+  void check_residual(const std::vector<const TensorInfo*>& in, const TensorInfo& o, int ri = -2) const {
+    if (ri == -2) ri = ridx;
+    if (ri < 0) return;
+    const TensorInfo& r = *in[ri];
     if ((r.dtype != DType::U8 && r.dtype != DType::F32) || r.shape != o.shape)
       shape_error("residual " + std::string(dtype_name(r.dtype)) + " " + shape_str(r.shape) +
                   " does not match the output " + shape_str(o.shape) + " (uint8 or float32)");
   }
-  kernels::Q8StaticEpilogue epilogue(const std::vector<const Tensor*>& in, int64_t ldr) const {
+  kernels::Q8StaticEpilogue epilogue(const std::vector<const Tensor*>& in, int64_t ldr, int ri = -2) const {
+    if (ri == -2) ri = ridx;
     kernels::Q8StaticEpilogue ep;
     ep.bias = bias;
     ep.act = act.first;
     ep.alpha = act.second;
     ep.out_scale = out.scale;
     ep.out_zero = out.zero;
-    if (ridx >= 0) {
-      if (in[ridx]->info.dtype == DType::U8) {
-        ep.residual_u8 = in[ridx]->as<uint8_t>();
+    if (ri >= 0) {
+      if (in[ri]->info.dtype == DType::U8) {
+        ep.residual_u8 = in[ri]->as<uint8_t>();
         ep.res_scale = res.scale;
         ep.res_zero = res.zero;
       } else {
-        ep.residual = in[ridx]->as<float>();
+        ep.residual = in[ri]->as<float>();
       }
       ep.ldr = ldr;
     }
@@ -198,7 +201,7 @@ SLIMRT_REGISTER_OP("qdense", [](BuildContext& c) { return std::make_unique<QDens
 // ---- qconv2d (NHWC) -------------------------------------------------------------------------
 class QConv2dOp : public Op {
  public:
-  explicit QConv2dOp(BuildContext& c) : isa_(c.isa) {
+  explicit QConv2dOp(BuildContext& c) : inputs_(c.node.inputs.size()), isa_(c.isa) {
     const TensorDef& w = int8_weight(c);
     if (w.shape.size() != 4) c.fail(Code::Format, "weight must be 4-D [O, KH, KW, C/groups], got " + shape_str(w.shape));
     o_ = w.shape[0];
@@ -263,10 +266,8 @@ class QConv2dOp : public Op {
            const RunContext& ctx) const override {
     const kernels::Q8StaticEpilogue ep = q_.epilogue(in, o_);
     if (dw_pack_) {
-      kernels::Q8DwEpilogue d;
+      kernels::Q8DwEpilogue d = dw_epilogue();
       static_cast<kernels::Q8StaticEpilogue&>(d) = ep;
-      d.x_zero = q_.x.zero;
-      d.mul = mul_.get();
       kernels::q8_dwconv2d(dw_shape(in[0]->shape()), in[0]->as<uint8_t>(), *dw_pack_, d, out[0]->data, ctx.threads);
       return;
     }
@@ -276,11 +277,21 @@ class QConv2dOp : public Op {
   bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == q_.ridx; }
   std::string kernel_name() const override {
     if (dw_pack_) return "q8_dwconv" + isa_suffix(isa_);
-    bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
-    return std::string(pointwise ? "q8_conv1x1_static" : "q8_conv_im2col_static") + isa_suffix(isa_);
+    return std::string(pointwise() ? "q8_conv1x1_static" : "q8_conv_im2col_static") + isa_suffix(isa_);
   }
+  std::unique_ptr<Op> fuse_producer(const Op& producer) const override;
 
  private:
+  friend class QDwPointwiseOp;
+  bool pointwise() const { return kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_; }
+  kernels::Q8DwEpilogue dw_epilogue() const {
+    kernels::Q8DwEpilogue d;
+    static_cast<kernels::Q8StaticEpilogue&>(d) = q_.epilogue({}, o_, -1);
+    d.x_zero = q_.x.zero;
+    d.mul = mul_.get();
+    return d;
+  }
+  size_t inputs_ = 0;  // the node's input count
   Isa isa_;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
   QLayer q_;
@@ -288,6 +299,81 @@ class QConv2dOp : public Op {
   std::unique_ptr<kernels::PackedQ8Dw> dw_pack_;
   AlignedPtr<float> mul_;
 };
+// ---- int8 depthwise conv + the 1x1 conv that alone reads its u8 output, as one op ----------------
+// The int8 twin of DwPointwiseOp (ops/gemm_ops.cpp), split the same way (ops::FusedChunks): a u8
+// depthwise output of >= 1 MB is made a few output rows at a time in a per-thread buffer that the
+// int8 GEMM consumes at once. Same kernels, same bytes as the two nodes run apart.
+class QDwPointwiseOp : public Op {
+ public:
+  QDwPointwiseOp(const QConv2dOp& dw, const QConv2dOp& pw)
+      : dw_(dw), pw_(pw), ridx_(pw.q_.ridx >= 0 ? static_cast<int>(dw.inputs_) + pw.q_.ridx - 1 : -1) {}
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    expect_u8(*in[0], "input");
+    const auto& x = in[0]->shape;
+    if (x.size() != 4) shape_error("input must be NHWC, got " + shape_str(x));
+    if (x[3] != dw_.o_) shape_error("input has " + std::to_string(x[3]) + " channels, weights expect " + std::to_string(dw_.o_));
+    const auto s = dw_.dw_shape(x);
+    out[0] = {pw_.q_.out_dtype(), {s.n, s.oh, s.ow, pw_.o_}};
+    pw_.q_.check_residual(in, out[0], ridx_);
+  }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    const auto s = dw_.dw_shape(in[0]->shape);
+    const ops::FusedChunks g = chunks(s);
+    if (g.chunked) return static_cast<size_t>(std::max(1, threads)) * slot_bytes(s, g);
+    return g.align(g.mid_bytes) + g.align(kernels::q8_conv2d_static_workspace(pw_shape(s.n, s.oh, s.ow), *pw_.pack_, threads));
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
+    const kernels::DwConv2dShape s = dw_.dw_shape(in[0]->shape());
+    const ops::FusedChunks g = chunks(s);
+    const uint8_t* x = in[0]->as<uint8_t>();
+    const kernels::Q8DwEpilogue de = dw_.dw_epilogue();
+    const kernels::Q8StaticEpilogue ep = pw_.q_.epilogue(in, pw_.o_, ridx_);
+    const QLayer& q = pw_.q_;
+    auto* base = static_cast<uint8_t*>(ws);
+    if (!g.chunked) {
+      kernels::q8_dwconv2d(s, x, *dw_.dw_pack_, de, base, ctx.threads);
+      kernels::q8_conv2d_static(pw_shape(s.n, s.oh, s.ow), base, q.x.scale, q.x.zero, *pw_.pack_, q.w_scale.get(), ep,
+                                out[0]->data, base + g.align(g.mid_bytes), ctx.threads);
+      return;
+    }
+    const size_t osz = q.out_dtype() == DType::U8 ? 1 : sizeof(float);
+    const int64_t O = pw_.o_;
+    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, uint8_t* slot) {
+      kernels::q8_dwconv2d_rows(s, x, *dw_.dw_pack_, de, slot, r0, r1);
+      kernels::Q8StaticEpilogue e = ep;
+      const int64_t off = r0 * s.ow * O;
+      if (e.residual) e.residual += off;
+      if (e.residual_u8) e.residual_u8 += off;
+      kernels::q8_conv2d_static(pw_shape(1, r1 - r0, s.ow), slot, q.x.scale, q.x.zero, *pw_.pack_, q.w_scale.get(), e,
+                                static_cast<uint8_t*>(out[0]->data) + off * osz, slot + g.align(g.mid_bytes), 1);
+    });
+  }
+  bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
+  std::string kernel_name() const override { return dw_.kernel_name() + "+" + pw_.kernel_name(); }
+
+ private:
+  ops::FusedChunks chunks(const kernels::DwConv2dShape& s) const { return ops::FusedChunks(s.n * s.oh, s.ow, s.ow * s.c); }
+  size_t slot_bytes(const kernels::DwConv2dShape& s, const ops::FusedChunks& g) const {
+    return g.align(g.mid_bytes) + g.align(kernels::q8_conv2d_static_workspace(pw_shape(1, g.R, s.ow), *pw_.pack_, 1));
+  }
+  kernels::Conv2dShape pw_shape(int64_t n, int64_t h, int64_t w) const {
+    std::vector<int64_t> x{n, h, w, pw_.cg_};
+    return pw_.shape_of(x);
+  }
+  const QConv2dOp& dw_;
+  const QConv2dOp& pw_;
+  int ridx_;
+};
+
+std::unique_ptr<Op> QConv2dOp::fuse_producer(const Op& producer) const {
+  const auto* dw = dynamic_cast<const QConv2dOp*>(&producer);
+  // A u8-output depthwise conv without residual into this 1x1 conv (int8 GEMM path).
+  if (!dw || !dw->dw_pack_ || dw->q_.ridx >= 0 || dw->q_.out_dtype() != DType::U8) return nullptr;
+  if (dw_pack_ || !pack_ || !pointwise() || groups_ != 1 || dw->o_ != cg_) return nullptr;
+  return std::make_unique<QDwPointwiseOp>(*dw, *this);
+}
+
 SLIMRT_REGISTER_OP("qconv2d", [](BuildContext& c) { return std::make_unique<QConv2dOp>(c); });
 
 // ---- qmax_pool / qglobal_avg_pool ------------------------------------------------------------

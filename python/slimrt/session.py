@@ -24,9 +24,10 @@ class Session:
     by ``slimrt tune`` for this CPU signature are reused without timing, tune or not.
 
     ``fuse=False``: run every node on its own kernel. By default a depthwise convolution and the
-    pointwise (1x1) convolution that alone reads its output run as one op, a few output rows at a
-    time, so the depthwise result stays in the cache instead of going out to memory and back
-    (only where that result is bigger than a core's L2 cache; the file keeps both nodes).
+    pointwise (1x1) convolution that alone reads its output (fp32, or static int8) run as one op, a
+    few output rows at a time, so the depthwise result stays in the cache instead of going out to
+    memory and back (only where that result is bigger than a core's L2 cache; the file keeps both
+    nodes; the outputs are the same bytes for int8, the same within float rounding for fp32).
 
     ``run`` releases the GIL; one session may be used from several threads at once.
     """

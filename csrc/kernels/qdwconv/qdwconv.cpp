@@ -65,8 +65,11 @@ std::unique_ptr<PackedQ8Dw> pack_q8_dw(const int8_t* wq, int64_t C, int kh, int 
   return p;
 }
 
-void q8_dwconv2d(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, const Q8DwEpilogue& ep, void* y,
-                 int threads) {
+namespace {
+
+// Validates the call and fills the row functions' arguments.
+detail::Q8DwArgs q8dw_args(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, const Q8DwEpilogue& ep,
+                           void* y) {
   if (s.mult != 1 || s.c != w.C || s.kh != w.kh || s.kw != w.kw) bad("q8_dwconv2d: shape does not match the weights");
   if (s.n < 0 || s.oh < 1 || s.ow < 1) bad("q8_dwconv2d: output size not set (dwconv2d_output_size)");
   if (!x || !y || !ep.mul) bad("q8_dwconv2d: null operand");
@@ -99,6 +102,25 @@ void q8_dwconv2d(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, 
   a.inv_out_scale = a.out_u8 ? 1.f / ep.out_scale : 1.f;
   a.out_zero = static_cast<float>(ep.out_zero);
   a.y = y;
+  return a;
+}
+
+}  // namespace
+
+void q8_dwconv2d_rows(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, const Q8DwEpilogue& ep, void* y,
+                      int64_t r0, int64_t r1) {
+  if (ep.residual || ep.residual_u8) bad("q8_dwconv2d_rows: no residual");
+  if (!(ep.out_scale > 0.f)) bad("q8_dwconv2d_rows: u8 output only");
+  if (r0 < 0 || r1 > s.n * s.oh || r0 > r1) bad("q8_dwconv2d_rows: rows out of range");
+  // The row functions write row r at a.y + r * OW * C bytes: shift the buffer so row r0 lands at y.
+  void* yb = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(y) - static_cast<uintptr_t>(r0 * s.ow * s.c));
+  detail::Q8DwArgs a = q8dw_args(s, x, w, ep, yb);
+  rows_for(w.isa)(a, r0, r1);
+}
+
+void q8_dwconv2d(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, const Q8DwEpilogue& ep, void* y,
+                 int threads) {
+  const detail::Q8DwArgs a = q8dw_args(s, x, w, ep, y);
   const detail::Q8DwRowsFn fn = rows_for(w.isa);
   const int64_t rows = s.n * s.oh;
   const int64_t per_row = s.ow * s.c * s.kh * s.kw;

@@ -60,5 +60,9 @@ struct Q8DwEpilogue : Q8StaticEpilogue {
 // y [N, OH, OW, C] uint8 or float (per ep.out_scale), rows C apart.
 void q8_dwconv2d(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, const Q8DwEpilogue& ep, void* y,
                  int threads);
+// Output rows [r0, r1) of the flattened (n, oh) index only, on the calling thread: row r lands at
+// y + (r - r0) * OW * C bytes (a fused op's chunk buffer); u8 output, no residual.
+void q8_dwconv2d_rows(const DwConv2dShape& s, const uint8_t* x, const PackedQ8Dw& w, const Q8DwEpilogue& ep, void* y,
+                      int64_t r0, int64_t r1);
 
 }  // namespace slimrt::kernels
