@@ -68,6 +68,20 @@ struct DwConvImpl {
     return V::min(e.hi, V::max(e.lo, acc));
   }
 
+  // The epilogue and the stores of a block of P pixels (pixel b at yo + b * C, channels [c, c + k)).
+  template <int P, bool FULL>
+  __attribute__((always_inline)) static void store_block(const T (&acc)[P], const EpiVec& ev, bool scale, bool bias,
+                                                         const Epi& ep, float* yo, const float* res, int64_t C,
+                                                         int64_t c, int k, bool nt) {
+#pragma GCC unroll 8
+    for (int b = 0; b < P; ++b) {
+      T v = finish<FULL>(acc[b], ev, scale, bias, res ? res + b * ep.ldr : nullptr, c, k);
+      if (FULL && nt) St::stream(yo + b * C + c, v);
+      else if (FULL) V::store(yo + b * C + c, v);
+      else V::store_n(yo + b * C + c, v, k);
+    }
+  }
+
   static void row_act(float* yr, int64_t n, const Epi& ep) {
     if (ep.act != slimrt::Act::None && ep.act != slimrt::Act::Relu && ep.act != slimrt::Act::Relu6)
       act_any<V>(yr, yr, n, ep.act, ep.alpha);
@@ -209,14 +223,7 @@ struct DwConvImpl {
 #pragma GCC unroll 3
         for (int kw = 0; kw < 3; ++kw) acc[b] = V::fma(in[b * S + kw], wv[kh][kw], acc[b]);
     }
-    const bool scale = ep.scale != nullptr, bias = ep.bias != nullptr;
-#pragma GCC unroll 8
-    for (int b = 0; b < P; ++b) {
-      T v = finish<FULL>(acc[b], ev, scale, bias, res ? res + b * ep.ldr : nullptr, c, k);
-      if (FULL && nt) St::stream(yo + b * C + c, v);
-      else if (FULL) V::store(yo + b * C + c, v);
-      else V::store_n(yo + b * C + c, v, k);
-    }
+    store_block<P, FULL>(acc, ev, ep.scale != nullptr, ep.bias != nullptr, ep, yo, res, C, c, k, nt);
   }
 
   template <int S, int P, bool FULL>
@@ -238,6 +245,36 @@ struct DwConvImpl {
     }
   }
 
+  // Output row r of a 3x3 kernel: its image's input, the output and residual rows, the first input
+  // row and the kernel rows [kh0, kh1) that lie inside the image.
+  struct Row3 {
+    const float* xi;
+    float* yr;
+    const float* resr;
+    int64_t oh, ih0;
+    int kh0, kh1;
+  };
+  static Row3 row3(const float* x, float* y, const Epi& ep, const Shape& s, int64_t r) {
+    Row3 q;
+    const int64_t n = r / s.oh;
+    q.oh = r % s.oh;
+    q.xi = x + n * s.h * s.w * s.c;
+    q.yr = y + r * s.ow * s.c;
+    q.ih0 = q.oh * s.sh - s.pt;
+    q.kh0 = 0;
+    q.kh1 = 3;
+    while (q.kh0 < q.kh1 && q.ih0 + q.kh0 < 0) ++q.kh0;
+    while (q.kh1 > q.kh0 && q.ih0 + q.kh1 - 1 >= s.h) --q.kh1;
+    q.resr = ep.residual ? ep.residual + r * s.ow * ep.ldr : nullptr;
+    return q;
+  }
+  // The nine weight vectors of channels [c, c + k).
+  static void load_w3(const float* w, int64_t C, int64_t c, int k, T (&wv)[3][3]) {
+    for (int kh = 0; kh < 3; ++kh)
+      for (int kw = 0; kw < 3; ++kw)
+        wv[kh][kw] = k == V::W ? V::load(w + (kh * 3 + kw) * C + c) : V::load_n(w + (kh * 3 + kw) * C + c, k);
+  }
+
   template <int S, int P>
   static void rows3x3(const float* x, const float* w, const Epi& ep, float* y, const Shape& s, int64_t r0,
                       int64_t r1, bool nt, bool pf) {
@@ -248,14 +285,7 @@ struct DwConvImpl {
     const int64_t lim = s.w - 1 + s.pl - 2;  // last interior pixel: ow*S - pl + 2 <= W - 1
     const int64_t ow_hi = lim < 0 ? 0 : lim / S + 1;
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / s.oh, oh = r % s.oh;
-      const float* xi = x + n * s.h * s.w * C;
-      float* yr = y + r * OW * C;
-      const int64_t ih0 = oh * s.sh - s.pt;
-      int kh0 = 0, kh1 = 3;
-      while (kh0 < kh1 && ih0 + kh0 < 0) ++kh0;
-      while (kh1 > kh0 && ih0 + kh1 - 1 >= s.h) --kh1;
-      const float* resr = ep.residual ? ep.residual + r * OW * ep.ldr : nullptr;
+      const auto [xi, yr, resr, oh, ih0, kh0, kh1] = row3(x, y, ep, s, r);
       // Rows ih0+3 .. ih0+3+S-1 (those inside the image) are new in the next output row.
       const int64_t ldh = s.w * C;
       const int64_t pf0 = ih0 + 3 < 0 ? 0 : ih0 + 3;
@@ -290,9 +320,7 @@ struct DwConvImpl {
         for (int64_t c = 0; c < C; c += V::W) {
           const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
           T wv[3][3];
-          for (int kh = 0; kh < 3; ++kh)
-            for (int kw = 0; kw < 3; ++kw)
-              wv[kh][kw] = k == V::W ? V::load(w + (kh * 3 + kw) * C + c) : V::load_n(w + (kh * 3 + kw) * C + c, k);
+          load_w3(w, C, c, k, wv);
           const EpiVec ev = epi_vec(ep, c, k);
           if (k == V::W)
             block_any<S, P, true>(pb, edge, xi, wv, ev, ep, yr + ow * C, res, s, ow * S - s.pl, ih0, kh0, kh1, c, k, nt);
@@ -318,9 +346,7 @@ struct DwConvImpl {
                                                          bool scale, bool bias, const Epi& ep, float* yo,
                                                          const float* res, int64_t C, int64_t W, int64_t col0,
                                                          int64_t c, int k, bool nt) {
-    T acc[P];
-#pragma GCC unroll 8
-    for (int b = 0; b < P; ++b) acc[b] = V::zero();
+    T acc[P] = {};  // zeros
 #pragma GCC unroll 3
     for (int kh = 0; kh < 3; ++kh) {
       if (kh < kh0 || kh >= kh1) continue;
@@ -340,13 +366,7 @@ struct DwConvImpl {
       carry[kh][0] = in[P];
       carry[kh][1] = in[P + 1];
     }
-#pragma GCC unroll 8
-    for (int b = 0; b < P; ++b) {
-      T v = finish<FULL>(acc[b], ev, scale, bias, res ? res + b * ep.ldr : nullptr, c, k);
-      if (FULL && nt) St::stream(yo + b * C + c, v);
-      else if (FULL) V::store(yo + b * C + c, v);
-      else V::store_n(yo + b * C + c, v, k);
-    }
+    store_block<P, FULL>(acc, ev, scale, bias, ep, yo, res, C, c, k, nt);
   }
 
   // pf_row: the input row the next output row adds (prefetched block by block, a row ahead), or null.
@@ -395,23 +415,14 @@ struct DwConvImpl {
                             int64_t r1, bool nt, bool pf) {
     const int64_t C = s.c, OW = s.ow, ldh = s.w * C;
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / s.oh, oh = r % s.oh;
-      const float* xi = x + n * s.h * s.w * C;
-      float* yr = y + r * OW * C;
-      const int64_t ih0 = oh * s.sh - s.pt;
-      int kh0 = 0, kh1 = 3;
-      while (kh0 < kh1 && ih0 + kh0 < 0) ++kh0;
-      while (kh1 > kh0 && ih0 + kh1 - 1 >= s.h) --kh1;
-      const float* resr = ep.residual ? ep.residual + r * OW * ep.ldr : nullptr;
+      const auto [xi, yr, resr, oh, ih0, kh0, kh1] = row3(x, y, ep, s, r);
       // The input row the next output row adds, fetched into L2 during the first channel pass, a
       // row ahead of its use (an input that comes from DRAM, a big batch, streams in meanwhile).
       const float* pf_row = pf && oh + 1 < s.oh && ih0 + 3 >= 0 && ih0 + 3 < s.h ? xi + (ih0 + 3) * ldh : nullptr;
       for (int64_t c = 0; c < C; c += V::W) {
         const int k = static_cast<int>(C - c < V::W ? C - c : V::W);
         T wv[3][3];
-        for (int kh = 0; kh < 3; ++kh)
-          for (int kw = 0; kw < 3; ++kw)
-            wv[kh][kw] = k == V::W ? V::load(w + (kh * 3 + kw) * C + c) : V::load_n(w + (kh * 3 + kw) * C + c, k);
+        load_w3(w, C, c, k, wv);
         const float* xrow[3];
         for (int kh = 0; kh < 3; ++kh) xrow[kh] = xi + (ih0 + kh) * ldh + c;  // used only for kh0 <= kh < kh1
         const EpiVec ev = epi_vec(ep, c, k);
