@@ -222,27 +222,30 @@ class Conv2dOp : public Op {
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
-    Epilogue ep;
-    ep.bias = bias_;
-    ep.act = act_.first;
-    ep.alpha = act_.second;
-    if (ridx_ >= 0) {
-      ep.residual = in[ridx_]->as<float>();
-      ep.ldr = o_;
-    }
-    w_[ctx.variant]->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), ep, ws, ctx.threads);
+    w_[ctx.variant]->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), epilogue(in, ridx_), ws,
+                          ctx.threads);
   }
   bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
   int num_variants() const override { return static_cast<int>(w_.size()); }
-  std::string variant_name(int v) const override {
-    bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
-    return w_[v]->conv_name(pointwise);
-  }
+  std::string variant_name(int v) const override { return w_[v]->conv_name(pointwise()); }
   std::string kernel_name() const override { return variant_name(0); }
   std::unique_ptr<Op> fuse_producer(const Op& producer) const override;
 
  private:
   friend class DwPointwiseOp;
+  bool pointwise() const { return kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_; }
+  // Bias, activation and the residual (input ri of `in`: a fused op's inputs differ from the node's).
+  Epilogue epilogue(const std::vector<const Tensor*>& in, int ri) const {
+    Epilogue ep;
+    ep.bias = bias_;
+    ep.act = act_.first;
+    ep.alpha = act_.second;
+    if (ri >= 0) {
+      ep.residual = in[ri]->as<float>();
+      ep.ldr = o_;
+    }
+    return ep;
+  }
   Isa isa_;
   int ridx_ = -1;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
@@ -283,14 +286,7 @@ class DwPointwiseOp : public Op {
     const ops::FusedChunks g = chunks(s);
     const float* x = in[0]->as<float>();
     float* y = out[0]->as<float>();
-    Epilogue ep;
-    ep.bias = pw_.bias_;
-    ep.act = pw_.act_.first;
-    ep.alpha = pw_.act_.second;
-    if (ridx_ >= 0) {
-      ep.residual = in[ridx_]->as<float>();
-      ep.ldr = pw_.o_;
-    }
+    Epilogue ep = pw_.epilogue(in, ridx_);
     const ops::WeightMatrix& wm = *pw_.w_[ctx.variant];
     auto* base = static_cast<uint8_t*>(ws);
     if (!g.chunked) {
@@ -332,12 +328,7 @@ class DwPointwiseOp : public Op {
     for (auto& w : pw_.w_) pws = std::max(pws, w->conv_workspace(pw_shape(1, g.R, s.ow), 1));
     return g.align(g.mid_bytes) + g.align(pws);
   }
-  kernels::Conv2dShape pw_shape(int64_t n, int64_t h, int64_t w) const {
-    kernels::Conv2dShape cs{};
-    cs.N = n; cs.H = h; cs.W = w; cs.C = dw_.c; cs.O = pw_.o_; cs.KH = 1; cs.KW = 1;
-    cs.stride_h = 1; cs.stride_w = 1; cs.dil_h = 1; cs.dil_w = 1; cs.groups = 1;
-    return cs;
-  }
+  kernels::Conv2dShape pw_shape(int64_t n, int64_t h, int64_t w) const { return pw_.shape_of({n, h, w, dw_.c}); }
 
   ops::DepthwiseStage dw_;  // pointers into the depthwise op, which the Program keeps
   const Conv2dOp& pw_;
@@ -346,8 +337,7 @@ class DwPointwiseOp : public Op {
 
 std::unique_ptr<Op> Conv2dOp::fuse_producer(const Op& producer) const {
   const ops::DepthwiseStage* dw = ops::depthwise_stage(producer);
-  const bool pointwise = kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && groups_ == 1 && !pt_ && !pl_ && !pb_ && !pr_;
-  if (!dw || !pointwise || dw->c != cg_) return nullptr;
+  if (!dw || !pointwise() || groups_ != 1 || dw->c != cg_) return nullptr;
   return std::make_unique<DwPointwiseOp>(*dw, *this);
 }
 

@@ -247,15 +247,19 @@ class QConv2dOp : public Op {
     kernels::dwconv2d_output_size(d);
     return d;
   }
-  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
-    expect_u8(*in[0], "input");
-    const auto& s = in[0]->shape;
+  // The output shape for a u8 NHWC input (shape_error on a bad one).
+  std::vector<int64_t> out_shape(const TensorInfo& x) const {
+    expect_u8(x, "input");
+    const auto& s = x.shape;
     if (s.size() != 4) shape_error("input must be NHWC, got " + shape_str(s));
     if (s[3] != cg_ * groups_)
       shape_error("input has " + std::to_string(s[3]) + " channels, weights expect " + std::to_string(cg_ * groups_));
     int64_t oh = ops::conv_out(s[1], kh_, sh_, dh_, pt_, pb_), ow = ops::conv_out(s[2], kw_, sw_, dw_, pl_, pr_);
     if (oh <= 0 || ow <= 0) shape_error("input " + shape_str(s) + " is smaller than the kernel");
-    out[0] = {q_.out_dtype(), {s[0], oh, ow, o_}};
+    return {s[0], oh, ow, o_};
+  }
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    out[0] = {q_.out_dtype(), out_shape(*in[0])};
     q_.check_residual(in, out[0]);
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
@@ -308,12 +312,9 @@ class QDwPointwiseOp : public Op {
   QDwPointwiseOp(const QConv2dOp& dw, const QConv2dOp& pw)
       : dw_(dw), pw_(pw), ridx_(pw.q_.ridx >= 0 ? static_cast<int>(dw.inputs_) + pw.q_.ridx - 1 : -1) {}
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
-    expect_u8(*in[0], "input");
-    const auto& x = in[0]->shape;
-    if (x.size() != 4) shape_error("input must be NHWC, got " + shape_str(x));
-    if (x[3] != dw_.o_) shape_error("input has " + std::to_string(x[3]) + " channels, weights expect " + std::to_string(dw_.o_));
-    const auto s = dw_.dw_shape(x);
-    out[0] = {pw_.q_.out_dtype(), {s.n, s.oh, s.ow, pw_.o_}};
+    std::vector<int64_t> y = dw_.out_shape(*in[0]);  // the depthwise output, then the pointwise conv's
+    y[3] = pw_.o_;
+    out[0] = {pw_.q_.out_dtype(), y};
     pw_.q_.check_residual(in, out[0], ridx_);
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
@@ -357,10 +358,7 @@ class QDwPointwiseOp : public Op {
   size_t slot_bytes(const kernels::DwConv2dShape& s, const ops::FusedChunks& g) const {
     return g.align(g.mid_bytes) + g.align(kernels::q8_conv2d_static_workspace(pw_shape(1, g.R, s.ow), *pw_.pack_, 1));
   }
-  kernels::Conv2dShape pw_shape(int64_t n, int64_t h, int64_t w) const {
-    std::vector<int64_t> x{n, h, w, pw_.cg_};
-    return pw_.shape_of(x);
-  }
+  kernels::Conv2dShape pw_shape(int64_t n, int64_t h, int64_t w) const { return pw_.shape_of({n, h, w, pw_.cg_}); }
   const QConv2dOp& dw_;
   const QConv2dOp& pw_;
   int ridx_;
