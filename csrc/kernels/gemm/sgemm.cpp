@@ -192,13 +192,16 @@ UkEpilogue base_epilogue(const Epilogue& ep, bool residual_is_c) {
 // M == 1: panels in groups of kGemvGroup (the gemv kernels' stream count), split over threads;
 // group boundaries do not depend on the thread count, so neither do the results.
 constexpr int64_t kGemvGroup = 4;
+// Packed B at least this big streams from DRAM on the development CPU (Zen 4, 32 MB L3); the
+// GEMV then splits into several chunks per thread. A constant, not read from cpuid.
+constexpr int64_t kGemvDramBytes = int64_t{24} << 20;
 
 void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgemmB& B, float* C,
                 const Epilogue& ep, bool residual_is_c, int threads) {
   const int64_t K = B.K, N = B.N, np = B.panels, nr = kr.nr;
   const int64_t ngroups = (np + kGemvGroup - 1) / kGemvGroup;
   const int64_t group_flops = 2 * std::max<int64_t>(1, K) * nr * kGemvGroup;
-  const bool dram = np * K * nr * static_cast<int64_t>(sizeof(float)) >= detail::kGemvDramBytes;
+  const bool dram = np * K * nr * static_cast<int64_t>(sizeof(float)) >= kGemvDramBytes;
   // Cache-resident weights: one chunk per thread (the caller starts on chunk 0, so on 2 cores each
   // core reads the same half on every call, from its own L2; K=N=512 at 2 threads: 17.8 us on one
   // thread -> 9.6-10.3 us; 1024^2 31.9 -> 29.7 us against 4 chunks per thread). From DRAM:
@@ -216,7 +219,7 @@ void sgemm_gemv(const detail::SgemmKernels& kr, const float* A, const PackedSgem
     if (e.scale) e.scale += n0;
     if (e.residual) e.residual += n0;
     const int64_t last_ncols = std::min<int64_t>(nr, N - (p1 - 1) * nr);
-    kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e, dram && threads <= 1);
+    kr.gemv(K, A, B.data.get() + p0 * K * nr, p1 - p0, last_ncols, C + n0, e);
   });
 }
 

@@ -6,8 +6,7 @@
 //            columns runs the one-vector tile.
 //   gemv:    one row of A times consecutive panels over the full K: groups of
 //            four panels (four streams, one FMA chain per element), a lone
-//            panel with four chains (k mod 4) added at the end. `dram` is
-//            ignored: the light prefetch serves every size.
+//            panel with four chains (k mod 4) added at the end.
 // Rounding: each element is a chain of FMAs in k order (see gemv for the
 // exception), then the epilogue in the documented order. The driver hands
 // gemv panel ranges aligned to groups of four, so results do not depend on
@@ -26,7 +25,6 @@ struct V : VecAvx2 {
   using Mask = __m256i;  // all-ones lanes active
   static constexpr int W = 8, kMR = avx2::kMR, kNR = avx2::kNR;
   static constexpr int kPrefetchRows = 16;  // ukernel: panel rows ahead of the stream
-  static constexpr bool kGemvDram = false;
   static Vec load(const float* p) { return _mm256_load_ps(p); }  // aligned
   static Mask mask(int64_t n) {
     int k = n <= 0 ? 0 : (n >= 8 ? 8 : static_cast<int>(n));

@@ -6,8 +6,7 @@
 //            columns runs the one-vector tile.
 //   gemv:    one row of A times consecutive panels over the full K: groups of
 //            four panels (four streams, one FMA chain per element), a lone
-//            panel with four chains (k mod 4) added at the end. With `dram`
-//            the grouped loop prefetches both lines of every row 16 KB ahead.
+//            panel with four chains (k mod 4) added at the end.
 // Rounding: each element is a chain of FMAs in k order (see gemv for the
 // exception), then the epilogue in the documented order. The driver hands
 // gemv panel ranges aligned to groups of four, so results do not depend on
@@ -29,7 +28,6 @@ struct V : VecAvx512 {
   using Mask = __mmask16;
   static constexpr int W = 16, kMR = avx512::kMR, kNR = avx512::kNR;
   static constexpr int kPrefetchRows = 32;  // ukernel: panel rows ahead of the stream
-  static constexpr bool kGemvDram = true;
   static Vec load(const float* p) { return _mm512_load_ps(p); }  // aligned
   static Mask mask(int64_t n) {
     return n >= 16 ? static_cast<__mmask16>(0xFFFF)

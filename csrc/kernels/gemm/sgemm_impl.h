@@ -6,7 +6,7 @@
 // V must provide (all static inline):
 //   types   Vec (float vector), Mask (lane mask for partial columns)
 //   consts  W (lanes), kMR, kNR (tile, from sgemm_internal.h), kPrefetchRows (ukernel: panel rows
-//           ahead of the stream), kGemvDram (gemv honours `dram`: far prefetch of both lines)
+//           ahead of the stream)
 //   ops     zero(), set1(float), load(p) (64-byte aligned), fma(a, b, c) = a*b + c, add, mul,
 //           min, max, mask(n) (lanes i < n active), maskload(p, m) (inactive lanes 0),
 //           maskstore(p, m, x), leaky(x, alpha) (x < 0 ? x*alpha : x)
@@ -15,8 +15,7 @@
 namespace {
 
 constexpr int NV = V::kNR / V::W;    // vectors per tile row
-constexpr int kPrefetch = 1024;        // gemv: floats ahead of the stream (4 KB)
-constexpr int kPrefetchStream = 4096;  // gemv over DRAM-resident panels (16 KB)
+constexpr int kPrefetch = 1024;  // gemv's lone panel: floats ahead of its one stream (4 KB)
 static_assert(V::kNR % V::W == 0, "panel width must be a multiple of the vector width");
 static_assert(V::kNR % 16 == 0, "gemv prefetches one 64-byte line per 4 panel rows of 16 floats");
 
@@ -150,16 +149,14 @@ inline UkEpilogue epilogue_at(const UkEpilogue& ep, int64_t n0) {
 }
 
 void gemv_body(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-               const UkEpilogue& ep, bool dram) {
+               const UkEpilogue& ep) {
   // Four panels at a time: four sequential streams, 4 * NV independent FMA chains. Four streams
-  // keep enough lines in flight from L2 and L3 without software prefetch (which slowed them:
-  // alternating processes, 1 thread 1024^2 49.0 -> 46.4 us, 4096x512 95.6 -> 90.7; 2 threads
-  // 4096x1024 123 -> 101). From DRAM on one thread (far, see kGemvDramBytes; ISAs with
-  // kGemvDram) both lines of every row are prefetched 16 KB ahead (1 thread 4096^2: 2.55 ms
-  // against 2.64 without); the driver leaves that off with more threads (2 threads: 1.76 ms
-  // without, 2.02 with).
+  // keep enough lines in flight from L2, L3 and DRAM without software prefetch, which slowed
+  // every level: alternating processes, 1 thread 1024^2 49.0 -> 46.4 us, 4096x512 95.6 -> 90.7,
+  // 2 threads 4096x1024 123 -> 101; from DRAM (both lines of every row 16 KB ahead) 1 thread
+  // 4096^2 / 8192x4096 GF/s 9.9 / 10.6 -> 13.2 / 12.6 and 13.9 / 12.3 -> 14.6 / 14.4 in two
+  // 6- and 12-round A/Bs, 2 threads 1.76 vs 2.02 ms.
   constexpr int P = 4;
-  const bool stream = V::kGemvDram && dram;
   int64_t p = 0;
   for (; p + P <= npanels; p += P) {
     const float* bp = b + p * K * V::kNR;
@@ -170,10 +167,6 @@ void gemv_body(int64_t K, const float* a, const float* b, int64_t npanels, int64
       const auto av = V::set1(a[k]);
       for (int q = 0; q < P; ++q) {
         const float* bq = bp + q * K * V::kNR + k * V::kNR;
-        if (stream) {  // both lines of this row, far ahead: DRAM latency x bandwidth needs it
-          prefetch(bq + kPrefetchStream);
-          prefetch(bq + kPrefetchStream + 16);
-        }
         for (int v = 0; v < NV; ++v) acc[q][v] = V::fma(av, V::load(bq + V::W * v), acc[q][v]);
       }
     }
@@ -222,8 +215,8 @@ void f32_gemm_ukernel_a(int64_t rows, int64_t kc, const float* a, int64_t lda, c
 }
 
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-                     const UkEpilogue& ep, bool dram) {
-  gemv_body(K, a, b, npanels, last_ncols, c, ep, dram);
+                     const UkEpilogue& ep) {
+  gemv_body(K, a, b, npanels, last_ncols, c, ep);
 }
 
 // 4 rows x 4 k at a time through a 4x4 SSE register transpose; leftover rows/k one by one.

@@ -45,16 +45,9 @@ using UkernelAFn = void (*)(int64_t rows, int64_t kc, const float* a, int64_t ld
                             int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 // One row of A times `npanels` consecutive packed panels over the full K:
 // c[j] for j < (npanels-1)*NR + last_ncols, epilogue as for a last K block
-// (ep.accumulate may be true: c is then added to the sum). dram: the panels stream from DRAM into
-// one thread (the whole matrix is bigger than the last-level cache, kGemvDramBytes, and the call
-// runs on one thread): the kernel then prefetches them far ahead.
+// (ep.accumulate may be true: c is then added to the sum).
 using GemvFn = void (*)(int64_t K, const float* a, const float* b, int64_t npanels,
-                        int64_t last_ncols, float* c, const UkEpilogue& ep, bool dram);
-// Packed B at least this big streams from DRAM on the development CPU (Zen 4, 32 MB L3): below it the
-// panels come from L3 and far prefetches only cost (1 thread, M = 1: 1024^2 51 vs 83 us, 16 MB
-// 260-280 vs 380-410 us); above it they pay on one thread (4096^2 2.55 vs 2.64 ms) and cost on two
-// (1.76 ms without, 2.02 with). A constant, not read from cpuid.
-constexpr int64_t kGemvDramBytes = int64_t{24} << 20;
+                        int64_t last_ncols, float* c, const UkEpilogue& ep);
 using ActFn = void (*)(float* x, int64_t n, Act act, float alpha);
 // dst[k*mr + r] = src[r][k] for r < rows (<= mr), k < len: one K segment of an A tile.
 using PackRowsFn = void (*)(const float* const* src, int rows, int64_t len, float* dst, int mr);
@@ -81,7 +74,7 @@ void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, 
 void f32_gemm_ukernel_a(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                         int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-          const UkEpilogue& ep, bool dram);
+          const UkEpilogue& ep);
 void f32_act_inplace(float* x, int64_t n, Act act, float alpha);
 void f32_pack_rows(const float* const* src, int rows, int64_t len, float* dst, int mr);
 }  // namespace avx2
@@ -93,7 +86,7 @@ void f32_gemm_ukernel(int64_t rows, int64_t kc, const float* a, const float* b, 
 void f32_gemm_ukernel_a(int64_t rows, int64_t kc, const float* a, int64_t lda, const float* b, float* c,
                         int64_t ldc, int64_t ncols, const UkEpilogue& ep);
 void f32_gemv_panels(int64_t K, const float* a, const float* b, int64_t npanels, int64_t last_ncols, float* c,
-          const UkEpilogue& ep, bool dram);
+          const UkEpilogue& ep);
 void f32_act_inplace(float* x, int64_t n, Act act, float alpha);
 void f32_pack_rows(const float* const* src, int rows, int64_t len, float* dst, int mr);
 }  // namespace avx512
