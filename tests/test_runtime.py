@@ -107,6 +107,42 @@ def test_depthwise_pointwise_fusion(rng, n, hw, c, s):
     assert not any("+" in k for _, _, k in slimrt.Session(m).kernels(x.shape))
 
 
+@pytest.mark.parametrize("n,hw,c,e,s", [(3, 6, 8, 24, 1), (2, 48, 16, 96, 1), (3, 45, 8, 64, 2), (1, 96, 8, 48, 1)],
+                         ids=["small", "chunked", "chunked-s2", "one-image"])  # expansions of 10 KB, 1.7 MB, 1.5 MB, 1.7 MB
+def test_expand_depthwise_pointwise_fusion(rng, n, hw, c, e, s):
+    """An inverted residual block (1x1 expansion + relu6 -> depthwise 3x3 + relu6 -> 1x1 projection
+    + residual) whose intermediate values nothing else reads runs as one op
+    ("conv1x1_..+dwconv_..+.."): a small expansion whole, one of >= 1 MB a few rows at a time per
+    thread (runs of one image split across threads at batch 1). The reference's outputs on every
+    ISA, the unfused session's within float tolerance, threads 1 and 2 bitwise identical. An
+    expansion that a graph output or a second node also reads stays a node of its own."""
+    m = Model(inputs=[("x", (None, hw, hw, c))])
+    a = m.add_node("conv2d", ["x", m.add_constant("we", rnd(rng, e, 1, 1, c, scale=0.3)), m.add_constant("be", rnd(rng, e))],
+                   dict(act="relu6"))
+    d = m.add_node("conv2d", [a, m.add_constant("wd", rnd(rng, e, 3, 3, 1, scale=0.4)), m.add_constant("bd", rnd(rng, e))],
+                   dict(strides=[s, s], pads=[1, 1, 1, 1], groups=e, act="relu6"))
+    ins = [d, m.add_constant("wp", rnd(rng, c, 1, 1, e, scale=0.2)), m.add_constant("bp", rnd(rng, c))]
+    y = m.add_node("conv2d", ins + ["x"], dict(residual=1)) if s == 1 else m.add_node("conv2d", ins)
+    m.outputs = [y]
+    x = rnd(rng, n, hw, hw, c)
+    check(m, x)
+    for isa in ISAS:
+        runs = {}
+        for t in (1, 2):
+            fs = slimrt.Session(m, isa=isa, threads=t)
+            fused = [k for _, _, k in fs.kernels(x.shape) if "+" in k]
+            assert len(fused) == 1 and fused[0].count("+") == 2 and "+dwconv_" in fused[0], fs.kernels(x.shape)
+            runs[t] = fs.run(x)[0]
+        np.testing.assert_array_equal(runs[1], runs[2])
+        close(runs[1], slimrt.Session(m, isa=isa, fuse=False).run(x)[0], 1e-6)
+    for outs in ([y, a], [m.add_node("add", [y, m.add_node("conv2d", [a, m.add_constant("wq", rnd(rng, c, 1, 1, e))],
+                                                               dict(strides=[s, s]))])]):
+        m.outputs = outs  # the expansion is a graph output too / a second node reads it
+        fused = [k for _, _, k in slimrt.Session(m).kernels(x.shape) if "+" in k]
+        assert len(fused) == 1 and fused[0].startswith("dwconv_"), fused
+        check(m, x, isas=ISAS[-1:], threads=(2,))
+
+
 @pytest.mark.parametrize("n,hw,c,s", [(3, 6, 24, 1), (4, 64, 64, 1), (9, 90, 64, 2)],
                          ids=["small", "chunked", "chunked-s2"])  # u8 depthwise outputs of 3.4 KB, 1 MiB, 1.1 MiB
 def test_int8_depthwise_pointwise_fusion(rng, n, hw, c, s):

@@ -22,6 +22,11 @@ enum class Act : int32_t {
 };
 constexpr int kNumActs = 12;
 
+// Outputs at least this big (a quarter of the development CPU's 32 MB L3) are written with streaming
+// stores by the kernels that can (fp32 GEMM, depthwise conv): the next layer finds them in DRAM
+// either way. Fused ops that write such an output piece by piece set Epilogue::stream by it.
+constexpr int64_t kStreamOutputBytes = int64_t{8} << 20;
+
 // What a GEMM/conv kernel does to each output element before storing it:
 //   y[m][n] = act(acc[m][n] * (scale ? scale[n] : 1) + (bias ? bias[n] : 0)
 //                 + (residual ? residual[m*ldr + n] : 0))

@@ -76,10 +76,13 @@ kernels::Pool2dShape pool_shape(const kernels::Pool2dShape& window, const std::v
   return s;
 }
 
+int64_t FusedChunks::chunk_rows(int64_t rows, int64_t ow, int64_t row_bytes) {
+  return std::min(rows, std::max<int64_t>(1, std::min((kChunkPixels + ow - 1) / ow, kChunkBytes / row_bytes)));
+}
+
 FusedChunks::FusedChunks(int64_t rows_, int64_t ow, int64_t row_bytes) : rows(rows_) {
   chunked = rows * row_bytes >= kFuseMinBytes;
-  R = chunked ? std::min(rows, std::max<int64_t>(1, std::min((kChunkPixels + ow - 1) / ow, kChunkBytes / row_bytes)))
-              : rows;
+  R = chunked ? chunk_rows(rows, ow, row_bytes) : rows;
   mid_bytes = static_cast<size_t>(R * row_bytes);
 }
 

@@ -75,6 +75,8 @@ struct FusedChunks {
   bool chunked = false;
   size_t mid_bytes = 0;     // the depthwise output buffer: one chunk, or all of it
   FusedChunks(int64_t rows, int64_t ow, int64_t row_bytes);
+  // Rows per chunk of `rows` output rows of ow pixels and row_bytes bytes (the rule above).
+  static int64_t chunk_rows(int64_t rows, int64_t ow, int64_t row_bytes);
   static size_t align(size_t b) { return (b + 63) / 64 * 64; }
   // Calls fn(r0, r1, slot) for every chunk on up to `threads` threads; slot: this thread's
   // slot_bytes of ws (64-byte aligned, the chunk buffer first).

@@ -1,6 +1,7 @@
 // dense, matmul and conv2d: the ops that run on the packed GEMM.
 // Weights are constants packed once per session for the session's ISA.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/threadpool.h"
@@ -175,7 +176,7 @@ SLIMRT_REGISTER_OP("matmul", [](BuildContext& c) { return std::make_unique<Matmu
 // ---- conv2d (NHWC) on the packed GEMM ------------------------------------------------
 class Conv2dOp : public Op {
  public:
-  Conv2dOp(BuildContext& c) : isa_(c.isa) {
+  Conv2dOp(BuildContext& c) : isa_(c.isa), ninputs_(c.node.inputs.size()) {
     auto dims = ops::conv_weight_dims(c);
     o_ = dims[0];
     kh_ = dims[1];
@@ -233,6 +234,7 @@ class Conv2dOp : public Op {
 
  private:
   friend class DwPointwiseOp;
+  friend class ExpandDwPointwiseOp;
   bool pointwise() const { return kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_; }
   // Bias, activation and the residual (input ri of `in`: a fused op's inputs differ from the node's).
   Epilogue epilogue(const std::vector<const Tensor*>& in, int ri) const {
@@ -247,6 +249,7 @@ class Conv2dOp : public Op {
     return ep;
   }
   Isa isa_;
+  size_t ninputs_;  // the node's input count
   int ridx_ = -1;
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
   // [native format, when tuning: its fp32 decoding, or for a dense fp32 weight the other fp32 path]
@@ -299,7 +302,7 @@ class DwPointwiseOp : public Op {
     const unsigned flags = kernels::dwconv2d_flags(s, /*output_cached=*/true);
     const int64_t row_floats = s.ow * dw_.c;
     // An output far bigger than the caches (a big batch) is written around them, as the unfused GEMM would.
-    ep.stream = g.rows * s.ow * pw_.o_ * static_cast<int64_t>(sizeof(float)) >= kStreamOutBytes;
+    ep.stream = g.rows * s.ow * pw_.o_ * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes;
     g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, uint8_t* slot) {
       auto* mid = reinterpret_cast<float*>(slot);
       // The row kernel writes output row r at y + r * row_floats: rows r0.. land at mid.
@@ -316,9 +319,10 @@ class DwPointwiseOp : public Op {
     return std::string("dwconv_") + isa_name(dw_.isa) + "+" + pw_.variant_name(v);
   }
   std::string kernel_name() const override { return variant_name(0); }
+  std::unique_ptr<Op> fuse_producer(const Op& producer) const override;
 
  private:
-  static constexpr int64_t kStreamOutBytes = int64_t{8} << 20;
+  friend class ExpandDwPointwiseOp;
   ops::FusedChunks chunks(const kernels::DwConv2dShape& s) const {
     return ops::FusedChunks(s.n * s.oh, s.ow, s.ow * dw_.c * static_cast<int64_t>(sizeof(float)));
   }
@@ -334,6 +338,151 @@ class DwPointwiseOp : public Op {
   const Conv2dOp& pw_;
   int ridx_;
 };
+
+// ---- pointwise expansion + depthwise + pointwise projection, as one op (an inverted residual block) -----
+// DwPointwiseOp::fuse_producer builds it when the depthwise input is a pointwise conv's output that
+// nothing else reads. An expansion output of at least FusedChunks::kFuseMinBytes is never written
+// whole: the work is split into runs of depthwise output rows of one image (a few per thread), and
+// each thread walks its run a chunk of rows at a time, computing just the expansion rows that chunk
+// reads into a buffer that slides down the image (rows shared with the previous chunk are kept, so
+// each is computed once per run, plus the kernel's halo at the start of a run), then the depthwise
+// rows and the projection, all in L2. A smaller expansion runs whole, then the DwPointwiseOp.
+// Inputs: the expansion node's (x first), then the DwPointwiseOp's inputs 1.. (the depthwise node's,
+// then the projection node's).
+class ExpandDwPointwiseOp : public Op {
+ public:
+  ExpandDwPointwiseOp(const Conv2dOp& ex, const DwPointwiseOp& dp)
+      : ex_(ex), dp_(dp), shift_(ex.ninputs_ - 1) {}
+
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    std::vector<TensorInfo> e(1);
+    ex_.infer(in, e);  // x against the expansion (it reads input 0 only: no residual)
+    dp_.infer(dp_inputs(in, &e[0]), out);
+  }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    const Geometry g = geometry(in[0]->shape);
+    if (g.chunked) return static_cast<size_t>(std::max(1, threads)) * g.slot_bytes;
+    TensorInfo e{DType::F32, g.e};
+    return align(g.e_bytes) + std::max(ex_.w_[0]->conv_workspace(ex_.shape_of(in[0]->shape), threads),
+                                       dp_.workspace(dp_inputs(in, &e), threads));
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
+    const std::vector<int64_t>& xs = in[0]->shape();
+    const Geometry g = geometry(xs);
+    const float* x = in[0]->as<float>();
+    auto* base = static_cast<uint8_t*>(ws);
+    const Epilogue eep = ex_.epilogue(in, -1);
+    if (!g.chunked) {
+      Tensor e{{DType::F32, g.e}, base};
+      ex_.w_[0]->conv(ex_.shape_of(xs), x, e.as<float>(), eep, base + align(g.e_bytes), ctx.threads);
+      std::vector<const Tensor*> din{&e};
+      din.insert(din.end(), in.begin() + 1 + shift_, in.end());
+      dp_.run(din, out, base + align(g.e_bytes), ctx);
+      return;
+    }
+    const kernels::DwConv2dShape& s = g.s;
+    const int64_t H = s.h, W = s.w, cin = xs[3], C = dp_.dw_.c, O = dp_.pw_.o_;
+    const int64_t erow = W * C, mrow = s.ow * C;  // floats of an expansion row, a depthwise output row
+    const kernels::DwConvKernels& dk = kernels::dwconv_kernels(dp_.dw_.isa);
+    const ops::WeightMatrix& ew = *ex_.w_[0];
+    const ops::WeightMatrix& pw = *dp_.pw_.w_[ctx.variant];
+    float* y = out[0]->as<float>();
+    Epilogue pep = dp_.pw_.epilogue(in, dp_.ridx_ >= 0 ? dp_.ridx_ + static_cast<int>(shift_) : -1);
+    pep.stream = s.n * s.oh * s.ow * O * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes;
+    const int64_t cpi = (s.oh + g.R - 1) / g.R;  // chunks per image
+    const int T = std::max(1, ctx.threads);
+    // runs per image: one when there are images enough to share out, else a few per thread
+    const int64_t rpi = T == 1 ? 1 : std::min(cpi, std::max<int64_t>(1, (4 * T + s.n - 1) / s.n));
+    const int64_t nruns = s.n * rpi;
+    std::atomic<int64_t> next{0};
+    ThreadPool::global().run(std::min<int64_t>(T, nruns), T, [&](int64_t t) {
+      uint8_t* slot = base + static_cast<size_t>(t) * g.slot_bytes;
+      float* ebuf = reinterpret_cast<float*>(slot);
+      float* mid = reinterpret_cast<float*>(slot + align(g.ebuf_bytes));
+      uint8_t* scratch = slot + align(g.ebuf_bytes) + align(g.mid_bytes);
+      for (int64_t run; (run = next.fetch_add(1)) < nruns;) {
+        const int64_t n = run / rpi, q = run % rpi;
+        int64_t ea = 0, eb = 0;  // expansion rows [ea, eb) of image n held in ebuf
+        for (int64_t c = q * cpi / rpi; c < (q + 1) * cpi / rpi; ++c) {
+          const int64_t r0 = c * g.R, r1 = std::min(s.oh, r0 + g.R);
+          const int64_t a = std::max<int64_t>(0, r0 * s.sh - s.pt);
+          const int64_t b = std::min(H, (r1 - 1) * s.sh - s.pt + (s.kh - 1) * s.dh + 1);
+          const int64_t keep = eb > a && a >= ea ? eb - a : 0;  // rows [a, eb) already there
+          if (keep && a > ea) std::memmove(ebuf, ebuf + (a - ea) * erow, sizeof(float) * keep * erow);
+          if (b > a + keep)
+            ew.conv(ex_.shape_of({1, b - a - keep, W, cin}), x + ((n * H + a + keep) * W) * cin, ebuf + keep * erow,
+                    eep, scratch, 1);
+          ea = a, eb = b;
+          // The row kernel reads input row i of image n at x + (n*H + i) * erow and writes output
+          // row r (flattened n*oh + r) at y + r * mrow: based so that rows a.. and r0.. land in the buffers.
+          const int64_t g0 = n * s.oh + r0, g1 = n * s.oh + r1;
+          const auto* xb = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(ebuf) -
+                                                          static_cast<uintptr_t>((n * H + a) * erow) * sizeof(float));
+          auto* yb = reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(mid) -
+                                              static_cast<uintptr_t>(g0 * mrow) * sizeof(float));
+          dk.rows(xb, dp_.dw_.w, dp_.dw_.ep, yb, s, g0, g1, 0);
+          Epilogue e = pep;
+          if (e.residual) e.residual += g0 * s.ow * O;
+          pw.conv(dp_.pw_shape(1, r1 - r0, s.ow), mid, y + g0 * s.ow * O, e, scratch, 1);
+        }
+      }
+    });
+  }
+  bool reads_at_run(size_t i) const override {
+    return i == 0 || (dp_.ridx_ >= 0 && i == static_cast<size_t>(dp_.ridx_) + shift_);
+  }
+  int num_variants() const override { return dp_.num_variants(); }
+  std::string variant_name(int v) const override { return ex_.variant_name(0) + "+" + dp_.variant_name(v); }
+  std::string kernel_name() const override { return variant_name(0); }
+
+ private:
+  static size_t align(size_t b) { return ops::FusedChunks::align(b); }
+  struct Geometry {
+    std::vector<int64_t> e;  // expansion output shape
+    size_t e_bytes = 0;
+    kernels::DwConv2dShape s;
+    bool chunked = false;
+    int64_t R = 0;  // depthwise output rows per chunk
+    size_t ebuf_bytes = 0, mid_bytes = 0, slot_bytes = 0;
+  };
+  Geometry geometry(const std::vector<int64_t>& xs) const {
+    Geometry g;
+    g.e = {xs[0], xs[1], xs[2], dp_.dw_.c};
+    g.e_bytes = static_cast<size_t>(xs[0] * xs[1] * xs[2] * dp_.dw_.c) * sizeof(float);
+    g.s = dp_.dw_.shape_of(g.e);
+    g.chunked = static_cast<int64_t>(g.e_bytes) >= ops::FusedChunks::kFuseMinBytes;
+    if (!g.chunked) return g;
+    const kernels::DwConv2dShape& s = g.s;
+    const int64_t C = dp_.dw_.c;
+    g.R = ops::FusedChunks::chunk_rows(s.oh, s.ow, s.ow * C * static_cast<int64_t>(sizeof(float)));
+    const int64_t erows = std::min(s.h, (g.R - 1) * s.sh + (s.kh - 1) * s.dh + 1);
+    g.ebuf_bytes = static_cast<size_t>(erows * s.w * C) * sizeof(float);
+    g.mid_bytes = static_cast<size_t>(g.R * s.ow * C) * sizeof(float);
+    size_t scratch = 0;
+    for (auto& w : dp_.pw_.w_) scratch = std::max(scratch, w->conv_workspace(dp_.pw_shape(1, g.R, s.ow), 1));
+    scratch = std::max(scratch, ex_.w_[0]->conv_workspace(ex_.shape_of({1, erows, s.w, xs[3]}), 1));
+    g.slot_bytes = align(g.ebuf_bytes) + align(g.mid_bytes) + align(scratch);
+    return g;
+  }
+  // The DwPointwiseOp's inputs: the expansion output e, then this op's inputs past the expansion's.
+  template <typename T>
+  std::vector<const T*> dp_inputs(const std::vector<const T*>& in, const T* e) const {
+    std::vector<const T*> r{e};
+    r.insert(r.end(), in.begin() + 1 + shift_, in.end());
+    return r;
+  }
+
+  const Conv2dOp& ex_;
+  const DwPointwiseOp& dp_;
+  size_t shift_;  // inputs of the expansion past x: the DwPointwiseOp's input i is this op's i + shift_
+};
+
+std::unique_ptr<Op> DwPointwiseOp::fuse_producer(const Op& producer) const {
+  const auto* ex = dynamic_cast<const Conv2dOp*>(&producer);
+  if (!ex || !ex->pointwise() || ex->groups_ != 1 || ex->ridx_ >= 0 || ex->o_ != dw_.c) return nullptr;
+  return std::make_unique<ExpandDwPointwiseOp>(*ex, *this);
+}
 
 std::unique_ptr<Op> Conv2dOp::fuse_producer(const Op& producer) const {
   const ops::DepthwiseStage* dw = ops::depthwise_stage(producer);

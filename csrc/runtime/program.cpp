@@ -192,7 +192,8 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
 }
 
 // Replaces the op of each node whose input 0 is the only output of a producer node that no other
-// node and no graph output reads, when the op can fuse that producer (Op::fuse_producer). The
+// node and no graph output reads, when the op can fuse that producer (Op::fuse_producer), and
+// repeats with the fused op and the producer of its new input 0. The
 // producer's node stays (a plan that asks for its output still runs it); plans that do not need
 // that value skip it, since the fused node reads the producer's inputs instead.
 void Program::fuse_ops() {
@@ -206,16 +207,18 @@ void Program::fuse_ops() {
   }
   for (int32_t v : m.outputs) ++uses[v];
   for (size_t n = 0; n < m.nodes.size(); ++n) {
-    if (!ops_[n] || inputs_[n].empty()) continue;
-    const int32_t v = inputs_[n][0], d = producer[v];
-    if (d < 0 || !ops_[d] || uses[v] != 1 || m.nodes[d].outputs.size() != 1) continue;
-    std::unique_ptr<Op> f = ops_[n]->fuse_producer(*ops_[d]);
-    if (!f) continue;
-    std::vector<int32_t> in = inputs_[d];
-    in.insert(in.end(), inputs_[n].begin() + 1, inputs_[n].end());
-    fused_away_.push_back(std::move(ops_[n]));
-    ops_[n] = std::move(f);
-    inputs_[n] = std::move(in);
+    // again while the fused op fuses the next producer up (depthwise -> pointwise, then the expansion)
+    while (ops_[n] && !inputs_[n].empty()) {
+      const int32_t v = inputs_[n][0], d = producer[v];
+      if (d < 0 || !ops_[d] || uses[v] != 1 || m.nodes[d].outputs.size() != 1) break;
+      std::unique_ptr<Op> f = ops_[n]->fuse_producer(*ops_[d]);
+      if (!f) break;
+      std::vector<int32_t> in = inputs_[d];
+      in.insert(in.end(), inputs_[n].begin() + 1, inputs_[n].end());
+      fused_away_.push_back(std::move(ops_[n]));
+      ops_[n] = std::move(f);
+      inputs_[n] = std::move(in);
+    }
   }
 }
 

@@ -10,9 +10,8 @@
 namespace slimrt::kernels {
 
 namespace {
-// Outputs at least this big (a quarter of the L3) are written with streaming stores: the
-// next layer will find them in DRAM either way. Inputs bigger than L2 are prefetched.
-constexpr int64_t kStreamBytes = int64_t{8} << 20;
+// Inputs bigger than L2 are prefetched; outputs of kStreamOutputBytes (act.h) or more are
+// streamed, and inputs that big come from DRAM.
 constexpr int64_t kPrefetchBytes = int64_t{2} << 20;
 }  // namespace
 
@@ -42,10 +41,10 @@ void dwconv2d_output_size(DwConv2dShape& s) {
 unsigned dwconv2d_flags(const DwConv2dShape& s, bool output_cached) {
   const int64_t O = s.out_channels();
   unsigned flags = 0;
-  if (!output_cached && s.n * s.oh * s.ow * O * static_cast<int64_t>(sizeof(float)) >= kStreamBytes) flags |= kDwStream;
+  if (!output_cached && s.n * s.oh * s.ow * O * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes) flags |= kDwStream;
   const int64_t in_bytes = s.n * s.h * s.w * O * static_cast<int64_t>(sizeof(float));
   if (in_bytes >= kPrefetchBytes) flags |= kDwPrefetch;
-  if (in_bytes >= kStreamBytes) flags |= kDwDramInput;
+  if (in_bytes >= kStreamOutputBytes) flags |= kDwDramInput;
   return flags;
 }
 

@@ -48,7 +48,6 @@ constexpr int64_t kMinTaskFlops = 1 << 17;   // below this, one thread does the 
 constexpr int64_t kNextPanelPrefetch = 16 << 10;  // bytes of the next panel slice fetched ahead
 constexpr int64_t kBSubChunkBytes = 64 << 10;     // B slice (K block x sub-chunk) swept by each row tile
 constexpr int64_t kMaxSubChunkCols = 1024;        // ... and at most this many columns
-constexpr int64_t kStreamBytes = int64_t{8} << 20;   // outputs at least this big use streaming stores
 constexpr int64_t kPrefetchABytes = int64_t{2} << 20;  // an A this big (> L2) is prefetched a block ahead
 constexpr int64_t kSharedABytes = 4 << 20;        // packed A shared by a job's panel chunks, at most
 constexpr int64_t kDirectMaxN = 256;              // A read in place (not packed) up to this N
@@ -280,7 +279,7 @@ JobPlan plan_job(const GemmJob& j, int mr, int nr, int threads, int64_t njobs) {
   // An output far bigger than the caches, written once (one K block, no C accumulation):
   // streaming stores save the read-for-ownership of each of its lines.
   p.stream = p.nkb == 1 && !j.residual_is_c &&
-             (j.ep.stream || M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamBytes);
+             (j.ep.stream || M * j.B->N * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes);
   // Likewise an A that big comes from DRAM. The packer reads MR rows at once, interleaved line
   // streams that the hardware prefetchers miss once rows span several lines (K >= 64), so
   // with one K block (A read once per row block) the next row block is fetched in software.
