@@ -143,17 +143,20 @@ def test_expand_depthwise_pointwise_fusion(rng, n, hw, c, e, s):
         check(m, x, isas=ISAS[-1:], threads=(2,))
 
 
-@pytest.mark.parametrize("n,hw,c,s", [(3, 6, 24, 1), (4, 64, 64, 1), (9, 90, 64, 2)],
-                         ids=["small", "chunked", "chunked-s2"])  # u8 depthwise outputs of 3.4 KB, 1 MiB, 1.1 MiB
-def test_int8_depthwise_pointwise_fusion(rng, n, hw, c, s):
+@pytest.mark.parametrize("expand", [False, True], ids=["dw-pw", "expand-dw-pw"])
+@pytest.mark.parametrize("n,hw,c,s", [(3, 6, 24, 1), (4, 64, 64, 1), (9, 90, 64, 2), (1, 128, 64, 1)],
+                         ids=["small", "chunked", "chunked-s2", "one-image"])  # u8 tensors of 2.6 KB, 1 MiB, 4.7 MB, 1 MiB
+def test_int8_depthwise_pointwise_fusion(rng, n, hw, c, s, expand):
     """Static int8: the u8 depthwise conv and the int8 1x1 conv that alone reads it run as one op
-    ("q8_dwconv_<isa>+q8_conv1x1_static_<isa>"), whole or in chunks of output rows; the same bytes as
-    the unfused session on every ISA, threads 1 and 2."""
+    ("q8_dwconv_<isa>+q8_conv1x1_static_<isa>"), and with the 1x1 expansion before the depthwise conv
+    when nothing else reads it ("q8_conv1x1_static_<isa>+q8_dwconv_<isa>+..."), whole or in chunks of
+    output rows; the same bytes as the unfused session on every ISA, threads 1 and 2."""
     m = Model(inputs=[("x", (None, hw, hw, c))])
     a = m.add_node("conv2d", ["x", m.add_constant("wa", rnd(rng, c, 1, 1, c, scale=0.2))], dict(act="relu"))  # u8 in the int8 graph
-    d = m.add_node("conv2d", [a, m.add_constant("wd", rnd(rng, c, 3, 3, 1, scale=0.4)), m.add_constant("bd", rnd(rng, c))],
-                   dict(strides=[s, s], pads=[1, 1, 1, 1], groups=c, act="relu6"))
-    r = a if s == 1 else m.add_node("max_pool", [a], dict(kernel=[1, 1], strides=[s, s]))
+    d = m.add_node("conv2d", [a if expand else "x", m.add_constant("wd", rnd(rng, c, 3, 3, 1, scale=0.4)),
+                              m.add_constant("bd", rnd(rng, c))], dict(strides=[s, s], pads=[1, 1, 1, 1], groups=c, act="relu6"))
+    r = "x" if expand else a  # (an expansion that the residual reads too does not fuse: the block input does)
+    r = r if s == 1 else m.add_node("max_pool", [r], dict(kernel=[1, 1], strides=[s, s]))
     m.outputs = [m.add_node("conv2d", [d, m.add_constant("wp", rnd(rng, c, 1, 1, c, scale=0.2)), m.add_constant("bp", rnd(rng, c)),
                                        r], dict(residual=1, act="relu"))]
     q = m.compress(quant="int8", calib=rnd(rng, 4, hw, hw, c), calib_method="minmax").optimize()
@@ -163,7 +166,8 @@ def test_int8_depthwise_pointwise_fusion(rng, n, hw, c, s):
         for t in (1, 2):
             fs = slimrt.Session(q, isa=isa, threads=t)
             fused = [k for _, _, k in fs.kernels(x.shape) if "+" in k]
-            assert len(fused) == 1 and fused[0].startswith("q8_dwconv"), fs.kernels(x.shape)
+            assert len(fused) == 1 and fused[0].startswith("q8_conv1x1" if expand else "q8_dwconv"), fs.kernels(x.shape)
+            assert fused[0].count("+") == (2 if expand else 1)
             np.testing.assert_array_equal(fs.run(x)[0], want)
 
 

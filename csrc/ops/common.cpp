@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 
 #include "core/threadpool.h"
 #include "kernels/gemm/sgemm.h"
@@ -94,6 +95,39 @@ void FusedChunks::run(int threads, void* ws, size_t slot_bytes,
   ThreadPool::global().run(T, T, [&](int64_t t) {
     uint8_t* slot = static_cast<uint8_t*>(ws) + static_cast<size_t>(t) * slot_bytes;
     for (int64_t ch; (ch = next.fetch_add(1)) < nchunks;) fn(ch * R, std::min(rows, ch * R + R), slot);
+  });
+}
+
+ExpandChunks::ExpandChunks(const kernels::DwConv2dShape& s_, size_t elem_bytes) : s(s_) {
+  R = FusedChunks::chunk_rows(s.oh, s.ow, s.ow * s.c * static_cast<int64_t>(elem_bytes));
+  erows = std::min(s.h, (R - 1) * s.sh + (s.kh - 1) * s.dh + 1);
+  row_bytes = static_cast<size_t>(s.w * s.c) * elem_bytes;
+}
+
+void ExpandChunks::run(int threads, void* ws, size_t slot_bytes,
+                       const std::function<void(int64_t, int64_t, int64_t, uint8_t*, uint8_t*)>& expand,
+                       const std::function<void(int64_t, int64_t, int64_t, int64_t, uint8_t*)>& chunk) const {
+  const int64_t cpi = (s.oh + R - 1) / R;  // chunks per image
+  const int T = std::max(1, threads);
+  const int64_t rpi = T == 1 ? 1 : std::min(cpi, std::max<int64_t>(1, (4 * T + s.n - 1) / s.n));  // runs per image
+  const int64_t nruns = s.n * rpi;
+  std::atomic<int64_t> next{0};
+  ThreadPool::global().run(std::min<int64_t>(T, nruns), T, [&](int64_t t) {
+    uint8_t* slot = static_cast<uint8_t*>(ws) + static_cast<size_t>(t) * slot_bytes;
+    for (int64_t run; (run = next.fetch_add(1)) < nruns;) {
+      const int64_t n = run / rpi, q = run % rpi;
+      int64_t ea = 0, eb = 0;  // expansion rows [ea, eb) of image n at the slot's head
+      for (int64_t c = q * cpi / rpi; c < (q + 1) * cpi / rpi; ++c) {
+        const int64_t r0 = c * R, r1 = std::min(s.oh, r0 + R);
+        const int64_t a = std::max<int64_t>(0, r0 * s.sh - s.pt);
+        const int64_t b = std::min(s.h, (r1 - 1) * s.sh - s.pt + (s.kh - 1) * s.dh + 1);
+        const int64_t keep = eb > a && a >= ea ? eb - a : 0;  // rows [a, eb) are there already
+        if (keep && a > ea) std::memmove(slot, slot + (a - ea) * row_bytes, keep * row_bytes);
+        if (b > a + keep) expand(n, a + keep, b, slot + keep * row_bytes, slot);
+        ea = a, eb = b;
+        chunk(n, r0, r1, a, slot);
+      }
+    }
   });
 }
 

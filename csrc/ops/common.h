@@ -84,4 +84,26 @@ struct FusedChunks {
            const std::function<void(int64_t r0, int64_t r1, uint8_t* slot)>& fn) const;
 };
 
+// How a fused expansion -> depthwise -> pointwise op (fp32 ExpandDwPointwiseOp, int8
+// QExpandDwPointwiseOp) walks its work when the expansion output is too big to write whole: depthwise
+// output rows in chunks of R (FusedChunks::chunk_rows) within one image, in runs of consecutive
+// chunks (one run per image when there are images enough for the threads, else a few per thread);
+// each thread takes a run at a time and, per chunk, computes only the expansion rows the chunk reads
+// into the head of its slot, keeping those the run's previous chunk made (the buffer slides down the
+// image), then hands the chunk over.
+struct ExpandChunks {
+  kernels::DwConv2dShape s;  // the depthwise conv (input = the expansion output)
+  int64_t R = 0;             // depthwise output rows per chunk
+  int64_t erows = 0;         // expansion rows one chunk reads, at most
+  size_t row_bytes = 0;      // bytes of one expansion row (s.w * s.c elements)
+  ExpandChunks(const kernels::DwConv2dShape& s, size_t elem_bytes);
+  size_t ebuf_bytes() const { return static_cast<size_t>(erows) * row_bytes; }
+  // expand(n, i0, i1, dst, slot): expansion rows [i0, i1) of image n into dst (in the slot's buffer);
+  // chunk(n, r0, r1, a, slot): depthwise output rows [r0, r1) of image n from the buffer at the
+  // slot's head, which holds the expansion rows from a on. Slots: slot_bytes each, 64-byte aligned.
+  void run(int threads, void* ws, size_t slot_bytes,
+           const std::function<void(int64_t n, int64_t i0, int64_t i1, uint8_t* dst, uint8_t* slot)>& expand,
+           const std::function<void(int64_t n, int64_t r0, int64_t r1, int64_t a, uint8_t* slot)>& chunk) const;
+};
+
 }  // namespace slimrt::ops

@@ -1,7 +1,6 @@
 // dense, matmul and conv2d: the ops that run on the packed GEMM.
 // Weights are constants packed once per session for the session's ISA.
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 
 #include "core/threadpool.h"
@@ -360,74 +359,57 @@ class ExpandDwPointwiseOp : public Op {
     dp_.infer(dp_inputs(in, &e[0]), out);
   }
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
-    const Geometry g = geometry(in[0]->shape);
-    if (g.chunked) return static_cast<size_t>(std::max(1, threads)) * g.slot_bytes;
-    TensorInfo e{DType::F32, g.e};
-    return align(g.e_bytes) + std::max(ex_.w_[0]->conv_workspace(ex_.shape_of(in[0]->shape), threads),
-                                       dp_.workspace(dp_inputs(in, &e), threads));
+    const std::vector<int64_t> e = e_shape(in[0]->shape);
+    if (chunked(e)) return static_cast<size_t>(std::max(1, threads)) * slot_bytes(in[0]->shape, chunks(e));
+    TensorInfo ei{DType::F32, e};
+    return align(ei.bytes()) + std::max(ex_.w_[0]->conv_workspace(ex_.shape_of(in[0]->shape), threads),
+                                        dp_.workspace(dp_inputs(in, &ei), threads));
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
     const std::vector<int64_t>& xs = in[0]->shape();
-    const Geometry g = geometry(xs);
+    const std::vector<int64_t> es = e_shape(xs);
     const float* x = in[0]->as<float>();
     auto* base = static_cast<uint8_t*>(ws);
     const Epilogue eep = ex_.epilogue(in, -1);
-    if (!g.chunked) {
-      Tensor e{{DType::F32, g.e}, base};
-      ex_.w_[0]->conv(ex_.shape_of(xs), x, e.as<float>(), eep, base + align(g.e_bytes), ctx.threads);
+    const ops::WeightMatrix& ew = *ex_.w_[0];
+    if (!chunked(es)) {
+      Tensor e{{DType::F32, es}, base};
+      ew.conv(ex_.shape_of(xs), x, e.as<float>(), eep, base + align(e.info.bytes()), ctx.threads);
       std::vector<const Tensor*> din{&e};
       din.insert(din.end(), in.begin() + 1 + shift_, in.end());
-      dp_.run(din, out, base + align(g.e_bytes), ctx);
+      dp_.run(din, out, base + align(e.info.bytes()), ctx);
       return;
     }
+    const ops::ExpandChunks g = chunks(es);
     const kernels::DwConv2dShape& s = g.s;
-    const int64_t H = s.h, W = s.w, cin = xs[3], C = dp_.dw_.c, O = dp_.pw_.o_;
-    const int64_t erow = W * C, mrow = s.ow * C;  // floats of an expansion row, a depthwise output row
+    const int64_t cin = xs[3], O = dp_.pw_.o_, erow = s.w * s.c, mrow = s.ow * s.c;
+    const size_t mid_at = align(g.ebuf_bytes()), scratch_at = mid_at + align(mid_bytes(g));
     const kernels::DwConvKernels& dk = kernels::dwconv_kernels(dp_.dw_.isa);
-    const ops::WeightMatrix& ew = *ex_.w_[0];
     const ops::WeightMatrix& pw = *dp_.pw_.w_[ctx.variant];
     float* y = out[0]->as<float>();
     Epilogue pep = dp_.pw_.epilogue(in, dp_.ridx_ >= 0 ? dp_.ridx_ + static_cast<int>(shift_) : -1);
     pep.stream = s.n * s.oh * s.ow * O * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes;
-    const int64_t cpi = (s.oh + g.R - 1) / g.R;  // chunks per image
-    const int T = std::max(1, ctx.threads);
-    // runs per image: one when there are images enough to share out, else a few per thread
-    const int64_t rpi = T == 1 ? 1 : std::min(cpi, std::max<int64_t>(1, (4 * T + s.n - 1) / s.n));
-    const int64_t nruns = s.n * rpi;
-    std::atomic<int64_t> next{0};
-    ThreadPool::global().run(std::min<int64_t>(T, nruns), T, [&](int64_t t) {
-      uint8_t* slot = base + static_cast<size_t>(t) * g.slot_bytes;
-      float* ebuf = reinterpret_cast<float*>(slot);
-      float* mid = reinterpret_cast<float*>(slot + align(g.ebuf_bytes));
-      uint8_t* scratch = slot + align(g.ebuf_bytes) + align(g.mid_bytes);
-      for (int64_t run; (run = next.fetch_add(1)) < nruns;) {
-        const int64_t n = run / rpi, q = run % rpi;
-        int64_t ea = 0, eb = 0;  // expansion rows [ea, eb) of image n held in ebuf
-        for (int64_t c = q * cpi / rpi; c < (q + 1) * cpi / rpi; ++c) {
-          const int64_t r0 = c * g.R, r1 = std::min(s.oh, r0 + g.R);
-          const int64_t a = std::max<int64_t>(0, r0 * s.sh - s.pt);
-          const int64_t b = std::min(H, (r1 - 1) * s.sh - s.pt + (s.kh - 1) * s.dh + 1);
-          const int64_t keep = eb > a && a >= ea ? eb - a : 0;  // rows [a, eb) already there
-          if (keep && a > ea) std::memmove(ebuf, ebuf + (a - ea) * erow, sizeof(float) * keep * erow);
-          if (b > a + keep)
-            ew.conv(ex_.shape_of({1, b - a - keep, W, cin}), x + ((n * H + a + keep) * W) * cin, ebuf + keep * erow,
-                    eep, scratch, 1);
-          ea = a, eb = b;
-          // The row kernel reads input row i of image n at x + (n*H + i) * erow and writes output
-          // row r (flattened n*oh + r) at y + r * mrow: based so that rows a.. and r0.. land in the buffers.
+    g.run(
+        ctx.threads, ws, slot_bytes(xs, g),
+        [&](int64_t n, int64_t i0, int64_t i1, uint8_t* dst, uint8_t* slot) {
+          ew.conv(ex_.shape_of({1, i1 - i0, s.w, cin}), x + (n * s.h + i0) * s.w * cin, reinterpret_cast<float*>(dst),
+                  eep, slot + scratch_at, 1);
+        },
+        [&](int64_t n, int64_t r0, int64_t r1, int64_t a, uint8_t* slot) {
+          // The row kernel reads input row i of image n at x + (n*h + i) * erow and writes output row r
+          // (flattened n*oh + r) at y + r * mrow: based so that rows a.. and r0.. land in the slot.
           const int64_t g0 = n * s.oh + r0, g1 = n * s.oh + r1;
-          const auto* xb = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(ebuf) -
-                                                          static_cast<uintptr_t>((n * H + a) * erow) * sizeof(float));
+          auto* mid = reinterpret_cast<float*>(slot + mid_at);
+          const auto* xb = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(slot) -
+                                                          static_cast<uintptr_t>((n * s.h + a) * erow) * sizeof(float));
           auto* yb = reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(mid) -
                                               static_cast<uintptr_t>(g0 * mrow) * sizeof(float));
           dk.rows(xb, dp_.dw_.w, dp_.dw_.ep, yb, s, g0, g1, 0);
           Epilogue e = pep;
           if (e.residual) e.residual += g0 * s.ow * O;
-          pw.conv(dp_.pw_shape(1, r1 - r0, s.ow), mid, y + g0 * s.ow * O, e, scratch, 1);
-        }
-      }
-    });
+          pw.conv(dp_.pw_shape(1, r1 - r0, s.ow), mid, y + g0 * s.ow * O, e, slot + scratch_at, 1);
+        });
   }
   bool reads_at_run(size_t i) const override {
     return i == 0 || (dp_.ridx_ >= 0 && i == static_cast<size_t>(dp_.ridx_) + shift_);
@@ -438,32 +420,19 @@ class ExpandDwPointwiseOp : public Op {
 
  private:
   static size_t align(size_t b) { return ops::FusedChunks::align(b); }
-  struct Geometry {
-    std::vector<int64_t> e;  // expansion output shape
-    size_t e_bytes = 0;
-    kernels::DwConv2dShape s;
-    bool chunked = false;
-    int64_t R = 0;  // depthwise output rows per chunk
-    size_t ebuf_bytes = 0, mid_bytes = 0, slot_bytes = 0;
-  };
-  Geometry geometry(const std::vector<int64_t>& xs) const {
-    Geometry g;
-    g.e = {xs[0], xs[1], xs[2], dp_.dw_.c};
-    g.e_bytes = static_cast<size_t>(xs[0] * xs[1] * xs[2] * dp_.dw_.c) * sizeof(float);
-    g.s = dp_.dw_.shape_of(g.e);
-    g.chunked = static_cast<int64_t>(g.e_bytes) >= ops::FusedChunks::kFuseMinBytes;
-    if (!g.chunked) return g;
-    const kernels::DwConv2dShape& s = g.s;
-    const int64_t C = dp_.dw_.c;
-    g.R = ops::FusedChunks::chunk_rows(s.oh, s.ow, s.ow * C * static_cast<int64_t>(sizeof(float)));
-    const int64_t erows = std::min(s.h, (g.R - 1) * s.sh + (s.kh - 1) * s.dh + 1);
-    g.ebuf_bytes = static_cast<size_t>(erows * s.w * C) * sizeof(float);
-    g.mid_bytes = static_cast<size_t>(g.R * s.ow * C) * sizeof(float);
-    size_t scratch = 0;
-    for (auto& w : dp_.pw_.w_) scratch = std::max(scratch, w->conv_workspace(dp_.pw_shape(1, g.R, s.ow), 1));
-    scratch = std::max(scratch, ex_.w_[0]->conv_workspace(ex_.shape_of({1, erows, s.w, xs[3]}), 1));
-    g.slot_bytes = align(g.ebuf_bytes) + align(g.mid_bytes) + align(scratch);
-    return g;
+  std::vector<int64_t> e_shape(const std::vector<int64_t>& x) const { return {x[0], x[1], x[2], dp_.dw_.c}; }
+  static bool chunked(const std::vector<int64_t>& e) {
+    return e[0] * e[1] * e[2] * e[3] * static_cast<int64_t>(sizeof(float)) >= ops::FusedChunks::kFuseMinBytes;
+  }
+  ops::ExpandChunks chunks(const std::vector<int64_t>& e) const {
+    return ops::ExpandChunks(dp_.dw_.shape_of(e), sizeof(float));
+  }
+  static size_t mid_bytes(const ops::ExpandChunks& g) { return static_cast<size_t>(g.R * g.s.ow * g.s.c) * sizeof(float); }
+  // One thread's slot: the expansion rows, a chunk of depthwise output, then the GEMMs' scratch.
+  size_t slot_bytes(const std::vector<int64_t>& xs, const ops::ExpandChunks& g) const {
+    size_t scratch = ex_.w_[0]->conv_workspace(ex_.shape_of({1, g.erows, g.s.w, xs[3]}), 1);
+    for (auto& w : dp_.pw_.w_) scratch = std::max(scratch, w->conv_workspace(dp_.pw_shape(1, g.R, g.s.ow), 1));
+    return align(g.ebuf_bytes()) + align(mid_bytes(g)) + align(scratch);
   }
   // The DwPointwiseOp's inputs: the expansion output e, then this op's inputs past the expansion's.
   template <typename T>

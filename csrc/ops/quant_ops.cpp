@@ -287,6 +287,7 @@ class QConv2dOp : public Op {
 
  private:
   friend class QDwPointwiseOp;
+  friend class QExpandDwPointwiseOp;
   bool pointwise() const { return kh_ == 1 && kw_ == 1 && sh_ == 1 && sw_ == 1 && !pt_ && !pl_ && !pb_ && !pr_; }
   kernels::Q8DwEpilogue dw_epilogue() const {
     kernels::Q8DwEpilogue d;
@@ -352,8 +353,10 @@ class QDwPointwiseOp : public Op {
   }
   bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
   std::string kernel_name() const override { return dw_.kernel_name() + "+" + pw_.kernel_name(); }
+  std::unique_ptr<Op> fuse_producer(const Op& producer) const override;
 
  private:
+  friend class QExpandDwPointwiseOp;
   ops::FusedChunks chunks(const kernels::DwConv2dShape& s) const { return ops::FusedChunks(s.n * s.oh, s.ow, s.ow * s.c); }
   size_t slot_bytes(const kernels::DwConv2dShape& s, const ops::FusedChunks& g) const {
     return g.align(g.mid_bytes) + g.align(kernels::q8_conv2d_static_workspace(pw_shape(1, g.R, s.ow), *pw_.pack_, 1));
@@ -363,6 +366,112 @@ class QDwPointwiseOp : public Op {
   const QConv2dOp& pw_;
   int ridx_;
 };
+
+// ---- int8 pointwise expansion + depthwise + pointwise projection, as one op -------------------------
+// The int8 twin of ExpandDwPointwiseOp (ops/gemm_ops.cpp), walked the same way (ops::ExpandChunks): the
+// u8 expansion rows each chunk of depthwise rows reads are made in a per-thread buffer that slides
+// down the image. Same kernels, same bytes as the three nodes run apart.
+class QExpandDwPointwiseOp : public Op {
+ public:
+  QExpandDwPointwiseOp(const QConv2dOp& ex, const QDwPointwiseOp& dp) : ex_(ex), dp_(dp), shift_(ex.inputs_ - 1) {}
+  void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
+    std::vector<TensorInfo> e(1);
+    ex_.infer(in, e);  // x against the expansion (no residual: it reads input 0 only)
+    dp_.infer(dp_inputs(in, &e[0]), out);
+  }
+  size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
+    const std::vector<int64_t> e = e_shape(in[0]->shape);
+    if (chunked(e)) return static_cast<size_t>(std::max(1, threads)) * slot_bytes(in[0]->shape, chunks(e));
+    TensorInfo ei{DType::U8, e};
+    return align(ei.bytes()) + std::max(kernels::q8_conv2d_static_workspace(ex_.shape_of(in[0]->shape), *ex_.pack_, threads),
+                                        dp_.workspace(dp_inputs(in, &ei), threads));
+  }
+  void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
+           const RunContext& ctx) const override {
+    const std::vector<int64_t>& xs = in[0]->shape();
+    const std::vector<int64_t> es = e_shape(xs);
+    const uint8_t* x = in[0]->as<uint8_t>();
+    auto* base = static_cast<uint8_t*>(ws);
+    const QLayer& eq = ex_.q_;
+    const kernels::Q8StaticEpilogue eep = eq.epilogue(in, ex_.o_, -1);
+    if (!chunked(es)) {
+      Tensor e{{DType::U8, es}, base};
+      kernels::q8_conv2d_static(ex_.shape_of(xs), x, eq.x.scale, eq.x.zero, *ex_.pack_, eq.w_scale.get(), eep, base,
+                                base + align(e.info.bytes()), ctx.threads);
+      std::vector<const Tensor*> din{&e};
+      din.insert(din.end(), in.begin() + 1 + shift_, in.end());
+      dp_.run(din, out, base + align(e.info.bytes()), ctx);
+      return;
+    }
+    const ops::ExpandChunks g = chunks(es);
+    const kernels::DwConv2dShape& s = g.s;
+    const int64_t cin = xs[3], O = dp_.pw_.o_, erow = s.w * s.c;
+    const size_t mid_at = align(g.ebuf_bytes()), scratch_at = mid_at + align(mid_bytes(g));
+    const kernels::Q8DwEpilogue de = dp_.dw_.dw_epilogue();
+    const QLayer& pq = dp_.pw_.q_;
+    const kernels::Q8StaticEpilogue pep = pq.epilogue(in, O, dp_.ridx_ >= 0 ? dp_.ridx_ + static_cast<int>(shift_) : -1);
+    const size_t osz = pq.out_dtype() == DType::U8 ? 1 : sizeof(float);
+    g.run(
+        ctx.threads, ws, slot_bytes(xs, g),
+        [&](int64_t n, int64_t i0, int64_t i1, uint8_t* dst, uint8_t* slot) {
+          kernels::q8_conv2d_static(ex_.shape_of({1, i1 - i0, s.w, cin}), x + (n * s.h + i0) * s.w * cin, eq.x.scale,
+                                    eq.x.zero, *ex_.pack_, eq.w_scale.get(), eep, dst, slot + scratch_at, 1);
+        },
+        [&](int64_t n, int64_t r0, int64_t r1, int64_t a, uint8_t* slot) {
+          // The row kernel reads input row i of image n at x + (n*h + i) * erow: based so that rows a.. are the slot's.
+          const int64_t g0 = n * s.oh + r0, off = g0 * s.ow * O;
+          const auto* xb = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(slot) -
+                                                            static_cast<uintptr_t>((n * s.h + a) * erow));
+          kernels::q8_dwconv2d_rows(s, xb, *dp_.dw_.dw_pack_, de, slot + mid_at, g0, n * s.oh + r1);
+          kernels::Q8StaticEpilogue e = pep;
+          if (e.residual) e.residual += off;
+          if (e.residual_u8) e.residual_u8 += off;
+          kernels::q8_conv2d_static(dp_.pw_shape(1, r1 - r0, s.ow), slot + mid_at, pq.x.scale, pq.x.zero, *dp_.pw_.pack_,
+                                    pq.w_scale.get(), e, static_cast<uint8_t*>(out[0]->data) + off * osz,
+                                    slot + scratch_at, 1);
+        });
+  }
+  bool reads_at_run(size_t i) const override {
+    return i == 0 || (dp_.ridx_ >= 0 && i == static_cast<size_t>(dp_.ridx_) + shift_);
+  }
+  std::string kernel_name() const override { return ex_.kernel_name() + "+" + dp_.kernel_name(); }
+
+ private:
+  static size_t align(size_t b) { return ops::FusedChunks::align(b); }
+  std::vector<int64_t> e_shape(const std::vector<int64_t>& x) const { return {x[0], x[1], x[2], ex_.o_}; }
+  static bool chunked(const std::vector<int64_t>& e) {
+    return e[0] * e[1] * e[2] * e[3] >= ops::FusedChunks::kFuseMinBytes;
+  }
+  ops::ExpandChunks chunks(const std::vector<int64_t>& e) const { return ops::ExpandChunks(dp_.dw_.dw_shape(e), 1); }
+  static size_t mid_bytes(const ops::ExpandChunks& g) { return static_cast<size_t>(g.R * g.s.ow * g.s.c); }
+  // One thread's slot: the expansion rows, a chunk of depthwise output, then the GEMMs' scratch.
+  size_t slot_bytes(const std::vector<int64_t>& xs, const ops::ExpandChunks& g) const {
+    const size_t scratch =
+        std::max(kernels::q8_conv2d_static_workspace(ex_.shape_of({1, g.erows, g.s.w, xs[3]}), *ex_.pack_, 1),
+                 kernels::q8_conv2d_static_workspace(dp_.pw_shape(1, g.R, g.s.ow), *dp_.pw_.pack_, 1));
+    return align(g.ebuf_bytes()) + align(mid_bytes(g)) + align(scratch);
+  }
+  // The QDwPointwiseOp's inputs: the expansion output e, then this op's inputs past the expansion's.
+  template <typename T>
+  std::vector<const T*> dp_inputs(const std::vector<const T*>& in, const T* e) const {
+    std::vector<const T*> r{e};
+    r.insert(r.end(), in.begin() + 1 + shift_, in.end());
+    return r;
+  }
+
+  const QConv2dOp& ex_;
+  const QDwPointwiseOp& dp_;
+  size_t shift_;  // inputs of the expansion past x: the QDwPointwiseOp's input i is this op's i + shift_
+};
+
+std::unique_ptr<Op> QDwPointwiseOp::fuse_producer(const Op& producer) const {
+  const auto* ex = dynamic_cast<const QConv2dOp*>(&producer);
+  // A u8-output 1x1 conv without residual (int8 GEMM path) into the depthwise conv.
+  if (!ex || ex->dw_pack_ || !ex->pack_ || !ex->pointwise() || ex->groups_ != 1 || ex->q_.ridx >= 0 ||
+      ex->q_.out_dtype() != DType::U8 || ex->o_ != dw_.cg_ * dw_.groups_)
+    return nullptr;
+  return std::make_unique<QExpandDwPointwiseOp>(*ex, *this);
+}
 
 std::unique_ptr<Op> QConv2dOp::fuse_producer(const Op& producer) const {
   const auto* dw = dynamic_cast<const QConv2dOp*>(&producer);
