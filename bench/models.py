@@ -24,6 +24,10 @@ Engines (``make_runner(engine, spec, threads) -> fn(x) -> np.ndarray``):
 * ``torch_fp32``    PyTorch eager under ``inference_mode``
 * ``torch_dynq``    ``torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8)`` (convolutions stay fp32)
 
+Any slimrt engine with ``_unfused`` appended (``slimrt_fp32_unfused``, not in ``ENGINES``) runs the same
+model with ``Session(fuse=False)``: its layers one node at a time, for an interleaved fusion A/B, e.g.
+``python3 bench/interleaved.py --engines slimrt_fp32,slimrt_fp32_unfused --models mobilenetv2 ...``.
+
 Every ORT session: ``intra_op_num_threads=T``, ``inter_op_num_threads=1``, sequential execution and
 (except ``ort_fp32_spin``) ``session.intra_op.allow_spinning=0``. torch: ``torch.set_num_threads(T)``
 right before each call (the process-wide setting is shared by all torch engines).
@@ -438,7 +442,8 @@ def make_runner(engine: str, name: str, threads: int):
         # Host-tuned plans (the kernel variant of each layer timed on this CPU at the first run of a
         # shape, as `slimrt tune` stores them in the file); SLIMRT_BENCH_TUNE=0 for the untuned default.
         tune = os.environ.get("SLIMRT_BENCH_TUNE", "1") != "0"
-        sess = slimrt.Session(slimrt_model(name, engine.split("_")[1]), threads=threads, tune=tune)
+        sess = slimrt.Session(slimrt_model(name, engine.split("_")[1]), threads=threads, tune=tune,
+                              fuse=not engine.endswith("_unfused"))
         return lambda x: sess.run(x)[0]
     if engine.startswith("ort"):
         variant = {"ort_fp32": "fp32", "ort_fp32_spin": "fp32", "ort_int8_dyn": "int8_dyn",
@@ -459,6 +464,7 @@ def make_runner(engine: str, name: str, threads: int):
 # Tolerances of the correctness check against torch fp32 (max |got - want| / max |want|).
 TOL = {"slimrt_fp32": 1e-3, "ort_fp32": 1e-3, "ort_fp32_spin": 1e-3, "torch_fp32": 1e-3,
        "slimrt_int8": 0.1, "slimrt_int8s": 0.1, "ort_int8_dyn": 0.1, "ort_int8_qdq": 0.1, "torch_dynq": 0.1}
+TOL.update({e + "_unfused": TOL[e] for e in ("slimrt_fp32", "slimrt_int8", "slimrt_int8s")})
 
 
 def rel_error(got: np.ndarray, want: np.ndarray) -> float:
