@@ -70,6 +70,22 @@ def test_conv2d(rng, cfg, act):
     check(m, rnd(rng, 2, 9, 11, c))
 
 
+def check_fused(m, x, is_fused):
+    """On every ISA, threads 1 and 2: exactly one fused kernel, the one is_fused(name) expects, with
+    bitwise equal outputs for both thread counts and the unfused session's (no fused kernel) within 1e-6."""
+    for isa in ISAS:
+        runs = {}
+        for t in (1, 2):
+            fs = slimrt.Session(m, isa=isa, threads=t)
+            fused = [k for _, _, k in fs.kernels(x.shape) if "+" in k]
+            assert len(fused) == 1 and is_fused(fused[0]), fs.kernels(x.shape)
+            runs[t] = fs.run(x)[0]
+        np.testing.assert_array_equal(runs[1], runs[2])
+        unfused = slimrt.Session(m, isa=isa, fuse=False)
+        assert not any("+" in k for _, _, k in unfused.kernels(x.shape))
+        close(runs[1], unfused.run(x)[0], 1e-6)
+
+
 @pytest.mark.parametrize("n,hw,c,s", [(3, 6, 24, 1), (1, 64, 64, 1), (3, 90, 64, 2)],
                          ids=["small", "chunked", "chunked-s2"])
 def test_depthwise_pointwise_fusion(rng, n, hw, c, s):
@@ -90,16 +106,7 @@ def test_depthwise_pointwise_fusion(rng, n, hw, c, s):
     m.outputs = [y]
     x = rnd(rng, n, hw, hw, c)
     check(m, x)
-    for isa in ISAS:
-        runs = {}
-        for t in (1, 2):
-            fs = slimrt.Session(m, isa=isa, threads=t)
-            fused = [k for _, _, k in fs.kernels(x.shape) if "+" in k]
-            assert len(fused) == 1 and fused[0].startswith("dwconv_"), fs.kernels(x.shape)
-            runs[t] = fs.run(x)[0]
-        np.testing.assert_array_equal(runs[1], runs[2])
-        close(runs[1], slimrt.Session(m, isa=isa, fuse=False).run(x)[0], 1e-6)
-        assert not any("+" in k for _, _, k in slimrt.Session(m, isa=isa, fuse=False).kernels(x.shape))
+    check_fused(m, x, lambda k: k.startswith("dwconv_") and k.count("+") == 1)
     m.outputs = [y, d]  # the depthwise output is a graph output too
     assert not any("+" in k for _, _, k in slimrt.Session(m).kernels(x.shape))
     check(m, x, isas=ISAS[-1:], threads=(2,))
@@ -126,15 +133,7 @@ def test_expand_depthwise_pointwise_fusion(rng, n, hw, c, e, s):
     m.outputs = [y]
     x = rnd(rng, n, hw, hw, c)
     check(m, x)
-    for isa in ISAS:
-        runs = {}
-        for t in (1, 2):
-            fs = slimrt.Session(m, isa=isa, threads=t)
-            fused = [k for _, _, k in fs.kernels(x.shape) if "+" in k]
-            assert len(fused) == 1 and fused[0].count("+") == 2 and "+dwconv_" in fused[0], fs.kernels(x.shape)
-            runs[t] = fs.run(x)[0]
-        np.testing.assert_array_equal(runs[1], runs[2])
-        close(runs[1], slimrt.Session(m, isa=isa, fuse=False).run(x)[0], 1e-6)
+    check_fused(m, x, lambda k: k.count("+") == 2 and "+dwconv_" in k)
     for outs in ([y, a], [m.add_node("add", [y, m.add_node("conv2d", [a, m.add_constant("wq", rnd(rng, c, 1, 1, e))],
                                                                dict(strides=[s, s]))])]):
         m.outputs = outs  # the expansion is a graph output too / a second node reads it

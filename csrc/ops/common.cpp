@@ -102,6 +102,7 @@ ExpandChunks::ExpandChunks(const kernels::DwConv2dShape& s_, size_t elem_bytes) 
   R = FusedChunks::chunk_rows(s.oh, s.ow, s.ow * s.c * static_cast<int64_t>(elem_bytes));
   erows = std::min(s.h, (R - 1) * s.sh + (s.kh - 1) * s.dh + 1);
   row_bytes = static_cast<size_t>(s.w * s.c) * elem_bytes;
+  mid_bytes = static_cast<size_t>(R * s.ow * s.c) * elem_bytes;
 }
 
 void ExpandChunks::run(int threads, void* ws, size_t slot_bytes,

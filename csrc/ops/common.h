@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/act.h"
 #include "kernels/dwconv/dwconv.h"
@@ -84,6 +85,15 @@ struct FusedChunks {
            const std::function<void(int64_t r0, int64_t r1, uint8_t* slot)>& fn) const;
 };
 
+// The inputs of the op a fused op wraps (a tensor or its info): `first` (what the fused op made in place of
+// the wrapped op's input 0), then the fused op's inputs from `from` on.
+template <typename T>
+std::vector<const T*> inner_inputs(const std::vector<const T*>& in, const T* first, size_t from) {
+  std::vector<const T*> r{first};
+  r.insert(r.end(), in.begin() + static_cast<std::ptrdiff_t>(from), in.end());
+  return r;
+}
+
 // How a fused expansion -> depthwise -> pointwise op (fp32 ExpandDwPointwiseOp, int8
 // QExpandDwPointwiseOp) walks its work when the expansion output is too big to write whole: depthwise
 // output rows in chunks of R (FusedChunks::chunk_rows) within one image, in runs of consecutive
@@ -96,8 +106,13 @@ struct ExpandChunks {
   int64_t R = 0;             // depthwise output rows per chunk
   int64_t erows = 0;         // expansion rows one chunk reads, at most
   size_t row_bytes = 0;      // bytes of one expansion row (s.w * s.c elements)
+  size_t mid_bytes = 0;      // bytes of one chunk of depthwise output (R * s.ow * s.c elements)
   ExpandChunks(const kernels::DwConv2dShape& s, size_t elem_bytes);
-  size_t ebuf_bytes() const { return static_cast<size_t>(erows) * row_bytes; }
+  // A slot: the expansion rows at its head, the chunk of depthwise output at mid_at(), the caller's
+  // GEMM scratch (`scratch` bytes) at scratch_at().
+  size_t mid_at() const { return FusedChunks::align(static_cast<size_t>(erows) * row_bytes); }
+  size_t scratch_at() const { return mid_at() + FusedChunks::align(mid_bytes); }
+  size_t slot_bytes(size_t scratch) const { return scratch_at() + FusedChunks::align(scratch); }
   // expand(n, i0, i1, dst, slot): expansion rows [i0, i1) of image n into dst (in the slot's buffer);
   // chunk(n, r0, r1, a, slot): depthwise output rows [r0, r1) of image n from the buffer at the
   // slot's head, which holds the expansion rows from a on. Slots: slot_bytes each, 64-byte aligned.

@@ -376,15 +376,13 @@ class ExpandDwPointwiseOp : public Op {
     if (!chunked(es)) {
       Tensor e{{DType::F32, es}, base};
       ew.conv(ex_.shape_of(xs), x, e.as<float>(), eep, base + align(e.info.bytes()), ctx.threads);
-      std::vector<const Tensor*> din{&e};
-      din.insert(din.end(), in.begin() + 1 + shift_, in.end());
-      dp_.run(din, out, base + align(e.info.bytes()), ctx);
+      dp_.run(dp_inputs(in, &e), out, base + align(e.info.bytes()), ctx);
       return;
     }
     const ops::ExpandChunks g = chunks(es);
     const kernels::DwConv2dShape& s = g.s;
     const int64_t cin = xs[3], O = dp_.pw_.o_, erow = s.w * s.c, mrow = s.ow * s.c;
-    const size_t mid_at = align(g.ebuf_bytes()), scratch_at = mid_at + align(mid_bytes(g));
+    const size_t mid_at = g.mid_at(), scratch_at = g.scratch_at();
     const kernels::DwConvKernels& dk = kernels::dwconv_kernels(dp_.dw_.isa);
     const ops::WeightMatrix& pw = *dp_.pw_.w_[ctx.variant];
     float* y = out[0]->as<float>();
@@ -427,19 +425,16 @@ class ExpandDwPointwiseOp : public Op {
   ops::ExpandChunks chunks(const std::vector<int64_t>& e) const {
     return ops::ExpandChunks(dp_.dw_.shape_of(e), sizeof(float));
   }
-  static size_t mid_bytes(const ops::ExpandChunks& g) { return static_cast<size_t>(g.R * g.s.ow * g.s.c) * sizeof(float); }
-  // One thread's slot: the expansion rows, a chunk of depthwise output, then the GEMMs' scratch.
+  // One thread's slot (ops::ExpandChunks), with the scratch of either GEMM.
   size_t slot_bytes(const std::vector<int64_t>& xs, const ops::ExpandChunks& g) const {
     size_t scratch = ex_.w_[0]->conv_workspace(ex_.shape_of({1, g.erows, g.s.w, xs[3]}), 1);
     for (auto& w : dp_.pw_.w_) scratch = std::max(scratch, w->conv_workspace(dp_.pw_shape(1, g.R, g.s.ow), 1));
-    return align(g.ebuf_bytes()) + align(mid_bytes(g)) + align(scratch);
+    return g.slot_bytes(scratch);
   }
   // The DwPointwiseOp's inputs: the expansion output e, then this op's inputs past the expansion's.
   template <typename T>
   std::vector<const T*> dp_inputs(const std::vector<const T*>& in, const T* e) const {
-    std::vector<const T*> r{e};
-    r.insert(r.end(), in.begin() + 1 + shift_, in.end());
-    return r;
+    return ops::inner_inputs(in, e, 1 + shift_);
   }
 
   const Conv2dOp& ex_;

@@ -398,15 +398,13 @@ class QExpandDwPointwiseOp : public Op {
       Tensor e{{DType::U8, es}, base};
       kernels::q8_conv2d_static(ex_.shape_of(xs), x, eq.x.scale, eq.x.zero, *ex_.pack_, eq.w_scale.get(), eep, base,
                                 base + align(e.info.bytes()), ctx.threads);
-      std::vector<const Tensor*> din{&e};
-      din.insert(din.end(), in.begin() + 1 + shift_, in.end());
-      dp_.run(din, out, base + align(e.info.bytes()), ctx);
+      dp_.run(dp_inputs(in, &e), out, base + align(e.info.bytes()), ctx);
       return;
     }
     const ops::ExpandChunks g = chunks(es);
     const kernels::DwConv2dShape& s = g.s;
     const int64_t cin = xs[3], O = dp_.pw_.o_, erow = s.w * s.c;
-    const size_t mid_at = align(g.ebuf_bytes()), scratch_at = mid_at + align(mid_bytes(g));
+    const size_t mid_at = g.mid_at(), scratch_at = g.scratch_at();
     const kernels::Q8DwEpilogue de = dp_.dw_.dw_epilogue();
     const QLayer& pq = dp_.pw_.q_;
     const kernels::Q8StaticEpilogue pep = pq.epilogue(in, O, dp_.ridx_ >= 0 ? dp_.ridx_ + static_cast<int>(shift_) : -1);
@@ -443,20 +441,16 @@ class QExpandDwPointwiseOp : public Op {
     return e[0] * e[1] * e[2] * e[3] >= ops::FusedChunks::kFuseMinBytes;
   }
   ops::ExpandChunks chunks(const std::vector<int64_t>& e) const { return ops::ExpandChunks(dp_.dw_.dw_shape(e), 1); }
-  static size_t mid_bytes(const ops::ExpandChunks& g) { return static_cast<size_t>(g.R * g.s.ow * g.s.c); }
-  // One thread's slot: the expansion rows, a chunk of depthwise output, then the GEMMs' scratch.
+  // One thread's slot (ops::ExpandChunks), with the scratch of either GEMM.
   size_t slot_bytes(const std::vector<int64_t>& xs, const ops::ExpandChunks& g) const {
-    const size_t scratch =
+    return g.slot_bytes(
         std::max(kernels::q8_conv2d_static_workspace(ex_.shape_of({1, g.erows, g.s.w, xs[3]}), *ex_.pack_, 1),
-                 kernels::q8_conv2d_static_workspace(dp_.pw_shape(1, g.R, g.s.ow), *dp_.pw_.pack_, 1));
-    return align(g.ebuf_bytes()) + align(mid_bytes(g)) + align(scratch);
+                 kernels::q8_conv2d_static_workspace(dp_.pw_shape(1, g.R, g.s.ow), *dp_.pw_.pack_, 1)));
   }
   // The QDwPointwiseOp's inputs: the expansion output e, then this op's inputs past the expansion's.
   template <typename T>
   std::vector<const T*> dp_inputs(const std::vector<const T*>& in, const T* e) const {
-    std::vector<const T*> r{e};
-    r.insert(r.end(), in.begin() + 1 + shift_, in.end());
-    return r;
+    return ops::inner_inputs(in, e, 1 + shift_);
   }
 
   const QConv2dOp& ex_;
