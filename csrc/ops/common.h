@@ -108,6 +108,11 @@ struct ExpandChunks {
   size_t row_bytes = 0;      // bytes of one expansion row (s.w * s.c elements)
   size_t mid_bytes = 0;      // bytes of one chunk of depthwise output (R * s.ow * s.c elements)
   ExpandChunks(const kernels::DwConv2dShape& s, size_t elem_bytes);
+  // Whether an expansion output of shape e (NHWC, elem_bytes each) is walked this way (at least
+  // FusedChunks::kFuseMinBytes) rather than made whole.
+  static bool walks(const std::vector<int64_t>& e, size_t elem_bytes) {
+    return e[0] * e[1] * e[2] * e[3] * static_cast<int64_t>(elem_bytes) >= FusedChunks::kFuseMinBytes;
+  }
   // A slot: the expansion rows at its head, the chunk of depthwise output at mid_at(), the caller's
   // GEMM scratch (`scratch` bytes) at scratch_at().
   size_t mid_at() const { return FusedChunks::align(static_cast<size_t>(erows) * row_bytes); }

@@ -351,7 +351,8 @@ class DwPointwiseOp : public Op {
 class ExpandDwPointwiseOp : public Op {
  public:
   ExpandDwPointwiseOp(const Conv2dOp& ex, const DwPointwiseOp& dp)
-      : ex_(ex), dp_(dp), shift_(ex.ninputs_ - 1) {}
+      : ex_(ex), dp_(dp), shift_(ex.ninputs_ - 1),
+        ridx_(dp.ridx_ >= 0 ? dp.ridx_ + static_cast<int>(shift_) : -1) {}
 
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
     std::vector<TensorInfo> e(1);
@@ -386,7 +387,7 @@ class ExpandDwPointwiseOp : public Op {
     const kernels::DwConvKernels& dk = kernels::dwconv_kernels(dp_.dw_.isa);
     const ops::WeightMatrix& pw = *dp_.pw_.w_[ctx.variant];
     float* y = out[0]->as<float>();
-    Epilogue pep = dp_.pw_.epilogue(in, dp_.ridx_ >= 0 ? dp_.ridx_ + static_cast<int>(shift_) : -1);
+    Epilogue pep = dp_.pw_.epilogue(in, ridx_);
     pep.stream = s.n * s.oh * s.ow * O * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes;
     g.run(
         ctx.threads, ws, slot_bytes(xs, g),
@@ -410,7 +411,7 @@ class ExpandDwPointwiseOp : public Op {
         });
   }
   bool reads_at_run(size_t i) const override {
-    return i == 0 || (dp_.ridx_ >= 0 && i == static_cast<size_t>(dp_.ridx_) + shift_);
+    return i == 0 || static_cast<int>(i) == ridx_;
   }
   int num_variants() const override { return dp_.num_variants(); }
   std::string variant_name(int v) const override { return ex_.variant_name(0) + "+" + dp_.variant_name(v); }
@@ -419,9 +420,7 @@ class ExpandDwPointwiseOp : public Op {
  private:
   static size_t align(size_t b) { return ops::FusedChunks::align(b); }
   std::vector<int64_t> e_shape(const std::vector<int64_t>& x) const { return {x[0], x[1], x[2], dp_.dw_.c}; }
-  static bool chunked(const std::vector<int64_t>& e) {
-    return e[0] * e[1] * e[2] * e[3] * static_cast<int64_t>(sizeof(float)) >= ops::FusedChunks::kFuseMinBytes;
-  }
+  static bool chunked(const std::vector<int64_t>& e) { return ops::ExpandChunks::walks(e, sizeof(float)); }
   ops::ExpandChunks chunks(const std::vector<int64_t>& e) const {
     return ops::ExpandChunks(dp_.dw_.shape_of(e), sizeof(float));
   }
@@ -440,6 +439,7 @@ class ExpandDwPointwiseOp : public Op {
   const Conv2dOp& ex_;
   const DwPointwiseOp& dp_;
   size_t shift_;  // inputs of the expansion past x: the DwPointwiseOp's input i is this op's i + shift_
+  int ridx_;      // the projection's residual among this op's inputs, or -1
 };
 
 std::unique_ptr<Op> DwPointwiseOp::fuse_producer(const Op& producer) const {

@@ -373,7 +373,8 @@ class QDwPointwiseOp : public Op {
 // down the image. Same kernels, same bytes as the three nodes run apart.
 class QExpandDwPointwiseOp : public Op {
  public:
-  QExpandDwPointwiseOp(const QConv2dOp& ex, const QDwPointwiseOp& dp) : ex_(ex), dp_(dp), shift_(ex.inputs_ - 1) {}
+  QExpandDwPointwiseOp(const QConv2dOp& ex, const QDwPointwiseOp& dp)
+      : ex_(ex), dp_(dp), shift_(ex.inputs_ - 1), ridx_(dp.ridx_ >= 0 ? dp.ridx_ + static_cast<int>(shift_) : -1) {}
   void infer(const std::vector<const TensorInfo*>& in, std::vector<TensorInfo>& out) const override {
     std::vector<TensorInfo> e(1);
     ex_.infer(in, e);  // x against the expansion (no residual: it reads input 0 only)
@@ -407,7 +408,7 @@ class QExpandDwPointwiseOp : public Op {
     const size_t mid_at = g.mid_at(), scratch_at = g.scratch_at();
     const kernels::Q8DwEpilogue de = dp_.dw_.dw_epilogue();
     const QLayer& pq = dp_.pw_.q_;
-    const kernels::Q8StaticEpilogue pep = pq.epilogue(in, O, dp_.ridx_ >= 0 ? dp_.ridx_ + static_cast<int>(shift_) : -1);
+    const kernels::Q8StaticEpilogue pep = pq.epilogue(in, O, ridx_);
     const size_t osz = pq.out_dtype() == DType::U8 ? 1 : sizeof(float);
     g.run(
         ctx.threads, ws, slot_bytes(xs, g),
@@ -430,16 +431,14 @@ class QExpandDwPointwiseOp : public Op {
         });
   }
   bool reads_at_run(size_t i) const override {
-    return i == 0 || (dp_.ridx_ >= 0 && i == static_cast<size_t>(dp_.ridx_) + shift_);
+    return i == 0 || static_cast<int>(i) == ridx_;
   }
   std::string kernel_name() const override { return ex_.kernel_name() + "+" + dp_.kernel_name(); }
 
  private:
   static size_t align(size_t b) { return ops::FusedChunks::align(b); }
   std::vector<int64_t> e_shape(const std::vector<int64_t>& x) const { return {x[0], x[1], x[2], ex_.o_}; }
-  static bool chunked(const std::vector<int64_t>& e) {
-    return e[0] * e[1] * e[2] * e[3] >= ops::FusedChunks::kFuseMinBytes;
-  }
+  static bool chunked(const std::vector<int64_t>& e) { return ops::ExpandChunks::walks(e, 1); }
   ops::ExpandChunks chunks(const std::vector<int64_t>& e) const { return ops::ExpandChunks(dp_.dw_.dw_shape(e), 1); }
   // One thread's slot (ops::ExpandChunks), with the scratch of either GEMM.
   size_t slot_bytes(const std::vector<int64_t>& xs, const ops::ExpandChunks& g) const {
@@ -456,6 +455,7 @@ class QExpandDwPointwiseOp : public Op {
   const QConv2dOp& ex_;
   const QDwPointwiseOp& dp_;
   size_t shift_;  // inputs of the expansion past x: the QDwPointwiseOp's input i is this op's i + shift_
+  int ridx_;      // the projection's residual among this op's inputs, or -1
 };
 
 std::unique_ptr<Op> QDwPointwiseOp::fuse_producer(const Op& producer) const {
