@@ -476,6 +476,84 @@ def test_packed_conv2d_handle(isa, rng):
         pc.run(rand(rng, 1, 5, 5, 6))  # 6 channels, the weights expect 8
 
 
+# Winograd F(4x4, 3x3) (conv2d.cpp, winograd_impl.h): 3x3, stride 1, dilation 1, one group.
+# (N, H, W, C, O, pads): partial output tiles at the bottom / right, images smaller than a tile,
+# channel tails around the 8/16-lane vectors and the 16/32-column GEMM panels, several tile blocks
+# per thread (> 1 MB of transformed tiles), asymmetric and zero padding.
+WINO_CASES = [
+    (1, 8, 8, 16, 32, (1, 1, 1, 1)),
+    (2, 7, 9, 5, 17, (1, 1, 1, 1)),
+    (1, 13, 11, 70, 40, (0, 1, 2, 0)),
+    (3, 4, 4, 33, 65, (1, 1, 1, 1)),
+    (1, 3, 3, 8, 8, (1, 1, 1, 1)),
+    (1, 1, 2, 3, 1, (1, 1, 1, 0)),
+    (2, 30, 30, 64, 64, (1, 1, 1, 1)),
+    (1, 6, 6, 200, 48, (0, 0, 0, 0)),
+]
+
+
+def check_winograd(y, ref, mag, c, lip=1.0, extra=0.0):
+    # The transforms' coefficients (up to 5 in B, 8 in A) scale the GEMM's rounding: 4x the direct bound.
+    tol = lip * 4 * lin_tol(9 * c, mag) + extra
+    err = np.abs(y - ref)
+    assert np.all(err <= tol), f"max err {err.max()} (tol {tol.flat[np.argmax(err - tol)]})"
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "scalar"])
+@pytest.mark.parametrize("case", WINO_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_conv2d_winograd(isa, case, rng):
+    n, h, wd, c, o, pads = case
+    x = rand(rng, n, h, wd, c)
+    w = rand(rng, o, 3, 3, c)
+    b = rand(rng, o)
+    pc = K.PackedConv2d(w, isa=isa, path="winograd")
+    assert pc.path == "winograd" and pc.isa == isa
+    ref, mag = ref_conv2d(x, w, b, (1, 1), (1, 1), pads, 1)
+    big = np.full(ref.size + 37, SENTINEL, np.float32)
+    out = big[11:11 + ref.size].reshape(ref.shape)
+    y = pc.run(x, bias=b, pads=pads, threads=2, out=out)
+    assert np.shares_memory(y, big)
+    check_winograd(out, ref, mag, c)
+    assert np.all(big[:11] == SENTINEL) and np.all(big[11 + ref.size:] == SENTINEL)
+    # Each element's sum order is fixed by C: threads 1 and 2 agree bitwise.
+    y1 = pc.run(x, bias=b, pads=pads, threads=1)
+    assert np.array_equal(y1.view(np.uint32), out.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "scalar"])
+@pytest.mark.parametrize("act", ACTS)
+def test_conv2d_winograd_epilogue(isa, act, rng):
+    """Bias, residual and every activation in the output transform; 20 output channels (a masked
+    vector tail), a 9x13 output (partial tiles)."""
+    x = rand(rng, 2, 9, 13, 12)
+    w = rand(rng, 20, 3, 3, 12) * 0.4
+    b = rand(rng, 20)
+    ref, mag = ref_conv2d(x, w, b, (1, 1), (1, 1), (1, 1, 1, 1), 1)
+    r = rand(rng, *ref.shape)
+    y = K.conv2d(x, w, bias=b, pads=(1, 1, 1, 1), act=act, alpha=0.7, residual=r, isa=isa, threads=2,
+                 path="winograd")
+    want = ref_act(ref + r, act, 0.7)
+    check_winograd(y, want, mag + np.abs(r), 12, lip=ACT_LIP[act], extra=ACT_RTOL[act] * np.abs(want) + 1e-30)
+
+
+def test_conv2d_winograd_rejects(rng):
+    w = rand(rng, 8, 3, 3, 4)
+    x = rand(rng, 1, 6, 6, 4)
+    if "avx2" in ISAS:
+        pc = K.PackedConv2d(w, isa="avx2", path="winograd")
+        for kw in (dict(strides=(2, 1)), dict(dilations=(1, 2))):
+            with pytest.raises(core.InputError, match="stride 1 and dilation 1"):
+                pc.run(x, **kw)
+        with pytest.raises(core.InputError, match="no 'winograd' path"):
+            K.PackedConv2d(rand(rng, 8, 5, 5, 4), isa="avx2", path="winograd")
+        with pytest.raises(core.InputError, match="no 'winograd' path"):
+            K.PackedConv2d(rand(rng, 8, 3, 3, 2), groups=2, isa="avx2", path="winograd")
+    with pytest.raises(core.InputError, match="no 'winograd' path"):
+        K.PackedConv2d(w, isa="scalar", path="winograd")
+    with pytest.raises(core.InputError, match="path must be"):
+        K.PackedConv2d(w, path="fft")
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_sgemm_all_small_sizes(isa, rng):
     """Every (M, N, K) in SIZES^3 against float64 (no epilogue), through one packed handle per (N, K)."""

@@ -35,6 +35,30 @@ def rnd(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
+@pytest.mark.parametrize("hw,c,stride,batch,wino", [
+    (8, 16, 1, 1, True),    # 4 output tiles of 4x4
+    (4, 16, 1, 1, False),   # one tile: the transformed weights would not be reused
+    (4, 16, 1, 2, True),    # ... two images: two tiles
+    (8, 4, 1, 2, False),    # < 8 input channels
+    (8, 16, 2, 2, False),   # stride 2
+])
+def test_winograd_default_rule(rng, hw, c, stride, batch, wino):
+    """An untuned session runs a dense fp32 3x3 stride-1 convolution with Winograd F(4x4, 3x3) where
+    its shape rule expects it to pay (plans are per shape: the same node can take either path); results
+    match the float64 reference on every ISA and thread count."""
+    m = Model(inputs=[("x", (None, hw, hw, c))])
+    y = m.add_node("conv2d", ["x", m.add_constant("w", rnd(rng, 24, 3, 3, c, scale=0.3)),
+                              m.add_constant("b", rnd(rng, 24))],
+                   dict(pads=[1, 1, 1, 1], strides=[stride, stride], act="relu"))
+    m.outputs = [m.add_node("conv2d", [y, m.add_constant("w2", rnd(rng, 8, 3, 3, 24, scale=0.2))],
+                            dict(pads=[1, 1, 1, 1]))]
+    x = rnd(rng, batch, hw, hw, c)
+    check(m, {"x": x})
+    for isa in ISAS:
+        kernel = dict((n, k) for n, _, k in slimrt.Session(m, isa=isa).kernels(x.shape))[m.nodes[0].name]
+        assert kernel.startswith("conv_winograd_") == (wino and isa != "scalar"), (isa, kernel)
+
+
 def test_mlp(rng):
     m = Model(inputs=[("x", (None, 37))])
     h = m.add_node("dense", ["x", m.add_constant("w1", rnd(rng, 33, 37, scale=0.3)), m.add_constant("b1", rnd(rng, 33))],

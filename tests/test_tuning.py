@@ -104,9 +104,10 @@ def test_cli_tune(sparse_mlp, tmp_path, capsys):
 
 @pytest.mark.parametrize("hw,cin,cout,k", [(4, 64, 64, 3), (6, 40, 96, 1), (5, 8, 24, 3)])
 def test_dense_conv_times_both_fp32_paths(tmp_path, hw, cin, cout, k):
-    """A dense fp32 convolution offers both fp32 paths to the tuner: the one its weight shape picks
-    (direct kernel or im2col GEMM) and the other. Tuning records one of the two; a stored choice of
-    either runs it without tuning, with the untuned session's results."""
+    """A dense fp32 convolution offers every fp32 path to the tuner: the one its weight shape picks
+    (direct kernel or im2col GEMM), the other, and for a 3x3 stride-1 convolution Winograd F(4x4, 3x3).
+    Tuning records one of them; a stored choice of any runs it without tuning, with the untuned
+    session's results."""
     rng = np.random.default_rng(hw)
     m = slimrt.Model(inputs=[("x", (None, hw, hw, cin))])
     w = m.add_constant("w", (rng.standard_normal((cout, k, k, cin)) * 0.1).astype(np.float32))
@@ -120,18 +121,17 @@ def test_dense_conv_times_both_fp32_paths(tmp_path, hw, cin, cout, k):
     plain = slimrt.Session(path)
     default = _kernel(plain, node, x.shape)
     isa = plain.isa
-    paths = {f"conv_direct_{isa}", f"conv_im2col_sgemm_{isa}", f"conv1x1_sgemm_{isa}"}
-    assert default in paths
+    gemm = f"conv1x1_sgemm_{isa}" if k == 1 else f"conv_im2col_sgemm_{isa}"
+    paths = {f"conv_direct_{isa}", gemm} | ({f"conv_winograd_{isa}"} if k == 3 else set())
     if isa == "scalar":
+        assert default == "conv_im2col_sgemm_scalar" or default == "conv1x1_sgemm_scalar"
         pytest.skip("the scalar ISA has one fp32 path")
+    assert default in paths
     tuned = slimrt.Session(path, tune=True)
     tuned.run(x)
     (key, choice), = tuned.tuning().items()
     assert key.startswith(node + "|") and choice in paths
-    gemm = f"conv1x1_sgemm_{isa}" if k == 1 else f"conv_im2col_sgemm_{isa}"
-    other = gemm if default == f"conv_direct_{isa}" else f"conv_direct_{isa}"
-    assert other != default
-    for kernel in (default, other):
+    for kernel in sorted(paths):
         mm = slimrt.load(path)
         mm.metadata["tuning/" + plain.tuning_signature] = tuning.format_records({key: kernel})
         forced = tmp_path / f"{kernel}.slim"

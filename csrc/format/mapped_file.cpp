@@ -54,6 +54,10 @@ std::shared_ptr<MappedFile> MappedFile::copy_of(const void* data, size_t size) {
   return m;
 }
 
+void MappedFile::release_pages() const {
+  if (mapped_ && data_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (!data_) return;
   if (mapped_)

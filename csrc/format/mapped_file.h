@@ -31,6 +31,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }  // "" for a heap copy
   bool is_mapped() const { return mapped_; }
+  // A mapping: drops the pages read so far from this process's resident set (MADV_DONTNEED). The
+  // bytes stay valid: the next read of a page faults it in from the file again, as after the kernel
+  // evicted it. For a runtime that has packed what it needs: the file's copy of the weights then stops
+  // counting twice. A heap copy: nothing.
+  void release_pages() const;
 
  private:
   MappedFile() = default;

@@ -192,6 +192,13 @@ class Conv2dOp : public Op {
     } else if (c.tune) {  // dense fp32: the other fp32 path, which wins where the shape rule cannot see it
       if (auto alt = ops::make_conv_alternative(c, 1, dims, groups_)) w_.push_back(std::move(alt));
     }
+    // A dense fp32 3x3 stride-1 convolution may also run Winograd F(4x4, 3x3): the last variant, packed
+    // (from the mapped file) only when a plan chooses it or the tuner times it.
+    if (kh_ == 3 && kw_ == 3 && sh_ == 1 && sw_ == 1 && dh_ == 1 && dw_ == 1 && groups_ == 1 &&
+        isa_ != Isa::Scalar && ops::weight_is_dense_f32(c, 1)) {
+      wino_src_ = c.dense_constant(1).as<float>();
+      wino_dims_ = dims;
+    }
     int bi;
     ridx_ = ops::residual_input(c, &bi);
     if (bi >= 0) bias_ = ops::vector_constant(c, bi, o_, "bias");
@@ -218,16 +225,32 @@ class Conv2dOp : public Op {
   size_t workspace(const std::vector<const TensorInfo*>& in, int threads) const override {
     size_t ws = 0;
     for (auto& w : w_) ws = std::max(ws, w->conv_workspace(shape_of(in[0]->shape), threads));
+    if (wino_src_) ws = std::max(ws, kernels::conv2d_winograd_workspace_bytes(shape_of(in[0]->shape), isa_, threads));
     return ws;
   }
   void run(const std::vector<const Tensor*>& in, const std::vector<Tensor*>& out, void* ws,
            const RunContext& ctx) const override {
-    w_[ctx.variant]->conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), epilogue(in, ridx_), ws,
-                          ctx.threads);
+    const ops::WeightMatrix& w = ctx.variant == wino_variant() ? *wino_ : *w_[ctx.variant];
+    w.conv(shape_of(in[0]->shape()), in[0]->as<float>(), out[0]->as<float>(), epilogue(in, ridx_), ws, ctx.threads);
   }
   bool reads_at_run(size_t i) const override { return i == 0 || static_cast<int>(i) == ridx_; }
-  int num_variants() const override { return static_cast<int>(w_.size()); }
-  std::string variant_name(int v) const override { return w_[v]->conv_name(pointwise()); }
+  int num_variants() const override { return static_cast<int>(w_.size()) + (wino_src_ ? 1 : 0); }
+  std::string variant_name(int v) const override {
+    if (v == wino_variant()) return std::string("conv_winograd_") + isa_name(isa_);
+    return w_[v]->conv_name(pointwise());
+  }
+  int default_variant(const std::vector<const TensorInfo*>& in) const override {
+    return wino_src_ && kernels::conv2d_winograd_pays(shape_of(in[0]->shape), isa_) ? wino_variant() : 0;
+  }
+  void prepare_variant(int v, bool planned) const override {
+    if (v != wino_variant()) return;
+    if (!wino_) wino_ = ops::make_conv_winograd(wino_src_, wino_dims_, isa_);
+    if (!wino_) throw Error(Code::Internal, "conv2d: no Winograd kernel for this ISA");
+    wino_planned_ = wino_planned_ || planned;
+  }
+  void release_unplanned_variants() const override {
+    if (!wino_planned_) wino_.reset();
+  }
   std::string kernel_name() const override { return variant_name(0); }
   std::unique_ptr<Op> fuse_producer(const Op& producer) const override;
 
@@ -253,6 +276,13 @@ class Conv2dOp : public Op {
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
   // [native format, when tuning: its fp32 decoding, or for a dense fp32 weight the other fp32 path]
   std::vector<std::unique_ptr<ops::WeightMatrix>> w_;
+  // Variant w_.size() where wino_src_ is set (a dense fp32 3x3 stride-1 convolution): the Winograd
+  // weights, packed by prepare_variant (plan lock held), dropped again if only the tuner used them.
+  int wino_variant() const { return wino_src_ ? static_cast<int>(w_.size()) : -1; }
+  const float* wino_src_ = nullptr;  // the weights in the mapped file
+  std::array<int64_t, 4> wino_dims_{};
+  mutable std::unique_ptr<ops::WeightMatrix> wino_;
+  mutable bool wino_planned_ = false;
   const float* bias_ = nullptr;
   std::pair<Act, float> act_;
 };

@@ -29,7 +29,7 @@ class Fp32Weights : public WeightMatrix {
     kernels::sgemm(M, x, ldx, *gemm_, y, ldy, ep, threads);
   }
   size_t conv_workspace(const Conv2dShape& s, int threads) const override {
-    return kernels::conv2d_workspace_bytes(s, threads);
+    return conv_ ? kernels::conv2d_workspace_bytes(s, *conv_, threads) : 0;
   }
   void conv(const Conv2dShape& s, const float* x, float* y, const Epilogue& ep, void* ws, int threads) const override {
     kernels::conv2d(s, x, *conv_, y, ep, ws, threads);
@@ -37,6 +37,8 @@ class Fp32Weights : public WeightMatrix {
   std::string name() const override { return std::string("sgemm_") + isa_name(isa_); }
   std::string conv_name(bool pointwise) const override {
     if (conv_ && std::string(kernels::conv2d_path(*conv_)) == "direct") return std::string("conv_direct_") + isa_name(isa_);
+    if (conv_ && std::string(kernels::conv2d_path(*conv_)) == "winograd")
+      return std::string("conv_winograd_") + isa_name(isa_);
     return WeightMatrix::conv_name(pointwise);
   }
  private:
@@ -223,6 +225,12 @@ std::unique_ptr<WeightMatrix> make_conv_alternative(BuildContext& c, size_t inpu
   auto alt = std::make_unique<Fp32Weights>(w.as<float>(), d, groups, true, c.isa, kernels::ConvPath::Alternative);
   if (alt->empty()) return nullptr;
   return alt;
+}
+
+std::unique_ptr<WeightMatrix> make_conv_winograd(const float* w, const std::array<int64_t, 4>& d, Isa isa) {
+  auto wino = std::make_unique<Fp32Weights>(w, d, 1, true, isa, kernels::ConvPath::Winograd);
+  if (wino->empty()) return nullptr;
+  return wino;
 }
 
 bool weight_is_dense_f32(const BuildContext& c, size_t input) {

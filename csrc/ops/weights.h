@@ -45,5 +45,8 @@ bool weight_is_dense_f32(const BuildContext& c, size_t input);
 // the planner times when tuning (kernels::ConvPath::Alternative); null where there is none.
 std::unique_ptr<WeightMatrix> make_conv_alternative(BuildContext& c, size_t input, const std::array<int64_t, 4>& dims,
                                                     int64_t groups);
+// A 3x3 ungrouped fp32 convolution weight [O][3][3][C] packed for the Winograd F(4x4, 3x3) path
+// (kernels::ConvPath::Winograd), for a stride-1 undilated convolution; null where the ISA has none.
+std::unique_ptr<WeightMatrix> make_conv_winograd(const float* w, const std::array<int64_t, 4>& dims, Isa isa);
 
 }  // namespace slimrt::ops

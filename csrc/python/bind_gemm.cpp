@@ -52,15 +52,22 @@ std::unique_ptr<PackedSgemmB> pack_w(const pyb::object& w_obj, Isa isa) {
 struct PyPackedConv2d {
   std::unique_ptr<kernels::PackedConv2d> w;
 
-  void pack(const pyb::object& w_obj, int64_t groups, Isa isa) {
+  void pack(const pyb::object& w_obj, int64_t groups, Isa isa, const std::string& path = "auto") {
     pyb::array wa = c_contig<float>(w_obj, "w", 4);
     if (groups < 1) bad("groups must be >= 1");
     const int64_t O = wa.shape(0), KH = wa.shape(1), KW = wa.shape(2), Cg = wa.shape(3);
     if (O < 1 || KH < 1 || KW < 1 || Cg < 1) bad("w must have a non-zero shape (O, KH, KW, C/groups)");
     if (O % groups) bad("groups must divide the output channels");
+    kernels::ConvPath cp = kernels::ConvPath::Auto;
+    if (path == "alternative") cp = kernels::ConvPath::Alternative;
+    else if (path == "winograd") cp = kernels::ConvPath::Winograd;
+    else if (path != "auto") bad("path must be 'auto', 'alternative' or 'winograd'");
     const float* p = static_cast<const float*>(wa.data());
-    pyb::gil_scoped_release nogil;
-    w = kernels::pack_conv2d(p, O, KH, KW, Cg, groups, isa);
+    {
+      pyb::gil_scoped_release nogil;
+      w = kernels::pack_conv2d(p, O, KH, KW, Cg, groups, isa, cp);
+    }
+    if (!w) bad("no '" + path + "' path for these weights on this ISA");
   }
 
   pyb::array run(const pyb::object& x_obj, const pyb::object& bias, std::vector<int64_t> strides,
@@ -83,7 +90,7 @@ struct PyPackedConv2d {
     float* yp = static_cast<float*>(y.mutable_data());
     {
       pyb::gil_scoped_release nogil;
-      AlignedPtr<char> ws = aligned_array<char>(kernels::conv2d_workspace_bytes(s, threads));
+      AlignedPtr<char> ws = aligned_array<char>(kernels::conv2d_workspace_bytes(s, *w, threads));
       kernels::conv2d(s, xp, *w, yp, ep, ws.get(), threads);
     }
     return y;
@@ -154,13 +161,16 @@ SLIMRT_PY_BIND(gemm) {
 
   pyb::class_<PyPackedConv2d>(k, "PackedConv2d",
                               "fp32 conv weights w[O, KH, KW, C/groups] packed once for one ISA.")
-      .def(pyb::init([](const pyb::object& w, int64_t groups, const pyb::object& isa) {
+      .def(pyb::init([](const pyb::object& w, int64_t groups, const pyb::object& isa, const std::string& path) {
              auto p = std::make_unique<PyPackedConv2d>();
-             p->pack(w, groups, isa_arg(isa));
+             p->pack(w, groups, isa_arg(isa), path);
              return p;
            }),
-           arg("w"), arg("groups") = 1, arg("isa") = pyb::none())
+           arg("w"), arg("groups") = 1, arg("isa") = pyb::none(), arg("path") = "auto",
+           "path: 'auto' (the shape rule), 'alternative' (the other of direct / GEMM) or 'winograd' (3x3, groups 1; "
+           "run with stride 1 and dilation 1)")
       .def_property_readonly("isa", [](const PyPackedConv2d& p) { return std::string(isa_name(p.w->isa)); })
+      .def_property_readonly("path", [](const PyPackedConv2d& p) { return std::string(kernels::conv2d_path(*p.w)); })
       .def("run", &PyPackedConv2d::run, arg("x"), arg("bias") = pyb::none(),
            arg("strides") = std::vector<int64_t>{1, 1}, arg("dilations") = std::vector<int64_t>{1, 1},
            arg("pads") = std::vector<int64_t>{0, 0, 0, 0}, arg("act") = "none", arg("alpha") = 0.0f,
@@ -171,17 +181,19 @@ SLIMRT_PY_BIND(gemm) {
       "conv2d",
       [](const pyb::object& x, const pyb::object& w, const pyb::object& bias, std::vector<int64_t> strides,
          std::vector<int64_t> dilations, std::vector<int64_t> pads, int64_t groups, const std::string& act,
-         float alpha, const pyb::object& residual, const pyb::object& isa, int threads, const pyb::object& out) {
+         float alpha, const pyb::object& residual, const pyb::object& isa, int threads, const pyb::object& out,
+         const std::string& path) {
         PyPackedConv2d p;
-        p.pack(w, groups, isa_arg(isa));
+        p.pack(w, groups, isa_arg(isa), path);
         return p.run(x, bias, std::move(strides), std::move(dilations), std::move(pads), act, alpha, residual,
                      threads, out);
       },
       arg("x"), arg("w"), arg("bias") = pyb::none(), arg("strides") = std::vector<int64_t>{1, 1},
       arg("dilations") = std::vector<int64_t>{1, 1}, arg("pads") = std::vector<int64_t>{0, 0, 0, 0},
       arg("groups") = 1, arg("act") = "none", arg("alpha") = 0.0f, arg("residual") = pyb::none(),
-      arg("isa") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
-      "NHWC conv2d: x[N,H,W,C], w[O,KH,KW,C/groups] -> act(conv + bias + residual) [N,OH,OW,O] (packs w, then runs).");
+      arg("isa") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(), arg("path") = "auto",
+      "NHWC conv2d: x[N,H,W,C], w[O,KH,KW,C/groups] -> act(conv + bias + residual) [N,OH,OW,O] (packs w, then runs; "
+      "path as for PackedConv2d).");
 
   k.def(
       "apply_act",

@@ -76,6 +76,15 @@ class Op {
   // its fp32 decoding, 1). The planner times them on the real shapes when tuning.
   virtual int num_variants() const { return 1; }
   virtual std::string variant_name(int v) const { return kernel_name(); }
+  // The variant a plan runs for these input shapes when neither tuning nor a stored choice picks
+  // one: 0 unless the op has a shape rule (a variant's speed may depend on more than its weights).
+  virtual int default_variant(const std::vector<const TensorInfo*>& in) const { return 0; }
+  // Called with the plan lock held before variant v first runs: an op may pack a variant's weights
+  // only when a plan chooses it (planned) or the tuner times it (!planned). After the tuner picked a
+  // node's variant, release_unplanned_variants() may free those packed only to be timed (never one
+  // that a plan runs).
+  virtual void prepare_variant(int v, bool planned) const {}
+  virtual void release_unplanned_variants() const {}
   // Human-readable kernel choice, for inspect/profiling ("sgemm_avx512", ...).
   virtual std::string kernel_name() const { return ""; }
   // Runtime fusion (the file keeps both nodes): an op computing this node's outputs straight from

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "core/threadpool.h"
+#include "format/mapped_file.h"
 
 namespace slimrt {
 
@@ -171,7 +172,7 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
     if (!f) throw Error(Code::Unsupported, "node '" + node.name + "': op '" + node.op + "' is not implemented");
     BuildContext ctx{m, node, *this, opt_.isa, opt_.tune};
     ops_[n] = (*f)(ctx);
-    if (!opt_.tune && ops_[n] && stored_choice_needs_variants(node.name, ops_[n]->variant_name(0))) {
+    if (!opt_.tune && ops_[n] && stored_choice_needs_variants(node.name, *ops_[n])) {
       ctx.tune = true;  // a stored choice names another variant: build them
       ops_[n] = (*f)(ctx);
     }
@@ -189,6 +190,9 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
   inputs_.resize(m.nodes.size());
   for (size_t n = 0; n < m.nodes.size(); ++n) inputs_[n] = m.nodes[n].inputs;
   if (opt_.fuse) fuse_ops();
+  // Ops packed their weights into their own buffers: the file's pages need not stay resident (what a
+  // run still reads from the file -- biases, zero-copy constants -- faults back in on first use).
+  if (m.file) m.file->release_pages();
 }
 
 // Replaces the op of each node whose input 0 is the only output of a producer node that no other
@@ -337,11 +341,14 @@ std::vector<std::string> Program::kernel_names(const Plan& p) const {
   return r;
 }
 
-bool Program::stored_choice_needs_variants(const std::string& node, const std::string& default_variant) const {
+bool Program::stored_choice_needs_variants(const std::string& node, const Op& op) const {
   const std::string prefix = node + "|";
   for (auto it = stored_.lower_bound(prefix); it != stored_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
-       ++it)
-    if (it->second != default_variant) return true;
+       ++it) {
+    bool built = false;
+    for (int v = 0; v < op.num_variants() && !built; ++v) built = op.variant_name(v) == it->second;
+    if (!built) return true;
+  }
   return false;
 }
 
@@ -361,16 +368,24 @@ int Program::choose_variant(size_t n, const std::vector<const TensorInfo*>& in, 
   std::vector<std::vector<int64_t>> shapes;
   for (const TensorInfo* t : in) shapes.push_back(t->shape);
   const std::string key = tuning_key(model_->nodes[n].name, shapes);
+  const Op& op = *ops_[n];
   auto s = stored_.find(key);
   if (s != stored_.end())
-    for (int v = 0; v < ops_[n]->num_variants(); ++v)
-      if (ops_[n]->variant_name(v) == s->second) {
+    for (int v = 0; v < op.num_variants(); ++v)
+      if (op.variant_name(v) == s->second) {
         records_[key] = s->second;
+        op.prepare_variant(v, true);
         return v;
       }
-  if (!opt_.tune || ops_[n]->num_variants() < 2) return 0;
+  if (!opt_.tune || op.num_variants() < 2) {
+    const int v = op.default_variant(in);
+    op.prepare_variant(v, true);
+    return v;
+  }
   const int v = tune_node(n, in, out, ws_bytes);
-  records_[key] = ops_[n]->variant_name(v);
+  records_[key] = op.variant_name(v);
+  op.prepare_variant(v, true);
+  op.release_unplanned_variants();
   return v;
 }
 
@@ -413,6 +428,7 @@ int Program::tune_node(size_t n, const std::vector<const TensorInfo*>& in, const
   double best_t = 1e300;
   for (int v = 0; v < ops_[n]->num_variants(); ++v) {
     ctx.variant = v;
+    ops_[n]->prepare_variant(v, false);
     ops_[n]->run(pin, pout, ws.get(), ctx);  // warm-up
     double t = 1e300;
     for (int r = 0; r < 3; ++r) {
@@ -464,6 +480,7 @@ std::shared_ptr<const Plan> Program::plan(const std::vector<TensorInfo>& inputs,
   auto it = plans_.find(full_key);
   if (it != plans_.end()) return it->second;
   auto p = make_plan(inputs, output_set);
+  if (model_->file) model_->file->release_pages();  // pages a lazily packed variant read (see the constructor)
   if (plans_.size() > 64) plans_.clear();  // bound the cache under ever-changing shapes
   plans_[full_key] = p;
   return p;

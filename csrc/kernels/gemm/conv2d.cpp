@@ -1,10 +1,11 @@
 // conv2d (see conv2d.h): a direct kernel for few output channels / short K,
 // otherwise one GEMM per group over the output pixels through the blocked GEMM
 // driver with an im2col packer; the scalar ISA is a direct 7-loop convolution
-// (the reference path).
+// (the reference path). Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions packed for it.
 #include "kernels/gemm/conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "kernels/gemm/conv_direct.h"
 #include "kernels/gemm/gemm_driver.h"
 #include "kernels/gemm/sgemm_internal.h"
+#include "kernels/gemm/winograd.h"
 
 namespace slimrt::kernels {
 namespace {
@@ -137,6 +139,113 @@ void pack_a_im2col(const void* ctx, int64_t m0, int64_t rows, int64_t k0, int64_
   }
 }
 
+// ---- Winograd F(4x4, 3x3) ----------------------------------------------------------------------
+
+// G (6x3) of F(4x4, 3x3): the weight transform U = G g G^T.
+constexpr double kWinoG[6][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+
+// Transformed tile buffers of a thread: a block of T tiles, its 36 positions' inputs [T][ldv] and
+// GEMM results [T][ldm] (rows padded to 16 floats: the transforms move whole vectors).
+constexpr int64_t kWinoBlockBytes = int64_t{1} << 20;
+// Transformed weights up to this size stay in the L3 across calls (half of the development CPU's).
+constexpr int64_t kWinoWeightsCachedBytes = int64_t{16} << 20;
+
+struct WinoPlan {
+  int64_t TH, TW, P;    // tiles per column / row, tiles in all
+  int64_t T;            // tiles per block
+  int64_t ldv, ldm;     // floats per tile row of the input / result planes
+  int64_t slot_floats;  // per thread: 36 T (ldv + ldm)
+};
+
+WinoPlan wino_plan(const Conv2dShape& s, Isa isa, int threads) {
+  WinoPlan p{};
+  p.TH = (s.OH() + detail::kWinoOut - 1) / detail::kWinoOut;
+  p.TW = (s.OW() + detail::kWinoOut - 1) / detail::kWinoOut;
+  p.P = s.N * p.TH * p.TW;
+  p.ldv = (s.C + 15) / 16 * 16;
+  p.ldm = (s.O + 15) / 16 * 16;
+  const int64_t tile_bytes = detail::kWinoPoints * (p.ldv + p.ldm) * static_cast<int64_t>(sizeof(float));
+  const detail::SgemmKernels* kr = detail::sgemm_kernels(isa);
+  const int64_t mr = kr ? kr->mr : 1;
+  // As many whole microtiles of rows as fit the block budget (at least one), but no more than an
+  // even share of the tiles, so every thread gets work.
+  int64_t T = std::max<int64_t>(mr, kWinoBlockBytes / tile_bytes / mr * mr);
+  const int64_t share = (p.P + std::max(1, threads) - 1) / std::max(1, threads);
+  p.T = std::max<int64_t>(1, std::min(T, share));
+  p.slot_floats = detail::kWinoPoints * p.T * (p.ldv + p.ldm);
+  return p;
+}
+
+void pack_winograd(PackedConv2d& p, const float* W) {
+  const int64_t O = p.O, C = p.Cg;
+  std::vector<float> u(static_cast<size_t>(O * C));
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 6; ++j) {
+      // U[i][j] = sum_{a,b} G[i][a] g[a][b] G[j][b] for every (o, c); g = W[o][a][b][c].
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t c = 0; c < C; ++c) {
+          double acc = 0;
+          for (int a = 0; a < 3; ++a) {
+            if (kWinoG[i][a] == 0) continue;
+            double row = 0;
+            for (int b = 0; b < 3; ++b) row += static_cast<double>(W[((o * 3 + a) * 3 + b) * C + c]) * kWinoG[j][b];
+            acc += kWinoG[i][a] * row;
+          }
+          u[o * C + c] = static_cast<float>(acc);
+        }
+      p.wino_b.push_back(pack_sgemm_b(u.data(), O, C, p.isa));
+    }
+}
+
+// Blocks of T tiles over the threads; per block: input transform, 36 GEMMs (tiles x C) x (C x O) by
+// the fp32 microkernel reading the transformed rows in place (full K: each element's sum order is
+// fixed by C alone, so results do not depend on the block size or the thread count), output
+// transform with the epilogue.
+void conv2d_winograd(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
+                     void* workspace, int threads) {
+  if (s.KH != 3 || s.KW != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dil_h != 1 || s.dil_w != 1 || s.groups != 1)
+    fail(Code::InvalidArgument, "conv2d: Winograd weights need a 3x3 convolution with stride 1 and dilation 1");
+  const detail::SgemmKernels* kr = detail::sgemm_kernels(w.isa);
+  if (!kr) fail(Code::Internal, "conv2d: no Winograd kernels for this ISA");
+  const WinoPlan pl = wino_plan(s, w.isa, threads);
+  const bool z = w.isa >= Isa::Avx512;
+  const detail::WinoInputFn in_fn = z ? detail::avx512::f32_wino_input : detail::avx2::f32_wino_input;
+  const detail::WinoOutputFn out_fn = z ? detail::avx512::f32_wino_output : detail::avx2::f32_wino_output;
+  const int64_t OH = s.OH(), OW = s.OW(), C = s.C, O = s.O, nr = kr->nr, mr = kr->mr;
+  const int64_t plane_v = pl.T * pl.ldv, plane_m = pl.T * pl.ldm;
+  const int64_t nblocks = (pl.P + pl.T - 1) / pl.T;
+  const int workers = static_cast<int>(std::min<int64_t>(threads, nblocks));
+  const detail::UkEpilogue uk{nullptr, nullptr, nullptr, 0, Act::None, 0.f, false, true};
+  AlignedPtr<float> own;
+  if (!workspace) own = aligned_array<float>(static_cast<size_t>(workers * pl.slot_floats));
+  float* const base = workspace ? static_cast<float*>(workspace) : own.get();
+  std::atomic<int64_t> next{0};
+  ThreadPool::global().run(workers, workers, [&](int64_t wk) {
+    float* v = base + wk * pl.slot_floats;
+    float* m = v + detail::kWinoPoints * plane_v;
+    for (int64_t b = next.fetch_add(1); b < nblocks; b = next.fetch_add(1)) {
+      const int64_t t0 = b * pl.T, tb = std::min(pl.T, pl.P - t0);
+      in_fn(detail::WinoInput{x, s.H, s.W, C, pl.TH, pl.TW, s.pad_t, s.pad_l, v, pl.ldv, plane_v}, t0, t0 + tb);
+      for (int xi = 0; xi < detail::kWinoPoints; ++xi) {
+        const PackedSgemmB& B = *w.wino_b[xi];
+        const float* a = v + xi * plane_v;
+        float* c = m + xi * plane_m;
+        for (int64_t p = 0; p < B.panels; ++p) {
+          const float* bp = B.data.get() + p * C * nr;
+          const int64_t ncols = std::min(nr, O - p * nr);
+          for (int64_t r0 = 0; r0 < tb; r0 += mr)
+            kr->ukernel_a(std::min(mr, tb - r0), C, a + r0 * pl.ldv, pl.ldv, bp, c + r0 * pl.ldm + p * nr, pl.ldm,
+                          ncols, uk);
+        }
+      }
+      out_fn(detail::WinoOutput{m, pl.ldm, plane_m, y, OH, OW, O, pl.TH, pl.TW, ep.scale, ep.bias, ep.residual,
+                                ep.ldr, ep.act, ep.alpha},
+             t0, t0 + tb);
+    }
+  });
+}
+
 void conv2d_scalar(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
                    int threads) {
   const int64_t OH = s.OH(), OW = s.OW(), M = s.N * OH * OW;
@@ -201,13 +310,18 @@ std::unique_ptr<PackedConv2d> pack_conv2d(const float* W, int64_t O, int64_t KH,
   p->O = O; p->KH = KH; p->KW = KW; p->Cg = Cg; p->groups = groups; p->isa = isa;
   const int64_t Og = O / groups, K = KH * KW * Cg;
   if (isa == Isa::Scalar) {
-    if (path == ConvPath::Alternative) return nullptr;
+    if (path != ConvPath::Auto) return nullptr;
     if (!isa_supported(isa)) fail(Code::Unsupported, "pack_conv2d: ISA not supported");
     p->raw = aligned_array<float>(static_cast<size_t>(O * K));
     std::memcpy(p->raw.get(), W, sizeof(float) * O * K);
     return p;
   }
   if (!isa_supported(isa)) fail(Code::Unsupported, "pack_conv2d: ISA not supported");
+  if (path == ConvPath::Winograd) {
+    if (KH != 3 || KW != 3 || groups != 1) return nullptr;
+    pack_winograd(*p, W);
+    return p;
+  }
   int nb = direct_block(isa, Og, KH, KW, Cg);
   if (path == ConvPath::Alternative) nb = nb ? 0 : direct_width(isa, Og);
   if (nb) {
@@ -224,13 +338,31 @@ bool Conv2dShape::plain_1x1() const {
 
 const char* conv2d_path(const PackedConv2d& w) {
   if (w.isa == Isa::Scalar) return "scalar";
+  if (!w.wino_b.empty()) return "winograd";
   return w.direct_nb ? "direct" : "gemm";
 }
 
-size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads) {
-  // The direct and scalar paths need none; the shape alone does not say which path
-  // the weights were packed for, so this covers the GEMM's.
-  return detail::gemm_workspace_bytes(threads);
+size_t conv2d_winograd_workspace_bytes(const Conv2dShape& s, Isa isa, int threads) {
+  threads = threads <= 0 ? default_threads() : threads;
+  if (s.N < 1 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.OH() < 1 || s.OW() < 1) return 0;
+  const WinoPlan pl = wino_plan(s, isa, threads);
+  const int64_t workers = std::min<int64_t>(threads, (pl.P + pl.T - 1) / pl.T);
+  return static_cast<size_t>(workers * pl.slot_floats) * sizeof(float);
+}
+
+size_t conv2d_workspace_bytes(const Conv2dShape& s, const PackedConv2d& w, int threads) {
+  if (w.isa == Isa::Scalar || w.direct_nb) return 0;
+  if (!w.wino_b.empty()) return conv2d_winograd_workspace_bytes(s, w.isa, threads);
+  return detail::gemm_workspace_bytes(threads <= 0 ? default_threads() : threads);
+}
+
+bool conv2d_winograd_pays(const Conv2dShape& s, Isa isa) {
+  if (isa == Isa::Scalar || s.KH != 3 || s.KW != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dil_h != 1 ||
+      s.dil_w != 1 || s.groups != 1 || s.C < 8 || s.OH() < 1 || s.OW() < 1)
+    return false;
+  const int64_t tiles = s.N * ((s.OH() + 3) / 4) * ((s.OW() + 3) / 4);
+  const int64_t wino_bytes = int64_t{detail::kWinoPoints} * s.C * s.O * static_cast<int64_t>(sizeof(float));
+  return tiles >= (wino_bytes <= kWinoWeightsCachedBytes ? 2 : 8);
 }
 
 void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
@@ -250,6 +382,10 @@ void conv2d(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* 
   }
   if (w.direct_nb) {
     conv2d_direct(s, x, w, y, ep, residual_is_c, threads <= 0 ? default_threads() : threads);
+    return;
+  }
+  if (!w.wino_b.empty()) {
+    conv2d_winograd(s, x, w, y, ep, workspace, threads <= 0 ? default_threads() : threads);
     return;
   }
   const bool plain = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 &&

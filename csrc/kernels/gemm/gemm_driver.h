@@ -49,6 +49,8 @@ void run_gemm_jobs(const GemmJob* jobs, int64_t njobs, void* workspace, int thre
 
 constexpr int kMaxMR = 16;  // upper bound on any microkernel's MR
 
+// The fp32 microkernels of `isa` (null for the scalar ISA).
+const SgemmKernels* sgemm_kernels(Isa isa);
 // The packed-panel transpose of the ISA the job runs on (kernels for `isa`).
 PackRowsFn pack_rows_for(Isa isa);
 // A zero segment of `len` floats (len <= the K block) for padded im2col taps.

@@ -440,6 +440,8 @@ bool check_residual(const Epilogue& ep, int64_t M, int64_t N, const float* C, in
   return false;
 }
 
+const SgemmKernels* sgemm_kernels(Isa isa) { return kernels_for(isa); }
+
 void run_gemm_jobs(const GemmJob* jobs, int64_t njobs, void* workspace, int threads) {
   if (njobs <= 0) return;
   const detail::SgemmKernels* kr = kernels_for(jobs[0].B->isa);
