@@ -432,6 +432,43 @@ def test_conv2d_direct_epilogue(isa, act, o, groups, rng):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", [
+    # (N, H, W, O, KH, KW, strides, dilations, pads, act): one input channel, <= 8 outputs: the
+    # pixel-vector direct kernel (stride and dilation 1 along rows; rows any), pixel-block tails
+    (2, 28, 28, 6, 5, 5, (1, 1), (1, 1), (2, 2, 2, 2), "tanh"),   # LeNet conv1
+    (1, 7, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), "none"),
+    (1, 9, 17, 3, 3, 4, (2, 1), (2, 1), (0, 2, 1, 1), "relu"),
+    (1, 6, 33, 8, 1, 7, (1, 1), (1, 1), (0, 3, 0, 3), "relu6"),
+    (3, 5, 16, 5, 2, 2, (1, 1), (1, 1), (0, 0, 0, 0), "leaky_relu"),
+    (1, 4, 40, 7, 3, 3, (3, 1), (1, 1), (1, 0, 1, 5), "silu"),
+    (1, 8, 8, 9, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), "relu"),      # 9 outputs: channel vectors
+])
+def test_conv2d_one_channel(isa, case, rng):
+    n, h, wd, o, kh, kw, strides, dil, pads, act = case
+    x = rand(rng, n, h, wd, 1)
+    w = rand(rng, o, kh, kw, 1)
+    b = rand(rng, o)
+    ref, mag = ref_conv2d(x, w, b, strides, dil, pads, 1)
+    r = rand(rng, *ref.shape)
+    big = np.full(ref.size + 40, SENTINEL, np.float32)
+    out = big[17:17 + ref.size].reshape(ref.shape)
+    K.conv2d(x, w, bias=b, strides=strides, dilations=dil, pads=pads, act=act, alpha=0.3, residual=r, isa=isa,
+             threads=2, out=out)
+    want = ref_act(ref + r, act, 0.3)
+    tol = ACT_LIP[act] * lin_tol(kh * kw, mag + np.abs(r)) + ACT_RTOL[act] * np.abs(want) + 1e-30
+    assert np.all(np.abs(out - want) <= tol), f"max err {np.max(np.abs(out - want) - tol)}"
+    assert np.all(big[:17] == SENTINEL) and np.all(big[17 + ref.size:] == SENTINEL)
+    y1 = K.conv2d(x, w, bias=b, strides=strides, dilations=dil, pads=pads, act=act, alpha=0.3, residual=r, isa=isa,
+                  threads=1)
+    assert np.array_equal(y1.view(np.uint32), out.view(np.uint32))
+    # in place: the residual is the output
+    y2 = r.copy()
+    K.conv2d(x, w, bias=b, strides=strides, dilations=dil, pads=pads, act=act, alpha=0.3, residual=y2, isa=isa,
+             threads=2, out=y2)
+    assert np.array_equal(y2.view(np.uint32), out.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("act", ["relu6", "silu", "gelu", "elu"])
 def test_conv2d_epilogue(isa, act, rng):
     x = rand(rng, 1, 9, 8, 6)

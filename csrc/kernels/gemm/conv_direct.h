@@ -9,6 +9,9 @@
 // broadcast. Weights are packed per group as [ob][kh][kw][c][NB] (ob = block of
 // NB output channels, zero padded), 64-byte aligned.
 //
+// One input channel with <= 8 outputs (a grayscale first layer) is vectorised over output pixels
+// instead (the row's inputs are consecutive floats), then transposed to NHWC in registers.
+//
 // Summation order per output element: kh, kw, c ascending, one FMA chain;
 // it depends on the shape only (never on the thread count or the pixel block).
 //

@@ -179,10 +179,141 @@ struct ConvDirect {
     return buf;
   }
 
+  // ---- one input channel, few outputs (a grayscale image's first layer: LeNet's 28x28x1 -> 6) ----
+  // A channel vector would hold O <= 8 live lanes and every pixel broadcast each of its K inputs;
+  // instead acc[p][o] holds NB consecutive output pixels of channel o (p < PV pixel vectors), the
+  // row's input pixels being consecutive floats: per tap PV loads, O weight broadcasts, PV*O FMAs.
+  // The tile is then transposed to NHWC (masked permutes: output vector q of a pixel vector takes
+  // element e = q*NB + l from channel e % O, pixel e / O) before the epilogue and contiguous stores.
+  // Same per-element summation order as the channel-vector kernel: kh, kw ascending.
+  static constexpr int PV = 2;
+
+  static bool c1_applies(const DirectConv& a) {
+    return a.C == 1 && a.ldx == 1 && a.sw == 1 && a.dw == 1 && a.O <= NB && a.ldy == a.O &&
+           (!a.residual || a.ldr == a.O);
+  }
+
+  // x lanes gathered by idx (lanes 0..NB-1); lanes of mask m replace those of `into`.
+  static T permute(T x, const int32_t* idx) {
+    if constexpr (NB == 16) return _mm512_permutexvar_ps(_mm512_loadu_si512(idx), x);
+    else return _mm256_permutevar8x32_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)));
+  }
+  static T merge(T into, T from, const int32_t* mask) {  // mask lanes: -1 take `from`
+    if constexpr (NB == 16) {
+      const __mmask16 m = _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(mask), _mm512_setzero_si512());
+      return _mm512_mask_blend_ps(m, into, from);
+    } else {
+      return _mm256_blendv_ps(into, from, _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask))));
+    }
+  }
+
+  template <int O>
+  static void rows_c1_o(const DirectConv& a, int64_t r0, int64_t r1) {
+    constexpr int BP = PV * NB;  // pixels per block
+    const int64_t KW = a.KW, blocks = (a.OW + BP - 1) / BP;
+    // Band row: image columns [-pl, blocks*BP - pl + KW - 1), zeros outside the image.
+    const int64_t bw = blocks * BP + KW - 1;
+    std::vector<float>& b = band_buffer();
+    if (b.size() < static_cast<size_t>(a.KH * bw)) b.resize(a.KH * bw);
+    float* band = b.data();
+    // Transposition tables: for output vector q (of O), lane l: pixel (q*NB + l) / O, channel (q*NB + l) % O.
+    alignas(64) int32_t idx[O][NB], msk[O][O][NB];
+    for (int q = 0; q < O; ++q)
+      for (int l = 0; l < NB; ++l) {
+        idx[q][l] = (q * NB + l) / O;
+        for (int c = 0; c < O; ++c) msk[q][c][l] = (q * NB + l) % O == c ? -1 : 0;
+      }
+    const T alpha = V::set1(a.alpha);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / a.OH, ih0 = (r % a.OH) * a.sh - a.pt;
+      int64_t kh0 = 0, kh1 = a.KH;
+      while (kh0 < kh1 && ih0 + kh0 * a.dh < 0) ++kh0;
+      while (kh1 > kh0 && ih0 + (kh1 - 1) * a.dh >= a.H) --kh1;
+      const int64_t c0 = std::min<int64_t>(a.pl, bw), c1 = std::max(c0, std::min<int64_t>(bw, a.W + a.pl));
+      for (int64_t kh = kh0; kh < kh1; ++kh) {
+        float* d = band + kh * bw;
+        const float* src = a.x + (n * a.H + ih0 + kh * a.dh) * a.W;
+        std::fill(d, d + c0, 0.f);
+        std::copy(src, src + (c1 - c0), d + c0);
+        std::fill(d + c1, d + bw, 0.f);
+      }
+      float* yr = a.y + r * a.OW * a.O;
+      const float* rr = a.residual ? a.residual + r * a.OW * a.O : nullptr;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t ow0 = blk * BP;
+        T acc[PV][O];
+        #pragma GCC unroll 8
+        for (int p = 0; p < PV; ++p)
+          #pragma GCC unroll 8
+          for (int o = 0; o < O; ++o) acc[p][o] = V::zero();
+        for (int64_t kh = kh0; kh < kh1; ++kh) {
+          const float* xr = band + kh * bw + ow0;
+          const float* wr = a.w + kh * KW * NB;  // packed [kh][kw][c = 0][NB]
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            T xv[PV];
+            #pragma GCC unroll 8
+            for (int p = 0; p < PV; ++p) xv[p] = V::load(xr + kw + p * NB);
+            #pragma GCC unroll 8
+            for (int o = 0; o < O; ++o) {
+              const T wv = V::set1(wr[kw * NB + o]);
+              #pragma GCC unroll 8
+              for (int p = 0; p < PV; ++p) acc[p][o] = V::fma(xv[p], wv, acc[p][o]);
+            }
+          }
+        }
+        // scale and bias per channel, before the transposition
+        #pragma GCC unroll 8
+        for (int o = 0; o < O; ++o) {
+          const T sc = V::set1(a.scale ? a.scale[o] : 1.f), bi = V::set1(a.bias ? a.bias[o] : 0.f);
+          #pragma GCC unroll 8
+          for (int p = 0; p < PV; ++p) {
+            if (a.scale) acc[p][o] = V::mul(acc[p][o], sc);
+            if (a.bias) acc[p][o] = V::add(acc[p][o], bi);
+          }
+        }
+        const int64_t npix = std::min<int64_t>(BP, a.OW - ow0);
+        #pragma GCC unroll 8
+        for (int p = 0; p < PV; ++p) {
+          const int64_t elems = (std::min<int64_t>(npix, (p + 1) * NB) - p * NB) * O;  // live floats of this vector
+          if (elems <= 0) break;
+          float* yp = yr + (ow0 + p * NB) * O;
+          const float* rp = rr ? rr + (ow0 + p * NB) * O : nullptr;
+          #pragma GCC unroll 8
+          for (int q = 0; q < O; ++q) {
+            const int k = static_cast<int>(std::min<int64_t>(NB, elems - q * NB));
+            if (k <= 0) break;
+            T v = permute(acc[p][0], idx[q]);
+            #pragma GCC unroll 8
+            for (int c = 1; c < O; ++c) v = merge(v, permute(acc[p][c], idx[q]), msk[q][c]);
+            if (rp) v = V::add(v, k == NB ? V::load(rp + q * NB) : V::load_n(rp + q * NB, k));
+            v = simple_act(v, a.act, alpha);
+            if (k == NB) V::store(yp + q * NB, v);
+            else V::store_n(yp + q * NB, v, k);
+          }
+        }
+      }
+      if (!act_in_registers(a.act)) act_any<V>(yr, yr, a.OW * a.O, a.act, a.alpha);
+    }
+  }
+
+  static void rows_c1(const DirectConv& a, int64_t r0, int64_t r1) {
+    switch (a.O) {
+      case 1: return rows_c1_o<1>(a, r0, r1);
+      case 2: return rows_c1_o<2>(a, r0, r1);
+      case 3: return rows_c1_o<3>(a, r0, r1);
+      case 4: return rows_c1_o<4>(a, r0, r1);
+      case 5: return rows_c1_o<5>(a, r0, r1);
+      case 6: return rows_c1_o<6>(a, r0, r1);
+      case 7: return rows_c1_o<7>(a, r0, r1);
+      default: if constexpr (NB >= 8) return rows_c1_o<8>(a, r0, r1);
+    }
+  }
+
   // Rows [r0, r1). With left/right padding, the row's KH input rows (this group's
   // channels) are first copied into a zero-padded band, so every pixel of the row
   // runs in full blocks; without it the image is read in place.
   static void rows(const DirectConv& a, int64_t r0, int64_t r1) {
+    if (c1_applies(a) && a.O <= 8) return rows_c1(a, r0, r1);
     // Columns whose taps all lie inside the image: ow*sw - pl >= 0, ow*sw - pl + (KW-1)*dw <= W-1.
     int64_t ow_lo = a.pl > 0 ? (a.pl + a.sw - 1) / a.sw : 0;
     const int64_t lim = a.W - 1 + a.pl - (a.KW - 1) * a.dw;
