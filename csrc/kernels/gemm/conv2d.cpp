@@ -154,12 +154,21 @@ constexpr int64_t kWinoWeightsCachedBytes = int64_t{16} << 20;
 struct WinoPlan {
   int64_t TH, TW, P;    // tiles per column / row, tiles in all
   int64_t T;            // tiles per block
+  int64_t nblocks;      // ceil(P / T)
+  int64_t chunks;       // output-channel chunks per block (tasks = nblocks x chunks)
+  int64_t chunk_panels; // GEMM panels per chunk
   int64_t ldv, ldm;     // floats per tile row of the input / result planes
   int64_t slot_floats;  // per thread: 36 T (ldv + ldm)
+  int64_t workers() const { return nblocks * chunks; }
 };
 
+// Blocks of tiles, as many whole microtiles of rows as fit the block budget. With several threads
+// and few tiles (< a microtile each) the threads split the output channels of a block instead:
+// each transforms the block's inputs (a small duplicated cost) and runs the GEMMs of its panels, so
+// the transformed weights are read once per block rather than once per thread.
 WinoPlan wino_plan(const Conv2dShape& s, Isa isa, int threads) {
   WinoPlan p{};
+  threads = std::max(1, threads);
   p.TH = (s.OH() + detail::kWinoOut - 1) / detail::kWinoOut;
   p.TW = (s.OW() + detail::kWinoOut - 1) / detail::kWinoOut;
   p.P = s.N * p.TH * p.TW;
@@ -167,12 +176,22 @@ WinoPlan wino_plan(const Conv2dShape& s, Isa isa, int threads) {
   p.ldm = (s.O + 15) / 16 * 16;
   const int64_t tile_bytes = detail::kWinoPoints * (p.ldv + p.ldm) * static_cast<int64_t>(sizeof(float));
   const detail::SgemmKernels* kr = detail::sgemm_kernels(isa);
-  const int64_t mr = kr ? kr->mr : 1;
-  // As many whole microtiles of rows as fit the block budget (at least one), but no more than an
-  // even share of the tiles, so every thread gets work.
-  int64_t T = std::max<int64_t>(mr, kWinoBlockBytes / tile_bytes / mr * mr);
-  const int64_t share = (p.P + std::max(1, threads) - 1) / std::max(1, threads);
-  p.T = std::max<int64_t>(1, std::min(T, share));
+  const int64_t mr = kr ? kr->mr : 1, nr = kr ? kr->nr : 16;
+  const int64_t tmax = std::max<int64_t>(mr, kWinoBlockBytes / tile_bytes / mr * mr);
+  const int64_t panels = (s.O + nr - 1) / nr;
+  p.nblocks = (p.P + tmax - 1) / tmax;
+  p.chunks = 1;
+  if (p.nblocks < threads) {
+    if (p.P >= threads * mr || panels < 2) {
+      p.nblocks = std::min<int64_t>(p.P, threads);  // enough tiles: split them evenly
+    } else {
+      p.chunks = std::min<int64_t>(panels, (threads + p.nblocks - 1) / p.nblocks);
+    }
+  }
+  p.T = (p.P + p.nblocks - 1) / p.nblocks;
+  p.nblocks = (p.P + p.T - 1) / p.T;
+  p.chunk_panels = (panels + p.chunks - 1) / p.chunks;
+  p.chunks = (panels + p.chunk_panels - 1) / p.chunk_panels;
   p.slot_floats = detail::kWinoPoints * p.T * (p.ldv + p.ldm);
   return p;
 }
@@ -214,8 +233,8 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const PackedConv2d& w
   const detail::WinoOutputFn out_fn = z ? detail::avx512::f32_wino_output : detail::avx2::f32_wino_output;
   const int64_t OH = s.OH(), OW = s.OW(), C = s.C, O = s.O, nr = kr->nr, mr = kr->mr;
   const int64_t plane_v = pl.T * pl.ldv, plane_m = pl.T * pl.ldm;
-  const int64_t nblocks = (pl.P + pl.T - 1) / pl.T;
-  const int workers = static_cast<int>(std::min<int64_t>(threads, nblocks));
+  const int64_t ntasks = pl.workers();
+  const int workers = static_cast<int>(std::min<int64_t>(threads, ntasks));
   const detail::UkEpilogue uk{nullptr, nullptr, nullptr, 0, Act::None, 0.f, false, true};
   AlignedPtr<float> own;
   if (!workspace) own = aligned_array<float>(static_cast<size_t>(workers * pl.slot_floats));
@@ -224,14 +243,17 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const PackedConv2d& w
   ThreadPool::global().run(workers, workers, [&](int64_t wk) {
     float* v = base + wk * pl.slot_floats;
     float* m = v + detail::kWinoPoints * plane_v;
-    for (int64_t b = next.fetch_add(1); b < nblocks; b = next.fetch_add(1)) {
+    for (int64_t task = next.fetch_add(1); task < ntasks; task = next.fetch_add(1)) {
+      const int64_t b = task / pl.chunks, chunk = task % pl.chunks;
       const int64_t t0 = b * pl.T, tb = std::min(pl.T, pl.P - t0);
+      const int64_t p0 = chunk * pl.chunk_panels;
+      const int64_t p1 = std::min<int64_t>(w.wino_b[0]->panels, p0 + pl.chunk_panels);
       in_fn(detail::WinoInput{x, s.H, s.W, C, pl.TH, pl.TW, s.pad_t, s.pad_l, v, pl.ldv, plane_v}, t0, t0 + tb);
       for (int xi = 0; xi < detail::kWinoPoints; ++xi) {
         const PackedSgemmB& B = *w.wino_b[xi];
         const float* a = v + xi * plane_v;
         float* c = m + xi * plane_m;
-        for (int64_t p = 0; p < B.panels; ++p) {
+        for (int64_t p = p0; p < p1; ++p) {
           const float* bp = B.data.get() + p * C * nr;
           const int64_t ncols = std::min(nr, O - p * nr);
           for (int64_t r0 = 0; r0 < tb; r0 += mr)
@@ -239,8 +261,8 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const PackedConv2d& w
                           ncols, uk);
         }
       }
-      out_fn(detail::WinoOutput{m, pl.ldm, plane_m, y, OH, OW, O, pl.TH, pl.TW, ep.scale, ep.bias, ep.residual,
-                                ep.ldr, ep.act, ep.alpha},
+      out_fn(detail::WinoOutput{m, pl.ldm, plane_m, y, OH, OW, O, p0 * nr, std::min(O, p1 * nr), pl.TH, pl.TW,
+                                ep.scale, ep.bias, ep.residual, ep.ldr, ep.act, ep.alpha},
              t0, t0 + tb);
     }
   });
@@ -346,7 +368,7 @@ size_t conv2d_winograd_workspace_bytes(const Conv2dShape& s, Isa isa, int thread
   threads = threads <= 0 ? default_threads() : threads;
   if (s.N < 1 || s.H < 1 || s.W < 1 || s.C < 1 || s.O < 1 || s.OH() < 1 || s.OW() < 1) return 0;
   const WinoPlan pl = wino_plan(s, isa, threads);
-  const int64_t workers = std::min<int64_t>(threads, (pl.P + pl.T - 1) / pl.T);
+  const int64_t workers = std::min<int64_t>(threads, pl.workers());
   return static_cast<size_t>(workers * pl.slot_floats) * sizeof(float);
 }
 

@@ -45,6 +45,7 @@ struct WinoOutput {
   int64_t ld, plane;
   float* y;              // NHWC output
   int64_t OH, OW, O;
+  int64_t o_begin, o_end;  // the output channels to write: [o_begin, o_end), o_begin a multiple of 16
   int64_t TH, TW;
   const float* scale;    // [O] or null
   const float* bias;     // [O] or null

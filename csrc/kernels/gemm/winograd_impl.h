@@ -124,8 +124,8 @@ struct Wino {
       const int cols = static_cast<int>(std::min<int64_t>(4, a.OW - ow0));
       const int64_t p0 = (n * a.OH + oh0) * a.OW + ow0;  // output pixel of the tile's corner
       const float* mt = a.m + (t - t0) * a.ld;
-      for (int64_t o0 = 0; o0 < O; o0 += W) {
-        const int k = static_cast<int>(std::min<int64_t>(W, O - o0));
+      for (int64_t o0 = a.o_begin; o0 < a.o_end; o0 += W) {
+        const int k = static_cast<int>(std::min<int64_t>(W, a.o_end - o0));
         T tmp[4][6];
         #pragma GCC unroll 6
         for (int j = 0; j < 6; ++j) {
