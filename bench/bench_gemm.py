@@ -14,9 +14,9 @@ SLIMRT_BENCH_QUICK=1 keeps only the K == N shapes. At M = 1 a third engine, read
 slimrt's stream sum over the weight array (kernels.sum: every weight read once and nothing else, at
 the same thread count): how fast this machine streams the bytes any GEMV must read.
 
-Also: NHWC conv2d (PackedConv2d, weights packed once) vs torch conv2d on channels_last tensors, with
-torch pinned to the same thread count (skipped when torch is not installed), at batch 1 and, for
-MobileNetV2's 1x1 convolutions, at its throughput batch 16.
+Also: NHWC conv2d (PackedConv2d, weights packed once; for 3x3 stride-1 shapes also its Winograd path) vs
+torch conv2d on channels_last tensors, with torch pinned to the same thread count (skipped when torch is not
+installed), at batch 1 and, for MobileNetV2's 1x1 convolutions and two ResNet-18 shapes, at batch 16.
 """
 import os
 import time
@@ -108,6 +108,12 @@ CONV_SHAPES = {
     # name: (N, H, W, C, O, k, stride, pad)
     "stem_224x224x3_o32_k3s2": (1, 224, 224, 3, 32, 3, 2, 1),
     "56x56x64_o64_k3": (1, 56, 56, 64, 64, 3, 1, 1),
+    # ResNet-18's 3x3 convolutions at 112x112 input (Winograd F(4x4, 3x3) vs the direct / GEMM path)
+    "28x28x64_o64_k3": (1, 28, 28, 64, 64, 3, 1, 1),
+    "14x14x128_o128_k3": (1, 14, 14, 128, 128, 3, 1, 1),
+    "7x7x256_o256_k3": (1, 7, 7, 256, 256, 3, 1, 1),
+    "b16_14x14x128_o128_k3": (16, 14, 14, 128, 128, 3, 1, 1),
+    "b16_4x4x512_o512_k3": (16, 4, 4, 512, 512, 3, 1, 1),
     "14x14x256_o1024_k1": (1, 14, 14, 256, 1024, 1, 1, 0),
     # MobileNetV2's 1x1 convolutions at its throughput batch (tensors far bigger than the caches)
     "b16_112x112x16_o96_k1": (16, 112, 112, 16, 96, 1, 1, 0),
@@ -125,10 +131,14 @@ def aligned_empty(shape):
     return raw[start:start + n].reshape(shape)
 
 
-@pytest.mark.parametrize("engine", ["slimrt", "torch_channels_last"])
+@pytest.mark.parametrize("engine", ["slimrt", "slimrt_winograd", "torch_channels_last"])
 @pytest.mark.parametrize("shape", list(CONV_SHAPES))
 def test_conv2d(benchmark, shape, engine):
+    """slimrt: the path the weight shape picks (direct or im2col GEMM); slimrt_winograd: Winograd F(4x4, 3x3)
+    (3x3 stride-1 shapes only; a session picks it by its tile-count rule or by tuning)."""
     N, H, W, C, O, k, s, p = CONV_SHAPES[shape]
+    if engine == "slimrt_winograd" and (k != 3 or s != 1 or ISA == "scalar"):
+        pytest.skip("Winograd runs 3x3 stride-1 convolutions")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((N, H, W, C), dtype=np.float32)
     w = rng.standard_normal((O, k, k, C), dtype=np.float32) * 0.1
@@ -137,8 +147,8 @@ def test_conv2d(benchmark, shape, engine):
     ow = (W + 2 * p - k) // s + 1
     benchmark.group = f"conv2d {shape} relu threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * N * oh * ow * O * k * k * C, isa=ISA)
-    if engine == "slimrt":
-        packed = K.PackedConv2d(w)
+    if engine.startswith("slimrt"):
+        packed = K.PackedConv2d(w, path="winograd" if engine == "slimrt_winograd" else "auto")
         out = aligned_empty((N, oh, ow, O))
         y = benchmark(packed.run, x, bias=b, strides=(s, s), pads=(p, p, p, p), act="relu", threads=THREADS,
                       out=out)
