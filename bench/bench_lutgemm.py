@@ -5,8 +5,9 @@ measured in the same run.
         --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds
 
 Workload: y[M, N] = x[M, K] @ W.T, K = N in {1024, 4096}, M in {1, 16, 64, 256}. One group per
-(format, K, M). Formats: "codebook4_i8" (a shared 16-entry int8 table, the int8-lut Codebook)
-and "log2_4" (sign + 3-bit magnitude, per-row scale). Engines:
+(format, K, M). Formats: "codebook4_i8" (a shared 16-entry int8 table, the int8-lut Codebook),
+"codebook4_i8_rows" (a 16-entry int8 table per output row: per-channel k-means) and "log2_4" (sign +
+3-bit magnitude, per-row scale). Engines:
   slimrt   the kernel the runtime picks: kernels.LutQ8Matrix (int8 table decoded in registers,
            vpdpbusd, u8 activations quantized per row) where the ISA has it, else the fp32-table
            kernel
@@ -45,30 +46,33 @@ def operands(kn, m):
         idx = rng.integers(0, 16, (kn, kn))
         lut = np.sort(rng.integers(-127, 128, 16)).astype(np.int8)[None]
         cb = formats.Codebook(idx, lut, 4, shape=(kn, kn))
+        lut_rows = np.sort(rng.integers(-127, 128, (kn, 16)), axis=1).astype(np.int8)
+        cbr = formats.Codebook(idx, lut_rows, 4, axis=0, shape=(kn, kn))
         lg = formats.Log2(idx, (rng.random(kn) + 0.5).astype(np.float32) / 64, 4, axis=0, shape=(kn, kn))
         x = rng.standard_normal((m, kn), dtype=np.float32)
-        _cache[(kn, m)] = (cb, lg, x)
+        _cache[(kn, m)] = (cb, cbr, lg, x)
     return _cache[(kn, m)]
 
 
 def lut_matrix(t, kn, engine):
     if engine == "slimrt" and HAS_LUTQ8:
         if isinstance(t, formats.Codebook):
-            return K.LutQ8Matrix.codebook(t.packed, t.lut, 4, kn, kn, False)
+            return K.LutQ8Matrix.codebook(t.packed, t.lut, 4, kn, kn, t.axis == 0)
         return K.LutQ8Matrix.log2(t.packed, t.scale, 4, kn, kn)
     if isinstance(t, formats.Codebook):
-        return K.LutMatrix(t.packed, t.lut.astype(np.float32), 4, kn, kn, False)
+        return K.LutMatrix(t.packed, t.lut.astype(np.float32), 4, kn, kn, t.axis == 0)
     return K.Log2Matrix(t.packed, t.scale, 4, kn, kn)
 
 
-CASES = [(f, kn, m, e) for f in ("codebook4_i8", "log2_4") for kn in KNS for m in MS for e in ENGINES]
+CASES = [(f, kn, m, e) for f in ("codebook4_i8", "codebook4_i8_rows", "log2_4") for kn in KNS for m in MS
+         for e in ENGINES]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "%s_KN%d_M%d_%s" % c)
 def test_lutgemm(benchmark, case):
     fmt, kn, m, engine = case
-    cb, lg, x = operands(kn, m)
-    t = cb if fmt == "codebook4_i8" else lg
+    cb, cbr, lg, x = operands(kn, m)
+    t = {"codebook4_i8": cb, "codebook4_i8_rows": cbr, "log2_4": lg}[fmt]
     wd = t.to_dense()
     benchmark.group = f"{fmt} K=N={kn} M={m} threads={THREADS}"
     benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * kn * kn)
