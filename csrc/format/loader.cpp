@@ -857,7 +857,11 @@ class Loader {
 std::shared_ptr<const ModelDef> load_model_file(const std::string& path) {
   auto f = MappedFile::open(path);
   try {
-    return Loader(f).run();
+    auto m = Loader(f).run();
+    // Validation read every byte; consumers read what they need again (a runtime packs each tensor
+    // once), so the pages need not all stay resident meanwhile.
+    f->release_pages();
+    return m;
   } catch (const Error& e) {
     if (e.code() != Code::Format) throw;
     throw Error(Code::Format, "'" + path + "': " + e.what());

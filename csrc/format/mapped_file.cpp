@@ -58,6 +58,17 @@ void MappedFile::release_pages() const {
   if (mapped_ && data_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
 }
 
+void MappedFile::release_range(const void* p, size_t n) const {
+  if (!mapped_ || !data_ || !p || n == 0) return;
+  const auto begin = reinterpret_cast<uintptr_t>(data_), end = begin + size_;
+  auto lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;
+  if (lo < begin || hi > end || hi < lo) return;
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  lo = (lo + page - 1) / page * page;
+  hi = hi / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (!data_) return;
   if (mapped_)

@@ -36,6 +36,8 @@ class MappedFile {
   // evicted it. For a runtime that has packed what it needs: the file's copy of the weights then stops
   // counting twice. A heap copy: nothing.
   void release_pages() const;
+  // The same for the whole pages inside [p, p + n) (a tensor's bytes); nothing outside the mapping.
+  void release_range(const void* p, size_t n) const;
 
  private:
   MappedFile() = default;

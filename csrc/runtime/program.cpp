@@ -158,6 +158,12 @@ std::string BuildContext::where() const { return "node '" + node.name + "' (" + 
 void BuildContext::fail(Code c, const std::string& msg) const { throw Error(c, where() + ": " + msg); }
 
 // ---------------------------------------------------------------- Program
+void Program::release_file_pages(const TensorDef& t) const {
+  const MappedFile& f = *model_->file;
+  for (const Bytes* b : {&t.data, &t.scale, &t.lut, &t.indptr, &t.indices}) f.release_range(b->data, b->size);
+  if (t.values) release_file_pages(*t.values);
+}
+
 Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& opt)
     : model_(std::move(model)), opt_(opt) {
   const ModelDef& m = *model_;
@@ -184,6 +190,11 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
     }
     for (size_t i = 0; i < node.inputs.size(); ++i)
       if (is_constant(node.inputs[i]) && ops_[n]->reads_at_run(i)) dense_constant(node.inputs[i]);
+    // The op packed (or decoded) its constants: their pages in the file need not stay resident while
+    // the next ops pack theirs (what a run reads from the file faults back in).
+    if (m.file)
+      for (int32_t v : node.inputs)
+        if (m.values[v].tensor >= 0) release_file_pages(m.tensors[m.values[v].tensor]);
   }
   for (int32_t v : m.outputs)
     if (is_constant(v)) dense_constant(v);  // constant outputs are copied from here
