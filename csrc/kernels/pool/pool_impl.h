@@ -63,48 +63,28 @@ struct PoolImpl {
     }
   }
 
-  // <= one vector of channels (LeNet's 6): a pixel is one masked vector, so the per-pixel work is a
-  // few loads and adds; the windows' bounds and divisors are worked out once per row, not per call.
+  // <= one vector of channels (LeNet's 6): a pixel is one masked vector per tap, without the
+  // channel-block loop of window() (89 -> 73 us for 64x28x28x6, 2x2).
   template <bool MAX>
-  static void pool2d_narrow(const float* x, float* y, const Shape& s, int64_t r0, int64_t r1) {
+  __attribute__((always_inline)) static inline void narrow_window(const float* xp, float* y, const Shape& s,
+                                                                  int64_t h0, int64_t h1, int64_t w0, int64_t w1,
+                                                                  float mul) {
     const int k = static_cast<int>(s.c);
-    const T init = MAX ? V::set1(-INFINITY) : V::zero();
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / s.oh, oh = r % s.oh;
-      const float* xp = x + n * s.h * s.w * s.c;
-      float* yr = y + r * s.ow * s.c;
-      const int64_t hs = oh * s.sh - s.pt;
-      const int64_t h0 = hs < 0 ? 0 : hs, h1 = hs + s.kh < s.h ? hs + s.kh : s.h;
-      const int64_t hpad_end = hs + s.kh < s.h + s.pb ? hs + s.kh : s.h + s.pb;
-      for (int64_t ow = 0; ow < s.ow; ++ow) {
-        const int64_t ws = ow * s.sw - s.pl;
-        const int64_t w0 = ws < 0 ? 0 : ws, w1 = ws + s.kw < s.w ? ws + s.kw : s.w;
-        T a = init;
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          const float* p = xp + (ih * s.w + w0) * s.c;
-          for (int64_t iw = w0; iw < w1; ++iw, p += s.c) {
-            const T v = V::load_n(p, k);
-            a = MAX ? V::max(v, a) : V::add(a, v);
-          }
-        }
-        if (!MAX) {
-          int64_t cnt;
-          if (s.count_include_pad) {
-            const int64_t wpad_end = ws + s.kw < s.w + s.pr ? ws + s.kw : s.w + s.pr;
-            cnt = (hpad_end - hs) * (wpad_end - ws);
-          } else {
-            cnt = (h1 > h0 && w1 > w0) ? (h1 - h0) * (w1 - w0) : 0;
-          }
-          a = V::mul(a, V::set1(cnt > 0 ? 1.f / static_cast<float>(cnt) : 0.f));
-        }
-        V::store_n(yr + ow * s.c, a, k);
+    T a = MAX ? V::set1(-INFINITY) : V::zero();
+    for (int64_t ih = h0; ih < h1; ++ih) {
+      const float* p = xp + (ih * s.w + w0) * s.c;
+      for (int64_t iw = w0; iw < w1; ++iw, p += s.c) {
+        const T v = V::load_n(p, k);
+        a = MAX ? V::max(v, a) : V::add(a, v);
       }
     }
+    if (!MAX) a = V::mul(a, V::set1(mul));
+    V::store_n(y, a, k);
   }
 
   template <bool MAX>
   static void pool2d(const float* x, float* y, const Shape& s, int64_t r0, int64_t r1) {
-    if (s.c <= V::W) return pool2d_narrow<MAX>(x, y, s, r0, r1);
+    const bool narrow = s.c <= V::W;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / s.oh, oh = r % s.oh;
       const float* xp = x + n * s.h * s.w * s.c;
@@ -126,7 +106,8 @@ struct PoolImpl {
           }
           mul = cnt > 0 ? 1.f / static_cast<float>(cnt) : 0.f;
         }
-        window<MAX>(xp, yr + ow * s.c, s, h0, h1 > h0 ? h1 : h0, w0, w1 > w0 ? w1 : w0, mul);
+        if (narrow) narrow_window<MAX>(xp, yr + ow * s.c, s, h0, h1, w0, w1, mul);
+        else window<MAX>(xp, yr + ow * s.c, s, h0, h1 > h0 ? h1 : h0, w0, w1 > w0 ? w1 : w0, mul);
       }
     }
   }
