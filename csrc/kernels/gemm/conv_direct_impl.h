@@ -193,18 +193,13 @@ struct ConvDirect {
            (!a.residual || a.ldr == a.O);
   }
 
-  // x lanes gathered by idx (lanes 0..NB-1); lanes of mask m replace those of `into`.
+  // (8-lane instance only: conv2d.cpp packs <= 8 outputs per group at width 8, for the AVX2 kernels.)
+  // x lanes gathered by idx; lanes of `mask` that are -1 take `from`, the others keep `into`.
   static T permute(T x, const int32_t* idx) {
-    if constexpr (NB == 16) return _mm512_permutexvar_ps(_mm512_loadu_si512(idx), x);
-    else return _mm256_permutevar8x32_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)));
+    return _mm256_permutevar8x32_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)));
   }
-  static T merge(T into, T from, const int32_t* mask) {  // mask lanes: -1 take `from`
-    if constexpr (NB == 16) {
-      const __mmask16 m = _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(mask), _mm512_setzero_si512());
-      return _mm512_mask_blend_ps(m, into, from);
-    } else {
-      return _mm256_blendv_ps(into, from, _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask))));
-    }
+  static T merge(T into, T from, const int32_t* mask) {
+    return _mm256_blendv_ps(into, from, _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask))));
   }
 
   template <int O>
@@ -305,7 +300,7 @@ struct ConvDirect {
       case 5: return rows_c1_o<5>(a, r0, r1);
       case 6: return rows_c1_o<6>(a, r0, r1);
       case 7: return rows_c1_o<7>(a, r0, r1);
-      default: if constexpr (NB >= 8) return rows_c1_o<8>(a, r0, r1);
+      default: return rows_c1_o<8>(a, r0, r1);
     }
   }
 
@@ -313,7 +308,9 @@ struct ConvDirect {
   // channels) are first copied into a zero-padded band, so every pixel of the row
   // runs in full blocks; without it the image is read in place.
   static void rows(const DirectConv& a, int64_t r0, int64_t r1) {
-    if (c1_applies(a) && a.O <= 8) return rows_c1(a, r0, r1);
+    if constexpr (NB == 8) {
+      if (c1_applies(a)) return rows_c1(a, r0, r1);
+    }
     // Columns whose taps all lie inside the image: ow*sw - pl >= 0, ow*sw - pl + (KW-1)*dw <= W-1.
     int64_t ow_lo = a.pl > 0 ? (a.pl + a.sw - 1) / a.sw : 0;
     const int64_t lim = a.W - 1 + a.pl - (a.KW - 1) * a.dw;
