@@ -140,3 +140,36 @@ def test_dense_conv_times_both_fp32_paths(tmp_path, hw, cin, cout, k):
         assert _kernel(s, node, x.shape) == kernel
         np.testing.assert_allclose(s.run(x)[0], plain.run(x)[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(tuned.run(x)[0], m.run_reference({"x": x})[0], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("recipe", [dict(share=16), dict(quant="int8")])
+def test_compressed_conv_offers_winograd_when_tuning(tmp_path, recipe):
+    """Tuning a compressed 3x3 stride-1 convolution also times Winograd on its fp32 decoding (never the
+    default of an untuned session, which keeps the compressed kernel); a stored choice of it runs it,
+    within float rounding of the compressed model's float64 reference (the decoded weights, float
+    activations)."""
+    rng = np.random.default_rng(5)
+    m = slimrt.Model(inputs=[("x", (None, 8, 8, 16))])
+    w = m.add_constant("w", (rng.standard_normal((24, 3, 3, 16)) * 0.1).astype(np.float32))
+    m.outputs = [m.add_node("conv2d", ["x", w], dict(pads=[1, 1, 1, 1], act="relu"))]
+    c = m.compress(seed=0, **recipe)
+    node = c.nodes[0].name
+    path = tmp_path / "c.slim"
+    c.save(path)
+    x = rng.standard_normal((2, 8, 8, 16)).astype(np.float32)
+    plain = slimrt.Session(path)
+    isa = plain.isa
+    assert "winograd" not in _kernel(plain, node, x.shape)
+    if isa == "scalar":
+        pytest.skip("no Winograd kernel on the scalar ISA")
+    tuned = slimrt.Session(path, tune=True)
+    tuned.run(x)
+    (key, _), = tuned.tuning().items()
+    mm = slimrt.load(path)
+    mm.metadata["tuning/" + plain.tuning_signature] = tuning.format_records({key: f"conv_winograd_{isa}"})
+    forced = tmp_path / "w.slim"
+    slimfile.save(mm, forced)
+    s = slimrt.Session(forced)
+    assert _kernel(s, node, x.shape) == f"conv_winograd_{isa}"
+    want = c.run_reference({"x": x})[0]
+    assert np.abs(s.run(x)[0] - want).max() <= 1e-5 * np.abs(want).max()

@@ -192,12 +192,16 @@ class Conv2dOp : public Op {
     } else if (c.tune) {  // dense fp32: the other fp32 path, which wins where the shape rule cannot see it
       if (auto alt = ops::make_conv_alternative(c, 1, dims, groups_)) w_.push_back(std::move(alt));
     }
-    // A dense fp32 3x3 stride-1 convolution may also run Winograd F(4x4, 3x3): the last variant, packed
-    // (from the mapped file) only when a plan chooses it or the tuner times it.
+    // A 3x3 stride-1 convolution may also run Winograd F(4x4, 3x3) on fp32 weights: the last variant, packed
+    // only when a plan chooses it or the tuner times it, from the mapped file (dense fp32) or, when tuning a
+    // compressed weight, from the fp32 decoding its fp32 variant already made.
     if (kh_ == 3 && kw_ == 3 && sh_ == 1 && sw_ == 1 && dh_ == 1 && dw_ == 1 && groups_ == 1 &&
-        isa_ != Isa::Scalar && ops::weight_is_dense_f32(c, 1)) {
-      wino_src_ = c.dense_constant(1).as<float>();
-      wino_dims_ = dims;
+        isa_ != Isa::Scalar && (ops::weight_is_dense_f32(c, 1) || c.tune)) {
+      const Tensor& w = c.dense_constant(1);
+      if (w.info.dtype == DType::F32) {
+        wino_src_ = w.as<float>();
+        wino_dims_ = dims;
+      }
     }
     int bi;
     ridx_ = ops::residual_input(c, &bi);
