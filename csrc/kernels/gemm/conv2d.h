@@ -14,7 +14,7 @@
 //           have stride 1 and dilation 1): 36 GEMMs on transformed 6x6 input patches and
 //           transformed weights, 2.25 multiply-adds per output and channel pair instead of 9
 //           (kernels/gemm/winograd.h); float results differ from the direct sum by rounding
-//           of ~1e-6 x sum |x| |w|.
+//           of ~1e-6 sqrt(9 C) x the largest sum |x| |w| in the output's 4x4 tile.
 #pragma once
 #include <cstddef>
 #include <cstdint>

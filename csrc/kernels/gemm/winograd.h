@@ -16,9 +16,11 @@
 // of the block) and GEMM results m[xi * plane + t * ld + o].
 //
 // Rounding: the transforms reorder and scale the sums; the error grows with the
-// transforms' coefficients (up to 5 in B, 8 in A): on data of unit scale the
-// results differ from the direct sum by ~1e-6 x sum |x| |w| (tested against a
-// float64 reference with that bound).
+// transforms' coefficients (up to 5 in B, 8 in A) and comes from the whole tile:
+// an output differs from the direct sum by up to ~1.2e-6 sqrt(9 C) x the largest
+// sum |x| |w| of its 4x4 output tile (so a pixel whose own taps are mostly padding
+// carries its neighbours' rounding); tested against a float64 reference with 4x the
+// direct path's bound taken on that tile maximum.
 //
 // Only POD structs and declarations here (included by files built with different -m flags).
 #pragma once
