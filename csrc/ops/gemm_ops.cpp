@@ -198,10 +198,7 @@ class Conv2dOp : public Op {
     if (kh_ == 3 && kw_ == 3 && sh_ == 1 && sw_ == 1 && dh_ == 1 && dw_ == 1 && groups_ == 1 &&
         isa_ != Isa::Scalar && (ops::weight_is_dense_f32(c, 1) || c.tune)) {
       const Tensor& w = c.dense_constant(1);
-      if (w.info.dtype == DType::F32) {
-        wino_src_ = w.as<float>();
-        wino_dims_ = dims;
-      }
+      if (w.info.dtype == DType::F32) wino_src_ = w.as<float>();
     }
     int bi;
     ridx_ = ops::residual_input(c, &bi);
@@ -248,7 +245,7 @@ class Conv2dOp : public Op {
   }
   void prepare_variant(int v, bool planned) const override {
     if (v != wino_variant()) return;
-    if (!wino_) wino_ = ops::make_conv_winograd(wino_src_, wino_dims_, isa_);
+    if (!wino_) wino_ = ops::make_conv_winograd(wino_src_, {o_, kh_, kw_, cg_}, isa_);
     if (!wino_) throw Error(Code::Internal, "conv2d: no Winograd kernel for this ISA");
     wino_planned_ = wino_planned_ || planned;
   }
@@ -280,11 +277,10 @@ class Conv2dOp : public Op {
   int64_t o_, kh_, kw_, cg_, groups_, sh_, sw_, dh_, dw_, pt_, pl_, pb_, pr_;
   // [native format, when tuning: its fp32 decoding, or for a dense fp32 weight the other fp32 path]
   std::vector<std::unique_ptr<ops::WeightMatrix>> w_;
-  // Variant w_.size() where wino_src_ is set (a dense fp32 3x3 stride-1 convolution): the Winograd
+  // Variant w_.size() where wino_src_ is set (a 3x3 stride-1 convolution, see the constructor): the Winograd
   // weights, packed by prepare_variant (plan lock held), dropped again if only the tuner used them.
   int wino_variant() const { return wino_src_ ? static_cast<int>(w_.size()) : -1; }
-  const float* wino_src_ = nullptr;  // the weights in the mapped file
-  std::array<int64_t, 4> wino_dims_{};
+  const float* wino_src_ = nullptr;  // the fp32 weights [o_][3][3][cg_]: in the mapped file, or decoded
   mutable std::unique_ptr<ops::WeightMatrix> wino_;
   mutable bool wino_planned_ = false;
   const float* bias_ = nullptr;

@@ -36,9 +36,8 @@ class Fp32Weights : public WeightMatrix {
   }
   std::string name() const override { return std::string("sgemm_") + isa_name(isa_); }
   std::string conv_name(bool pointwise) const override {
-    if (conv_ && std::string(kernels::conv2d_path(*conv_)) == "direct") return std::string("conv_direct_") + isa_name(isa_);
-    if (conv_ && std::string(kernels::conv2d_path(*conv_)) == "winograd")
-      return std::string("conv_winograd_") + isa_name(isa_);
+    const std::string path = conv_ ? kernels::conv2d_path(*conv_) : "";
+    if (path == "direct" || path == "winograd") return "conv_" + path + "_" + isa_name(isa_);
     return WeightMatrix::conv_name(pointwise);
   }
  private:

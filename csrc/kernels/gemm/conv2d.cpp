@@ -166,6 +166,11 @@ struct WinoPlan {
 // and few tiles (< a microtile each) the threads split the output channels of a block instead:
 // each transforms the block's inputs (a small duplicated cost) and runs the GEMMs of its panels, so
 // the transformed weights are read once per block rather than once per thread.
+// The shapes the Winograd path computes: 3x3, stride 1, dilation 1, one group.
+bool wino_shape(const Conv2dShape& s) {
+  return s.KH == 3 && s.KW == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
+}
+
 WinoPlan wino_plan(const Conv2dShape& s, Isa isa, int threads) {
   WinoPlan p{};
   threads = std::max(1, threads);
@@ -223,7 +228,7 @@ void pack_winograd(PackedConv2d& p, const float* W) {
 // transform with the epilogue.
 void conv2d_winograd(const Conv2dShape& s, const float* x, const PackedConv2d& w, float* y, const Epilogue& ep,
                      void* workspace, int threads) {
-  if (s.KH != 3 || s.KW != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dil_h != 1 || s.dil_w != 1 || s.groups != 1)
+  if (!wino_shape(s))
     fail(Code::InvalidArgument, "conv2d: Winograd weights need a 3x3 convolution with stride 1 and dilation 1");
   const detail::SgemmKernels* kr = detail::sgemm_kernels(w.isa);
   if (!kr) fail(Code::Internal, "conv2d: no Winograd kernels for this ISA");
@@ -379,10 +384,8 @@ size_t conv2d_workspace_bytes(const Conv2dShape& s, const PackedConv2d& w, int t
 }
 
 bool conv2d_winograd_pays(const Conv2dShape& s, Isa isa) {
-  if (isa == Isa::Scalar || s.KH != 3 || s.KW != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dil_h != 1 ||
-      s.dil_w != 1 || s.groups != 1 || s.C < 8 || s.OH() < 1 || s.OW() < 1)
-    return false;
-  const int64_t tiles = s.N * ((s.OH() + 3) / 4) * ((s.OW() + 3) / 4);
+  if (isa == Isa::Scalar || !wino_shape(s) || s.C < 8 || s.OH() < 1 || s.OW() < 1) return false;
+  const int64_t tiles = wino_plan(s, isa, 1).P;
   const int64_t wino_bytes = int64_t{detail::kWinoPoints} * s.C * s.O * static_cast<int64_t>(sizeof(float));
   return tiles >= (wino_bytes <= kWinoWeightsCachedBytes ? 2 : 8);
 }
