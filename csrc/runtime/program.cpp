@@ -164,6 +164,13 @@ void Program::release_file_pages(const TensorDef& t) const {
   if (t.values) release_file_pages(*t.values);
 }
 
+void Program::release_node_constants(size_t n) const {
+  const ModelDef& m = *model_;
+  if (!m.file) return;
+  for (int32_t v : m.nodes[n].inputs)
+    if (m.values[v].tensor >= 0) release_file_pages(m.tensors[m.values[v].tensor]);
+}
+
 Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& opt)
     : model_(std::move(model)), opt_(opt) {
   const ModelDef& m = *model_;
@@ -192,9 +199,7 @@ Program::Program(std::shared_ptr<const ModelDef> model, const ProgramOptions& op
       if (is_constant(node.inputs[i]) && ops_[n]->reads_at_run(i)) dense_constant(node.inputs[i]);
     // The op packed (or decoded) its constants: their pages in the file need not stay resident while
     // the next ops pack theirs (what a run reads from the file faults back in).
-    if (m.file)
-      for (int32_t v : node.inputs)
-        if (m.values[v].tensor >= 0) release_file_pages(m.tensors[m.values[v].tensor]);
+    release_node_constants(n);
   }
   for (int32_t v : m.outputs)
     if (is_constant(v)) dense_constant(v);  // constant outputs are copied from here
@@ -491,7 +496,6 @@ std::shared_ptr<const Plan> Program::plan(const std::vector<TensorInfo>& inputs,
   auto it = plans_.find(full_key);
   if (it != plans_.end()) return it->second;
   auto p = make_plan(inputs, output_set);
-  if (model_->file) model_->file->release_pages();  // pages a lazily packed variant read (see the constructor)
   if (plans_.size() > 64) plans_.clear();  // bound the cache under ever-changing shapes
   plans_[full_key] = p;
   return p;
@@ -559,7 +563,10 @@ std::shared_ptr<Plan> Program::make_plan(const std::vector<TensorInfo>& inputs, 
     try {
       ops_[n]->infer(in, out);
       p->ws_bytes[n] = ops_[n]->workspace(in, threads);
-      if (ops_[n]->num_variants() > 1 || !stored_.empty()) p->variant[n] = choose_variant(n, in, out, p->ws_bytes[n]);
+      if (ops_[n]->num_variants() > 1 || !stored_.empty()) {
+        p->variant[n] = choose_variant(n, in, out, p->ws_bytes[n]);
+        release_node_constants(n);  // pages a variant packed now (or timed) read from the file
+      }
     } catch (const Error& e) {
       throw Error(e.code(), "node '" + node.name + "' (" + node.op + "): " + e.what());
     }

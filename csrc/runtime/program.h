@@ -85,6 +85,8 @@ class Program {
                      size_t ws_bytes) const;
   // Drops the pages of a constant's bytes in the mapped file from the resident set (MappedFile).
   void release_file_pages(const TensorDef& t) const;
+  // ... for every constant input of node n (its op has packed what it needs).
+  void release_node_constants(size_t n) const;
   // True when a stored choice for `node` names a variant its op (built without tuning) lacks.
   bool stored_choice_needs_variants(const std::string& node, const Op& op) const;
   int tune_node(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
