@@ -6,7 +6,7 @@
 Depthwise 3x3 + bias + relu6 on MobileNetV2-like shapes, batch 1 and 16, vs torch (conv2d
 groups=C, NCHW and channels_last, then relu6); convolutions with few output channels or a short
 reduction (the direct kernel: LeNet-5's, MobileNetV2's stem and a 144->24 projection) with
-their fused activation vs torch conv2d + activation; softmax / layer norm vs numpy (and torch); an RGB
+their fused activation vs torch conv2d + activation; 2x2 pooling vs torch channels_last; softmax / layer norm vs numpy (and torch); an RGB
 input's NCHW -> NHWC transpose (slimrt, and its AVX2 8x8-tile path) vs numpy and torch (every engine allocates
 its output).
 Every engine is pinned to the same thread count (SLIMRT_BENCH_THREADS, default 1).
@@ -92,6 +92,35 @@ def test_conv_direct(benchmark, shape, engine):
         def run():
             with torch.no_grad():
                 return f(F.conv2d(xt, wt, bt, stride=s, padding=p))
+
+        benchmark(run)
+
+
+# name: (N, H, W, C, kind): 2x2 stride-2 pooling; LeNet-5's (6 channels: one masked vector per pixel) and a wide one
+POOL_SHAPES = {
+    "lenet_b64_28x28x6_avg": (64, 28, 28, 6, "avg"),
+    "b16_56x56x64_max": (16, 56, 56, 64, "max"),
+}
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "slimrt_avx2", "torch_channels_last"])
+@pytest.mark.parametrize("shape", list(POOL_SHAPES))
+def test_pool2x2(benchmark, shape, engine):
+    N, H, W, C, kind = POOL_SHAPES[shape]
+    x = np.random.default_rng(0).standard_normal((N, H, W, C)).astype(np.float32)
+    benchmark.group = f"pool {shape} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS)
+    if engine.startswith("slimrt"):
+        isa = slimrt_isa(engine)
+        out = K.pool2d(x, kind, kernel=2, strides=2, isa=isa, threads=THREADS)
+        benchmark(K.pool2d, x, kind, kernel=2, strides=2, isa=isa, threads=THREADS, out=out)
+    else:
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        f = F.avg_pool2d if kind == "avg" else F.max_pool2d
+
+        def run():
+            with torch.no_grad():
+                return f(xt, 2, 2)
 
         benchmark(run)
 
