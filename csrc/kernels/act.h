@@ -40,6 +40,10 @@ struct Epilogue {
   // The output is one piece of a tensor far bigger than the caches, not read again soon: kernels
   // that can write it with streaming stores (the fp32 GEMM) do, whatever this piece's size.
   bool stream = false;
+  // Bytes the caller reads next (the fp32 GEMM fetches them towards L2 a slice per row tile while it
+  // computes, so a memory-bound step that follows finds them cached), or null. Only a hint.
+  const void* prefetch = nullptr;
+  int64_t prefetch_bytes = 0;
 };
 
 }  // namespace slimrt

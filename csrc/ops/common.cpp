@@ -88,14 +88,29 @@ FusedChunks::FusedChunks(int64_t rows_, int64_t ow, int64_t row_bytes) : rows(ro
 }
 
 void FusedChunks::run(int threads, void* ws, size_t slot_bytes,
-                      const std::function<void(int64_t, int64_t, uint8_t*)>& fn) const {
+                      const std::function<void(int64_t, int64_t, int64_t, uint8_t*)>& fn) const {
   const int64_t nchunks = (rows + R - 1) / R;
   const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, nchunks)));
   std::atomic<int64_t> next{0};
   ThreadPool::global().run(T, T, [&](int64_t t) {
     uint8_t* slot = static_cast<uint8_t*>(ws) + static_cast<size_t>(t) * slot_bytes;
-    for (int64_t ch; (ch = next.fetch_add(1)) < nchunks;) fn(ch * R, std::min(rows, ch * R + R), slot);
+    for (int64_t ch = next.fetch_add(1); ch < nchunks;) {
+      const int64_t after = next.fetch_add(1);
+      fn(ch * R, std::min(rows, ch * R + R), after < nchunks ? after * R : -1, slot);
+      ch = after;
+    }
   });
+}
+
+std::pair<int64_t, int64_t> FusedChunks::input_span(const kernels::DwConv2dShape& s, int64_t r0,
+                                                    size_t elem_bytes) const {
+  const int64_t r1 = std::min(rows, r0 + R) - 1;  // last output row
+  const int64_t n0 = r0 / s.oh, n1 = r1 / s.oh;
+  const int64_t i0 = std::clamp<int64_t>((r0 % s.oh) * s.sh - s.pt, 0, s.h);
+  const int64_t i1 = std::clamp<int64_t>((r1 % s.oh) * s.sh - s.pt + int64_t{s.kh - 1} * s.dh + 1, 0, s.h);
+  const int64_t row = s.w * s.c * static_cast<int64_t>(elem_bytes);
+  const int64_t b0 = (n0 * s.h + i0) * row, b1 = (n1 * s.h + i1) * row;
+  return {b0, std::max<int64_t>(0, b1 - b0)};
 }
 
 ExpandChunks::ExpandChunks(const kernels::DwConv2dShape& s_, size_t elem_bytes) : s(s_) {

@@ -79,10 +79,14 @@ struct FusedChunks {
   // Rows per chunk of `rows` output rows of ow pixels and row_bytes bytes (the rule above).
   static int64_t chunk_rows(int64_t rows, int64_t ow, int64_t row_bytes);
   static size_t align(size_t b) { return (b + 63) / 64 * 64; }
-  // Calls fn(r0, r1, slot) for every chunk on up to `threads` threads; slot: this thread's
-  // slot_bytes of ws (64-byte aligned, the chunk buffer first).
+  // Calls fn(r0, r1, next, slot) for every chunk on up to `threads` threads; next: the first row
+  // of the chunk this thread runs after this one (claimed ahead, so its input can be prefetched),
+  // or -1; slot: this thread's slot_bytes of ws (64-byte aligned, the chunk buffer first).
   void run(int threads, void* ws, size_t slot_bytes,
-           const std::function<void(int64_t r0, int64_t r1, uint8_t* slot)>& fn) const;
+           const std::function<void(int64_t r0, int64_t r1, int64_t next, uint8_t* slot)>& fn) const;
+  // The bytes of a depthwise input (NHWC, elem_bytes each) that output rows [r0, min(r0 + R, rows))
+  // read: {offset, length} (whole input rows, images consecutive).
+  std::pair<int64_t, int64_t> input_span(const kernels::DwConv2dShape& s, int64_t r0, size_t elem_bytes) const;
 };
 
 // The inputs of the op a fused op wraps (a tensor or its info): `first` (what the fused op made in place of

@@ -332,13 +332,18 @@ class DwPointwiseOp : public Op {
     const int64_t row_floats = s.ow * dw_.c;
     // An output far bigger than the caches (a big batch) is written around them, as the unfused GEMM would.
     ep.stream = g.rows * s.ow * pw_.o_ * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes;
-    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, uint8_t* slot) {
+    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, int64_t next, uint8_t* slot) {
       auto* mid = reinterpret_cast<float*>(slot);
       // The row kernel writes output row r at y + r * row_floats: rows r0.. land at mid.
       auto* yb = reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(mid) - static_cast<uintptr_t>(r0 * row_floats) * sizeof(float));
       dk.rows(x, dw_.w, dw_.ep, yb, s, r0, r1, flags);
       Epilogue e = ep;
       if (e.residual) e.residual += r0 * s.ow * pw_.o_;
+      if (next >= 0) {  // the next chunk's depthwise input, fetched while the GEMM computes
+        const auto [off, len] = g.input_span(s, next, sizeof(float));
+        e.prefetch = reinterpret_cast<const uint8_t*>(x) + off;
+        e.prefetch_bytes = len;
+      }
       wm.conv(pw_shape(1, r1 - r0, s.ow), mid, y + r0 * s.ow * pw_.o_, e, slot + g.align(g.mid_bytes), 1);
     });
   }

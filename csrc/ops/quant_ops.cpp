@@ -341,7 +341,7 @@ class QDwPointwiseOp : public Op {
     }
     const size_t osz = q.out_dtype() == DType::U8 ? 1 : sizeof(float);
     const int64_t O = pw_.o_;
-    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, uint8_t* slot) {
+    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, int64_t, uint8_t* slot) {
       kernels::q8_dwconv2d_rows(s, x, *dw_.dw_pack_, de, slot, r0, r1);
       kernels::Q8StaticEpilogue e = ep;
       const int64_t off = r0 * s.ow * O;

@@ -348,6 +348,15 @@ struct ConvDirect {
           pf.step = std::max<int64_t>(64, (pf.end - pf.p) / std::max<int64_t>(1, a.OW / P2));
         }
       }
+      if (a.residual && r + 1 < r1) {
+        // The next row's residual (a residual block's input, often from DRAM), towards L2 while
+        // this row computes: unfetched, its lines stalled the epilogue.
+        Pf rf;
+        rf.p = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(a.residual + (r + 1) * a.OW * a.ldr) &
+                                             ~uintptr_t{63});
+        rf.end = reinterpret_cast<const char*>(a.residual + (r + 2) * a.OW * a.ldr);
+        rf.tick_all();
+      }
       Src src;
       if (use_band) {
         // in-image columns of the band: iw in [max(0, -pl), min(W, bw - pl))

@@ -321,6 +321,14 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
   // this thread's next task are fetched, so an A that comes from DRAM (a big batch) streams
   // in behind the arithmetic instead of stalling the packer.
   const int64_t next_m0 = next_task >= 0 ? next_task / pl.ns * pl.mc : 0;
+  // This task's share of the caller's prefetch range (Epilogue::prefetch), a slice per row tile.
+  const char* pf = nullptr;
+  int64_t pf_bytes = 0;
+  if (j.ep.prefetch && j.ep.prefetch_bytes > 0) {
+    const int64_t b0 = j.ep.prefetch_bytes * task / pl.ntasks, b1 = j.ep.prefetch_bytes * (task + 1) / pl.ntasks;
+    pf = static_cast<const char*>(j.ep.prefetch) + b0;
+    pf_bytes = b1 - b0;
+  }
   const int64_t next_rows = pl.prefetch && next_task >= 0 ? std::min(pl.mc, j.M - next_m0) : 0;
   for (int64_t kb = 0; kb < pl.nkb; ++kb) {
     const int64_t k0 = kb * pl.kc, kcur = std::max<int64_t>(0, std::min(pl.kc, K - k0));
@@ -346,6 +354,13 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
           const int64_t n_r = std::min<int64_t>(mr, j.M - r0 - mr);
           prefetch_rows<3>(j.rows->a + (r0 + mr) * j.rows->lda + k0, j.rows->lda, n_r, kcur);
         }
+        if (pf && kb == 0 && q0 == p0) {
+          const int64_t f0 = pf_bytes * t / ntiles, f1 = pf_bytes * (t + 1) / ntiles;
+          for (int64_t off = f0 & ~int64_t{63}; off < f1; off += 64) __builtin_prefetch(pf + off, 0, 2);
+        }
+        if (e.last && e.residual && t + 1 < ntiles)
+          prefetch_rows<2>(e.residual + (r0 + mr) * j.ep.ldr + cn0, j.ep.ldr,
+                           std::min<int64_t>(mr, j.M - r0 - mr), cw);
         float* ct = pl.stream ? tbuf : j.C + r0 * j.ldc + cn0;
         const int64_t ldt = pl.stream ? pl.pc * nr : j.ldc;
         for (int64_t p = q0; p < q1; ++p) {

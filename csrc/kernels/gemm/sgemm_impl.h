@@ -101,6 +101,13 @@ void ukernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float
   for (int r = 0; r < R; ++r)
     #pragma GCC unroll 4
     for (int l = 0; l < (NA * V::W + 15) / 16; ++l) prefetch(c + r * ldc + 16 * l);
+  // Likewise the residual rows the epilogue adds: a residual block's input, often from DRAM, whose
+  // unfetched lines stalled the epilogue (64 x 128 x 128, residual in L3: 105 -> 74 GF/s).
+  if (ep.last && ep.residual)
+    #pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+      #pragma GCC unroll 4
+      for (int l = 0; l < (NA * V::W + 15) / 16; ++l) prefetch(ep.residual + r * ep.ldr + 16 * l);
   #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     typename V::Vec bv[NA];
