@@ -341,12 +341,17 @@ class QDwPointwiseOp : public Op {
     }
     const size_t osz = q.out_dtype() == DType::U8 ? 1 : sizeof(float);
     const int64_t O = pw_.o_;
-    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, int64_t, uint8_t* slot) {
+    g.run(ctx.threads, ws, slot_bytes(s, g), [&](int64_t r0, int64_t r1, int64_t next, uint8_t* slot) {
       kernels::q8_dwconv2d_rows(s, x, *dw_.dw_pack_, de, slot, r0, r1);
       kernels::Q8StaticEpilogue e = ep;
       const int64_t off = r0 * s.ow * O;
       if (e.residual) e.residual += off;
       if (e.residual_u8) e.residual_u8 += off;
+      if (next >= 0) {  // the next chunk's depthwise input, fetched while the GEMM computes
+        const auto [poff, plen] = g.input_span(s, next, 1);
+        e.prefetch = x + poff;
+        e.prefetch_bytes = plen;
+      }
       kernels::q8_conv2d_static(pw_shape(1, r1 - r0, s.ow), slot, q.x.scale, q.x.zero, *pw_.pack_, q.w_scale.get(), e,
                                 static_cast<uint8_t*>(out[0]->data) + off * osz, slot + g.align(g.mid_bytes), 1);
     });

@@ -131,6 +131,8 @@ struct Run {
   int64_t ldr = 0;
   Act act = Act::None;
   float alpha = 0.f, inv_out_scale = 1.f, out_zero = 0.f;
+  const char* prefetch = nullptr;  // Q8StaticEpilogue::prefetch (honoured by a one-thread run)
+  int64_t prefetch_bytes = 0;
 };
 
 size_t out_elem_bytes(Q8Out k) { return k == Q8Out::U8 ? 1 : 4; }
@@ -176,6 +178,10 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
     sf.out_zero = static_cast<int32_t>(r.out_zero);
     sf.ldo = r.ldo;
   }
+  // The caller's prefetch range, a slice per tile (when this call runs the whole job: one thread).
+  const bool whole = m0 == 0 && m1 == r.M && p0 == 0 && p1 == B.panels;
+  const int64_t pf_steps = r.prefetch && whole ? ceil_div(m1 - m0, cfg.mr) * (p1 - p0) : 0;
+  int64_t pf_step = 0;
   for (int64_t mb0 = m0; mb0 < m1; mb0 += mb) {
     const int64_t mb1 = std::min(m1, mb0 + mb);
     for (int64_t p = p0; p < p1; ++p) {
@@ -193,6 +199,11 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
       }
       for (int64_t m = mb0; m < mb1; m += cfg.mr) {
         const int rows = static_cast<int>(std::min<int64_t>(cfg.mr, mb1 - m));
+        if (pf_steps) {
+          const int64_t f0 = r.prefetch_bytes * pf_step / pf_steps, f1 = r.prefetch_bytes * (pf_step + 1) / pf_steps;
+          for (int64_t off = f0 & ~int64_t{63}; off < f1; off += 64) __builtin_prefetch(r.prefetch + off, 0, 2);
+          ++pf_step;
+        }
         if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
         else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
         if (static_fused) {
@@ -621,6 +632,10 @@ void set_static_epilogue(Run& r, const Q8StaticEpilogue& ep, const char* what) {
   r.ldr = ep.ldr;
   r.inv_out_scale = ep.out_scale > 0.f ? 1.f / ep.out_scale : 1.f;
   r.out_zero = static_cast<float>(ep.out_zero);
+  if (ep.prefetch && ep.prefetch_bytes > 0) {
+    r.prefetch = static_cast<const char*>(ep.prefetch);
+    r.prefetch_bytes = ep.prefetch_bytes;
+  }
 }
 }  // namespace
 

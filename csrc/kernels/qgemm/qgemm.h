@@ -105,6 +105,10 @@ struct Q8StaticEpilogue {
   int64_t ldr = 0;
   float out_scale = 0.f;
   int32_t out_zero = 0;
+  // Bytes the caller reads next, fetched towards L2 a slice per tile while the GEMM computes
+  // (as Epilogue::prefetch), or null. Only a hint.
+  const void* prefetch = nullptr;
+  int64_t prefetch_bytes = 0;
 };
 
 // Static quantization, any output: Aq u8 [M][K] (rows lda apart) with one (a_scale, a_zero);
