@@ -30,6 +30,8 @@ struct V : VecAvx2 {
     int k = n <= 0 ? 0 : (n >= 8 ? 8 : static_cast<int>(n));
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
+  static Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, Vec x) { _mm256_storeu_ps(p, x); }
   static Vec maskload(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   static void maskstore(float* p, Mask m, Vec x) { _mm256_maskstore_ps(p, m, x); }
   static Vec leaky(Vec x, Vec alpha) {

@@ -33,6 +33,8 @@ struct V : VecAvx512 {
     return n >= 16 ? static_cast<__mmask16>(0xFFFF)
                    : (n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1));
   }
+  static Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, Vec x) { _mm512_storeu_ps(p, x); }
   static Vec maskload(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
   static void maskstore(float* p, Mask m, Vec x) { _mm512_mask_storeu_ps(p, m, x); }
   static Vec leaky(Vec x, Vec alpha) {
