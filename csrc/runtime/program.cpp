@@ -406,7 +406,7 @@ int Program::choose_variant(size_t n, const std::vector<const TensorInfo*>& in, 
 }
 
 // Runs each variant of node n on scratch data of the plan's shapes (constants as they are)
-// and returns the fastest (best of three runs each).
+// and returns the fastest (best of kTuneRounds runs each, interleaved).
 int Program::tune_node(size_t n, const std::vector<const TensorInfo*>& in, const std::vector<TensorInfo>& out,
                        size_t ws_bytes) const {
   std::vector<AlignedPtr<uint8_t>> bufs;
@@ -440,23 +440,29 @@ int Program::tune_node(size_t n, const std::vector<const TensorInfo*>& in, const
   RunContext ctx;
   ctx.threads = opt_.threads;
   ctx.isa = opt_.isa;
-  int best = 0;
-  double best_t = 1e300;
-  for (int v = 0; v < ops_[n]->num_variants(); ++v) {
+  const int nv = ops_[n]->num_variants();
+  for (int v = 0; v < nv; ++v) {  // pack, then one warm-up run each
     ctx.variant = v;
     ops_[n]->prepare_variant(v, false);
-    ops_[n]->run(pin, pout, ws.get(), ctx);  // warm-up
-    double t = 1e300;
-    for (int r = 0; r < 3; ++r) {
+    ops_[n]->run(pin, pout, ws.get(), ctx);
+  }
+  // Best of kTuneRounds runs each, the variants taking turns (the first one rotating), so a burst of
+  // load from other processes slows one run of each rather than every run of one variant: timed
+  // one variant after the other, a shared machine's drift picked a slower kernel for some layers
+  // in some processes (Xception fp32 batch 1, one thread: 10.5 ms in some sessions, 12.1-13.1 in others).
+  constexpr int kTuneRounds = 4;
+  std::vector<double> t(nv, 1e300);
+  for (int r = 0; r < kTuneRounds; ++r)
+    for (int i = 0; i < nv; ++i) {
+      const int v = (r + i) % nv;
+      ctx.variant = v;
       auto t0 = std::chrono::steady_clock::now();
       ops_[n]->run(pin, pout, ws.get(), ctx);
-      t = std::min(t, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      t[v] = std::min(t[v], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    if (v == 0 || t < best_t * 0.97) {  // another variant must win clearly to replace the first
-      best = v;
-      best_t = t;
-    }
-  }
+  int best = 0;
+  for (int v = 1; v < nv; ++v)
+    if (t[v] < t[best] * 0.97) best = v;  // another variant must win clearly to replace the first
   return best;
 }
 
