@@ -2,7 +2,10 @@
 
     python3 bench/compare.py /tmp/e2e.json [/tmp/e2e_run2.json ...] [--rss /tmp/e2e_rss.json]
 
-Several JSON files (repeated runs): each figure is the median over the runs of the per-run median.
+Several JSON files (repeated runs): each time is the median over the runs of the per-run median; each ratio is
+the median over the runs of the per-run ratio (the engines of one run were timed in the same seconds, so a run
+caught in a slow spell of the machine moves both sides of its ratio; medians of times taken across runs would not
+cancel it). The best configurations are picked by the median times.
 Rows: model x batch x threads. Cells: batch 1 -> p50 latency in ms (p95 in brackets); larger batch ->
 throughput in samples/s. "best ORT" is the fastest of ort_fp32 / ort_fp32_spin / ort_int8_dyn / ort_int8_qdq,
 named in the cell; "torch" the faster of torch_fp32 / torch_dynq. Ratios are time(peer) / time(slimrt): > 1 means
@@ -32,8 +35,9 @@ MODEL_ORDER = ["mlp", "lenet5", "resnet18", "mobilenetv2", "xception", "transfor
 def load(paths):
     """{(model, batch, threads): {engine: {"median": s, "p50": ms, "p95": ms}}} (median over files)."""
     acc = defaultdict(lambda: defaultdict(list))
+    per_run = defaultdict(lambda: defaultdict(dict))  # key -> engine -> {run index: median s}
     notes = {}
-    for p in paths:
+    for run, p in enumerate(paths):
         with open(p) as f:
             doc = json.load(f)
         for b in doc["benchmarks"]:
@@ -42,6 +46,7 @@ def load(paths):
                 continue
             key = (info["model"], info["batch"], info["threads"])
             acc[key][info["engine"]].append((b["stats"]["median"], info.get("p50_ms"), info.get("p95_ms")))
+            per_run[key][info["engine"]][run] = b["stats"]["median"]
             if info.get("note"):
                 notes[(info["model"], info["engine"])] = info["note"]
     out = {}
@@ -49,7 +54,7 @@ def load(paths):
         out[key] = {e: {"median": statistics.median(v[0] for v in vals),
                         "p50": statistics.median(v[1] for v in vals if v[1] is not None),
                         "p95": statistics.median(v[2] for v in vals if v[2] is not None),
-                        "runs": len(vals)}
+                        "runs": len(vals), "per_run": per_run[key][e]}
                     for e, vals in engines.items()}
     return out, notes
 
@@ -94,7 +99,9 @@ def table(results, notes, rss=None) -> str:
         def ratio(peer, ours):
             if peer is None or ours is None:
                 return "n/a"
-            return f"**{eng[peer]['median'] / eng[ours]['median']:.2f}x**"
+            a, b = eng[peer]["per_run"], eng[ours]["per_run"]
+            runs = [r for r in a if r in b]
+            return f"**{statistics.median(a[r] / b[r] for r in runs):.2f}x**"
 
         short = {"ort_fp32": "fp32", "ort_fp32_spin": "fp32 spin", "ort_int8_dyn": "int8 dyn",
                  "ort_int8_qdq": "int8 QDQ", "torch_fp32": "fp32", "torch_dynq": "dyn-q"}
