@@ -52,6 +52,13 @@ inline bool add_overflow_u64(uint64_t a, uint64_t b, uint64_t* out) {
 constexpr size_t kAlign = 64;
 // n rounded up to a multiple of kAlign (workspace carving: every piece starts on a cache line).
 constexpr size_t align64(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+// Software prefetch towards L2 (a hint) of slice i of n equal slices of the bytes [p, p + bytes): a loop
+// that fetches a long range behind its work calls it once per step, i = the step.
+inline void prefetch_slice(const void* p, int64_t bytes, int64_t i, int64_t n) {
+  const char* c = static_cast<const char*>(p);
+  const int64_t end = bytes * (i + 1) / n;
+  for (int64_t off = (bytes * i / n) & ~int64_t{63}; off < end; off += 64) __builtin_prefetch(c + off, 0, 2);
+}
 constexpr size_t kHugePage = size_t(2) << 20;
 constexpr size_t kHugeMin = size_t(4) << 20;
 inline void* aligned_alloc_bytes(size_t n) {

@@ -108,6 +108,13 @@ float elem(const TensorDef& t, int64_t i, int64_t ch) {
   return 0.f;
 }
 
+// The index of op's variant named `name`, or -1.
+int variant_index(const Op& op, const std::string& name) {
+  for (int v = 0; v < op.num_variants(); ++v)
+    if (op.variant_name(v) == name) return v;
+  return -1;
+}
+
 }  // namespace
 
 void decode_csr_values(const TensorDef& t, float* out) {
@@ -360,11 +367,8 @@ std::vector<std::string> Program::kernel_names(const Plan& p) const {
 bool Program::stored_choice_needs_variants(const std::string& node, const Op& op) const {
   const std::string prefix = node + "|";
   for (auto it = stored_.lower_bound(prefix); it != stored_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
-       ++it) {
-    bool built = false;
-    for (int v = 0; v < op.num_variants() && !built; ++v) built = op.variant_name(v) == it->second;
-    if (!built) return true;
-  }
+       ++it)
+    if (variant_index(op, it->second) < 0) return true;
   return false;
 }
 
@@ -387,12 +391,11 @@ int Program::choose_variant(size_t n, const std::vector<const TensorInfo*>& in, 
   const Op& op = *ops_[n];
   auto s = stored_.find(key);
   if (s != stored_.end())
-    for (int v = 0; v < op.num_variants(); ++v)
-      if (op.variant_name(v) == s->second) {
-        records_[key] = s->second;
-        op.prepare_variant(v, true);
-        return v;
-      }
+    if (const int v = variant_index(op, s->second); v >= 0) {
+      records_[key] = s->second;
+      op.prepare_variant(v, true);
+      return v;
+    }
   if (!opt_.tune || op.num_variants() < 2) {
     const int v = op.default_variant(in);
     op.prepare_variant(v, true);

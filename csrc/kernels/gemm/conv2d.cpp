@@ -162,15 +162,15 @@ struct WinoPlan {
   int64_t workers() const { return nblocks * chunks; }
 };
 
-// Blocks of tiles, as many whole microtiles of rows as fit the block budget. With several threads
-// and few tiles (< a microtile each) the threads split the output channels of a block instead:
-// each transforms the block's inputs (a small duplicated cost) and runs the GEMMs of its panels, so
-// the transformed weights are read once per block rather than once per thread.
 // The shapes the Winograd path computes: 3x3, stride 1, dilation 1, one group.
 bool wino_shape(const Conv2dShape& s) {
   return s.KH == 3 && s.KW == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
 }
 
+// Blocks of tiles, as many whole microtiles of rows as fit the block budget. With several threads
+// and few tiles (< a microtile each) the threads split the output channels of a block instead:
+// each transforms the block's inputs (a small duplicated cost) and runs the GEMMs of its panels, so
+// the transformed weights are read once per block rather than once per thread.
 WinoPlan wino_plan(const Conv2dShape& s, Isa isa, int threads) {
   WinoPlan p{};
   threads = std::max(1, threads);

@@ -354,10 +354,7 @@ void run_task(const detail::SgemmKernels& kr, const GemmJob& j, const JobPlan& p
           const int64_t n_r = std::min<int64_t>(mr, j.M - r0 - mr);
           prefetch_rows<3>(j.rows->a + (r0 + mr) * j.rows->lda + k0, j.rows->lda, n_r, kcur);
         }
-        if (pf && kb == 0 && q0 == p0) {
-          const int64_t f0 = pf_bytes * t / ntiles, f1 = pf_bytes * (t + 1) / ntiles;
-          for (int64_t off = f0 & ~int64_t{63}; off < f1; off += 64) __builtin_prefetch(pf + off, 0, 2);
-        }
+        if (pf && kb == 0 && q0 == p0) prefetch_slice(pf, pf_bytes, t, ntiles);
         if (e.last && e.residual && t + 1 < ntiles)
           prefetch_rows<2>(e.residual + (r0 + mr) * j.ep.ldr + cn0, j.ep.ldr,
                            std::min<int64_t>(mr, j.M - r0 - mr), cw);

@@ -199,11 +199,7 @@ void run_tiles(const Run& r, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
       }
       for (int64_t m = mb0; m < mb1; m += cfg.mr) {
         const int rows = static_cast<int>(std::min<int64_t>(cfg.mr, mb1 - m));
-        if (pf_steps) {
-          const int64_t f0 = r.prefetch_bytes * pf_step / pf_steps, f1 = r.prefetch_bytes * (pf_step + 1) / pf_steps;
-          for (int64_t off = f0 & ~int64_t{63}; off < f1; off += 64) __builtin_prefetch(r.prefetch + off, 0, 2);
-          ++pf_step;
-        }
+        if (pf_steps) prefetch_slice(r.prefetch, r.prefetch_bytes, pf_step++, pf_steps);
         if (r.aind) cfg.iukernel(r.taps, r.kgt, r.aind + m * r.taps, rows, bp, acc);
         else cfg.ukernel(kgroups, static_cast<const char*>(r.a) + m * r.lda * cfg.a_bytes, r.lda, rows, bp, acc);
         if (static_fused) {
