@@ -14,7 +14,8 @@ SLIMRT_BENCH_QUICK=1 keeps only the K == N shapes. At M = 1 a third engine, read
 slimrt's stream sum over the weight array (kernels.sum: every weight read once and nothing else, at
 the same thread count): how fast this machine streams the bytes any GEMV must read.
 
-Also: NHWC conv2d (PackedConv2d, weights packed once; for 3x3 stride-1 shapes also its Winograd path) vs
+Also: GEMMs whose epilogue weighs (test_sgemm_epilogue: a short K with bias + relu6, or a residual from
+DRAM) against numpy doing the same in place; and NHWC conv2d (PackedConv2d, weights packed once; for 3x3 stride-1 shapes also its Winograd path) vs
 torch conv2d on channels_last tensors, with torch pinned to the same thread count (skipped when torch is not
 installed), at batch 1 and, for MobileNetV2's 1x1 convolutions and two ResNet-18 shapes, at batch 16.
 """
@@ -102,6 +103,53 @@ def test_sgemm(benchmark, operands, shape, engine):
         y = benchmark(lambda: a @ wt)
     ref = a[:1].astype(np.float64) @ w.T.astype(np.float64)
     assert np.allclose(y[:1], ref, rtol=1e-3, atol=1e-2 * np.sqrt(k))
+
+
+# GEMMs whose epilogue weighs: a short K (MobileNetV2's first expansion, bias + relu6 on every output) and
+# a residual added from a tensor far bigger than the caches (a residual block at a big batch).
+EPILOGUE_SHAPES = {
+    # name: (M, K, N, epilogue)
+    "M1344_K16_N96_bias_relu6": (1344, 16, 96, "bias_relu6"),
+    "M1344_K24_N144_bias_relu6": (1344, 24, 144, "bias_relu6"),
+    "M16384_K128_N256_residual": (16384, 128, 256, "residual"),
+    "M65536_K64_N128_residual": (65536, 64, 128, "residual"),
+}
+
+
+@pytest.mark.parametrize("engine", ["slimrt", "numpy"])
+@pytest.mark.parametrize("shape", list(EPILOGUE_SHAPES))
+def test_sgemm_epilogue(benchmark, shape, engine):
+    """slimrt: PackedSgemm with the epilogue fused (bias + relu6, or + residual); numpy: a @ w.T, then the
+    same epilogue in place. SLIMRT_ISA=avx2 runs slimrt's AVX2 kernels (whole vectors stored unmasked)."""
+    m, k, n, kind = EPILOGUE_SHAPES[shape]
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    res = rng.standard_normal((m, n), dtype=np.float32) if kind == "residual" else None
+    benchmark.group = f"sgemm epilogue {shape} threads={THREADS}"
+    benchmark.extra_info.update(engine=engine, threads=THREADS, flops=2 * m * n * k, isa=ISA)
+    out = np.empty((m, n), np.float32)
+    if engine == "slimrt":
+        packed = K.PackedSgemm(w)
+        quiet_blas()
+        if kind == "residual":
+            y = benchmark(packed.run, a, residual=res, threads=THREADS, out=out)
+        else:
+            y = benchmark(packed.run, a, bias=bias, act="relu6", threads=THREADS, out=out)
+    else:
+        wt = w.T
+
+        def run():
+            np.matmul(a, wt, out=out)
+            if kind == "residual":
+                return np.add(out, res, out=out)
+            np.add(out, bias, out=out)
+            return np.clip(out, 0, 6, out=out)
+        y = benchmark(run)
+    want = a[:4].astype(np.float64) @ w.T.astype(np.float64)
+    want = want + res[:4] if kind == "residual" else np.clip(want + bias, 0, 6)
+    assert np.allclose(y[:4], want, rtol=1e-3, atol=1e-3 * np.sqrt(k))
 
 
 CONV_SHAPES = {
