@@ -18,6 +18,11 @@ Workload: y[M, N] = x[M, K] @ W.T, K = N in {1024, 4096}, M in {1, 16, 64, 256}.
 bench/conftest.py prints the ratios (peer time / slimrt time; > 1: slimrt faster). Issue 4's
 targets: >= 1.5 vs int8 at M = 1, >= 0.8 at M >= 64. All engines at SLIMRT_BENCH_THREADS (2).
 SLIMRT_BENCH_QUICK=1: K = N = 1024 and M in {1, 64} only.
+
+Interleaved mode (the figures of reports), without pytest: the kernels alone, engines taking turns block
+by block (bench/kernel_timing.py), ratios as the median of per-block ratios and the ratio of minima:
+    SLIMRT_DEV_CORE=... PYTHONPATH=python python3 bench/bench_lutgemm.py [--threads 1,2] [--kn 1024,4096]
+        [--m 1,64] [--blocks 41] [--block-ms 0.5]
 """
 import os
 
@@ -91,3 +96,43 @@ def test_lutgemm(benchmark, case):
         y = benchmark(p.run_dynamic, x, s, threads=THREADS, out=out)
     ref = x[:1].astype(np.float64) @ wd.T.astype(np.float64)
     assert np.allclose(y[:1], ref, rtol=2e-2, atol=2e-2 * np.sqrt(kn) * np.abs(wd).max())
+
+
+def interleaved(kns, ms, threads_list, blocks, block_ms):
+    """The kernels alone, engines taking turns block by block (kernel_timing.py); prints each
+    format's ratios to slimrt's int8 GEMM and to dense fp32 (> 1: the LUT kernel is faster)."""
+    from kernel_timing import interleave, ratio
+    print("peer/slimrt (> 1: slimrt's LUT kernel faster): median of %d per-block ratios (ratio of minima)" % blocks)
+    for threads in threads_list:
+        for kn in kns:
+            for m in ms:
+                cb, cbr, lg, x = operands(kn, m)
+                out = np.empty((m, kn), np.float32)
+                for fmt, t in (("codebook4_i8", cb), ("codebook4_i8_rows", cbr), ("log2_4", lg)):
+                    wd = t.to_dense()
+                    amax = np.abs(wd).max(1)
+                    s = np.where(amax > 0, amax / 127, 1).astype(np.float32)
+                    q = K.q8_pack(np.clip(np.round(wd / s[:, None]), -127, 127).astype(np.int8))
+                    a, f, d = lut_matrix(t, kn, "slimrt"), lut_matrix(t, kn, "lut_f32"), K.PackedSgemm(wd)
+                    times = interleave({
+                        "slimrt": lambda r: a.run(x, threads=threads, out=out, repeat=r),
+                        "int8": lambda r: q.run_dynamic(x, s, threads=threads, out=out, repeat=r),
+                        "lut_f32": lambda r: f.run(x, threads=threads, out=out, repeat=r),
+                        "fp32": lambda r: d.run(x, threads=threads, out=out, repeat=r)}, blocks, block_ms)
+                    parts = ["vs %s x%.2f (min x%.2f)" % ((e,) + ratio(times, e, "slimrt"))
+                             for e in ("int8", "lut_f32", "fp32")]
+                    print("threads=%d K=N=%d M=%d %-18s slimrt %7.1f us  %s" % (
+                        threads, kn, m, fmt, np.median(times["slimrt"]) * 1e6, "  ".join(parts)), flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="LUT GEMM kernels against int8 and fp32, interleaved, kernels alone")
+    lst = lambda t: (lambda v: [t(a) for a in v.split(",")])  # noqa: E731
+    ap.add_argument("--threads", type=lst(int), default=[1, 2])
+    ap.add_argument("--kn", type=lst(int), default=[1024, 4096])
+    ap.add_argument("--m", type=lst(int), default=[1, 64])
+    ap.add_argument("--blocks", type=int, default=41)
+    ap.add_argument("--block-ms", type=float, default=0.5, help="milliseconds per engine per block")
+    a = ap.parse_args()
+    interleaved(a.kn, a.m, a.threads, a.blocks, a.block_ms)

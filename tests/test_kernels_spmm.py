@@ -517,3 +517,37 @@ def test_sell_padding_ignores_nonfinite_x(monkeypatch, isa, bad, kind):
     assert np.isfinite(y[0, [0, 3, 17]]).all() and np.allclose(y[0, [0, 3, 17]], ref[[0, 3, 17]], rtol=1e-6)
     assert (np.isnan(y[0, 1]) if np.isnan(bad) else y[0, 1] == bad)
     assert np.all(y[0, [2, 4, 5, 16, 18, 19]] == 0)
+
+
+def test_run_repeat():
+    """run(repeat=r) of every kernel class that has it: the kernel runs r times on the same arguments,
+    the result bitwise that of one run (a residual and bias included, so a repeat that fed its output
+    back would show); repeat < 1 is an InputError."""
+    rng = np.random.default_rng(7)
+    n, k, m = 40, 96, 3
+    wd = sparse_dense(rng, n, k, 0.6)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    idx = rng.integers(0, 16, (n, k))
+    cb = formats.Codebook(idx, np.sort(rng.integers(-127, 128, 16)).astype(np.int8)[None], 4, shape=(n, k))
+    wq = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    w_scale = (rng.random(n) + 0.5).astype(np.float32) / 100
+    mats = {
+        "csr": (K.CsrMatrix(*to_csr(wd), k), dict(bias=bias, residual=res)),
+        "lut": (K.LutMatrix(cb.packed, cb.lut.astype(np.float32), 4, n, k), dict(bias=bias, residual=res)),
+        "sgemm": (K.PackedSgemm(wd), dict(bias=bias, residual=res)),
+    }
+    if K.LutQ8Matrix.has_kernel(None):
+        mats["lutq8"] = (K.LutQ8Matrix.codebook(cb.packed, cb.lut, 4, n, k), dict(bias=bias, residual=res))
+    runs = {name: (a.run, kw) for name, (a, kw) in mats.items()}
+    if hasattr(K, "q8_pack"):
+        q = K.q8_pack(wq)
+        runs["q8_dynamic"] = (lambda x, **kw: q.run_dynamic(x, w_scale, **kw), dict(bias=bias, residual=res))
+    for name, (run, kw) in runs.items():
+        once = run(x, **kw)
+        out = np.full((m, n), np.nan, np.float32)
+        again = run(x, out=out, repeat=3, **kw)
+        assert again is out and np.array_equal(once, out), name
+        with pytest.raises(core.InputError, match="repeat"):
+            run(x, repeat=0, **kw)

@@ -109,6 +109,14 @@ inline int threads_arg(int threads) {
   return threads == 0 ? default_threads() : threads;
 }
 
+// Benchmark repeat count of a kernel binding's run(): >= 1. The kernel runs that many times on the
+// same arguments inside one call (it is idempotent: the output never feeds its inputs), so a
+// benchmark can time the kernel without the binding's own cost (argument checks, ~2-3 us a call).
+inline int repeat_arg(int repeat) {
+  if (repeat < 1) bad("repeat must be >= 1");
+  return repeat;
+}
+
 // The fused epilogue of an [M][N] output: bias/scale vectors of N, a residual matrix [M][N].
 struct EpArgs {
   Epilogue ep;

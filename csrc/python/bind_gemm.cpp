@@ -26,15 +26,17 @@ struct PyPackedSgemm {
   std::unique_ptr<PackedSgemmB> b;
 
   pyb::array run(const pyb::object& a_obj, const pyb::object& bias, const std::string& act, float alpha,
-                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
+                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out,
+                 int repeat = 1) {
     Mat<float> a = as_mat<float>(a_obj, "a");
     if (a.cols != b->K) bad("a must have shape (M, " + std::to_string(b->K) + ")");
     EpArgs e = epilogue_args(a.rows, b->N, bias, scale, residual, act, alpha);
     Mat<float> c = out_mat<float>(out, a.rows, b->N);
     threads = threads_arg(threads);
+    repeat = repeat_arg(repeat);
     {
       pyb::gil_scoped_release nogil;
-      kernels::sgemm(a.rows, a.ptr, a.ld, *b, c.ptr, c.ld, e.ep, threads);
+      for (int r = 0; r < repeat; ++r) kernels::sgemm(a.rows, a.ptr, a.ld, *b, c.ptr, c.ld, e.ep, threads);
     }
     return c.arr;
   }
@@ -121,8 +123,9 @@ SLIMRT_PY_BIND(gemm) {
       .def_property_readonly("nr", [](const PyPackedSgemm& p) { return p.b->nr; })
       .def("run", &PyPackedSgemm::run, arg("a"), arg("bias") = pyb::none(), arg("act") = "none",
            arg("alpha") = 0.0f, arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1,
-           arg("out") = pyb::none(),
-           "act(a @ w.T * scale + bias + residual) as float32 [M, N].");
+           arg("out") = pyb::none(), arg("repeat") = 1,
+           "act(a @ w.T * scale + bias + residual) as float32 [M, N]. repeat: run the GEMM that many times in "
+           "this call (benchmarks: the kernel's time without the call's own).");
 
   k.def(
       "sgemm",

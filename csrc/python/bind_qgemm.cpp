@@ -62,7 +62,7 @@ struct PyPackedQ8 {
 
   pyb::array run_dynamic(const pyb::object& a_obj, const pyb::object& w_scale, const pyb::object& bias,
                          const std::string& act, float alpha, const pyb::object& residual, int threads,
-                         const pyb::object& out) {
+                         const pyb::object& out, int repeat) {
     Mat<float> a = as_mat<float>(a_obj, "a");
     if (a.cols != b->K) bad("a must have shape (M, " + std::to_string(b->K) + ")");
     pyb::array keep_s, keep_b;
@@ -78,10 +78,11 @@ struct PyPackedQ8 {
     }
     Mat<float> c = out_mat<float>(out, a.rows, b->N);
     const int t = threads_arg(threads);
+    repeat = repeat_arg(repeat);
     {
       pyb::gil_scoped_release nogil;
       with_workspace(kernels::q8_dense_workspace(a.rows, b->K, t), [&](void* w) {
-        kernels::q8_dense_dynamic(a.rows, a.ptr, a.ld, *b, ws, c.ptr, c.ld, ep, w, t);
+        for (int r = 0; r < repeat; ++r) kernels::q8_dense_dynamic(a.rows, a.ptr, a.ld, *b, ws, c.ptr, c.ld, ep, w, t);
       });
     }
     return c.arr;
@@ -185,9 +186,10 @@ SLIMRT_PY_BIND(qgemm) {
                              [](const PyPackedQ8& p) { return p.b->panels * p.b->nr * p.b->Kp; })
       .def("run_dynamic", &PyPackedQ8::run_dynamic, arg("a"), arg("w_scale"), arg("bias") = pyb::none(),
            arg("act") = "none", arg("alpha") = 0.0f, arg("residual") = pyb::none(), arg("threads") = 1,
-           arg("out") = pyb::none(),
+           arg("out") = pyb::none(), arg("repeat") = 1,
            "a float32 [M, K] quantized per row to uint8 -> act(acc * a_scale[m] * w_scale[n] + bias + residual), "
-           "float32 [M, N].")
+           "float32 [M, N]. repeat: run it that many times in this call (benchmarks: the kernel's time without "
+           "the call's own).")
       .def("run_acc", &PyPackedQ8::run_acc, arg("aq"), arg("a_zero"), arg("threads") = 1, arg("out") = pyb::none(),
            "Raw int32 accumulators sum_k (aq[m, k] - a_zero) * wq[n, k], [M, N].")
       .def("run_static", &PyPackedQ8::run_static, arg("aq"), arg("a_scale"), arg("a_zero"), arg("w_scale"),

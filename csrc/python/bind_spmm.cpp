@@ -76,16 +76,18 @@ struct PyMatrix {
   std::unique_ptr<P> w;
 
   pyb::array run(const pyb::object& x_obj, const pyb::object& bias, const std::string& act, float alpha,
-                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out) {
+                 const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out,
+                 int repeat) {
     Mat<float> x = as_mat<float>(x_obj, "x");
     if (x.cols != w->K) bad("x must have shape (M, " + std::to_string(w->K) + ")");
     EpArgs e = epilogue_args(x.rows, w->N, bias, scale, residual, act, alpha);
     Mat<float> y = out_mat<float>(out, x.rows, w->N);
     const int t = threads_arg(threads);
+    repeat = repeat_arg(repeat);
     {
       pyb::gil_scoped_release nogil;
       AlignedPtr<char> ws = aligned_array<char>(DWS(x.rows, *w, t));
-      DENSE(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
+      for (int r = 0; r < repeat; ++r) DENSE(x.rows, x.ptr, x.ld, *w, y.ptr, y.ld, e.ep, ws.get(), t);
     }
     return y.arr;
   }
@@ -106,6 +108,10 @@ struct PyMatrix {
     return c.y;
   }
 };
+
+constexpr const char* kRunDoc =
+    "act(x @ W.T * scale + bias + residual) as float32 [M, N]. repeat: run the kernel that many times in this "
+    "call (benchmarks: the kernel's time without the call's own).";
 
 // ---- CSR ---------------------------------------------------------------------
 
@@ -326,7 +332,7 @@ SLIMRT_PY_BIND(spmm) {
       .def_property_readonly("isa", [](const PyCsr& p) { return std::string(isa_name(p.w->isa)); })
       .def("run", &PyCsr::run, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
            arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
-           "act(x @ W.T * scale + bias + residual) as float32 [M, N].")
+           arg("repeat") = 1, kRunDoc)
       .def("conv2d", &PyCsr::conv, arg("x"), arg("KH"), arg("KW"), arg("strides") = std::vector<int64_t>{1, 1},
            arg("dilations") = std::vector<int64_t>{1, 1}, arg("pads") = std::vector<int64_t>{0, 0, 0, 0},
            arg("groups") = 1, arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
@@ -352,10 +358,11 @@ SLIMRT_PY_BIND(lutgemm) {
         .def_property_readonly("nbytes", [](const T& p) { return p.w->bytes(); })
         .def_property_readonly("isa", [](const T& p) { return std::string(isa_name(p.w->isa)); })
         .def("run", [](T& p, const pyb::object& x, const pyb::object& bias, const std::string& act, float alpha,
-                       const pyb::object& scale, const pyb::object& residual, int threads,
-                       const pyb::object& out) { return p.run(x, bias, act, alpha, scale, residual, threads, out); }, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
+                       const pyb::object& scale, const pyb::object& residual, int threads, const pyb::object& out,
+                       int repeat) { return p.run(x, bias, act, alpha, scale, residual, threads, out, repeat); },
+             arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
              arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1,
-             arg("out") = pyb::none(), "act(x @ W.T * scale + bias + residual) as float32 [M, N].")
+             arg("out") = pyb::none(), arg("repeat") = 1, kRunDoc)
         .def("conv2d", [](T& p, const pyb::object& x, int64_t KH, int64_t KW, const std::vector<int64_t>& st,
                           const std::vector<int64_t>& dl, const std::vector<int64_t>& pd, int64_t groups,
                           const pyb::object& bias, const std::string& act, float alpha, const pyb::object& res,
@@ -411,7 +418,9 @@ SLIMRT_PY_BIND(lutgemm) {
       .def_property_readonly("rowsum", &PyLutQ8::rowsum, "int32 [N]: sum_k of the int8 weights of row n")
       .def("run", &PyLutQ8::run, arg("x"), arg("bias") = pyb::none(), arg("act") = "none", arg("alpha") = 0.0f,
            arg("scale") = pyb::none(), arg("residual") = pyb::none(), arg("threads") = 1, arg("out") = pyb::none(),
-           "act(float(acc) * a_scale[m] * row_scale[n] * scale[n] + bias + residual) as float32 [M, N].")
+           arg("repeat") = 1,
+           "act(float(acc) * a_scale[m] * row_scale[n] * scale[n] + bias + residual) as float32 [M, N]. repeat: "
+           "run the kernel that many times in this call (benchmarks: the kernel's time without the call's own).")
       .def("run_acc", &PyLutQ8::run_acc, arg("aq"), arg("a_zero"), arg("threads") = 1, arg("out") = pyb::none(),
            "int32 [M, N]: sum_k (aq[m, k] - a_zero) * Wq[n, k] (Wq = table[n, idx[n, k]]).")
       .def("conv2d", &PyLutQ8::conv, arg("x"), arg("KH"), arg("KW"), arg("strides") = std::vector<int64_t>{1, 1},
