@@ -15,6 +15,7 @@
 #include "core/threadpool.h"
 #include "kernels/lutgemm/lutq8_internal.h"
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/qgemm/qgemm_internal.h"
 #include "kernels/spmm/spmm.h"
 
 namespace slimrt::kernels {
@@ -38,7 +39,7 @@ inline uint32_t code_at(const uint8_t* packed, int64_t i, int bits, int64_t nbyt
 
 // Scalar reference over the packed layout (same contract as the SIMD kernels).
 void rows_scalar(const detail::LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p,
-                 int32_t* out, int64_t ldo) {
+                 bool /*bcast: never asked of it*/, int32_t* out, int64_t ldo) {
   const int S = 8 / w.sb, KB = 128 / w.sb;
   const uint32_t mask = (1u << w.sb) - 1;
   for (int64_t g = g0; g < g1; ++g) {
@@ -162,9 +163,17 @@ Mat mat_of(const PackedLutQ8& W, int64_t g0, int64_t rows) {
 
 // Raw accumulators of xq [M][Kp] (zero past K) against the row groups, handed chunk by chunk
 // to fin(m0, pm, n0, cnt, acc, ldacc) with acc[q*ldacc + j] for row m0+q, column n0+j.
+// xb: room for the broadcast row (4 * Kp bytes, 64-byte aligned); a single activation row runs
+// from it on the SIMD kernels (a plain load per chunk instead of a load + broadcast shuffle: Zen 4,
+// 1024^2 batch 1, 1 thread: 0.52 -> 0.50 ns per 64 weights).
 template <typename Fin>
-void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) {
+void run_acc(const Mat& w, int64_t M, const uint8_t* xq, uint8_t* xb, int T, const Fin& fin) {
   const detail::LutQ8RowsFn kern = kernel_for(w.isa, w.vbmi);
+  const bool bcast = M == 1 && w.isa != Isa::Scalar;
+  if (bcast) {
+    detail::vnni::lutq8_bcast_row(xq, w.Kp, xb);
+    xq = xb;
+  }
   const int64_t groups = (w.N + 3) / 4;
   // Batch <= kLutQ8MaxP reads the weights once: one part per thread (each core keeps its share of
   // the codes in its L2 from call to call); else 4 parts per thread.
@@ -178,7 +187,7 @@ void run_acc(const Mat& w, int64_t M, const uint8_t* xq, int T, const Fin& fin) 
       const int64_t n0 = c0 * 4, cnt = std::min(w.N, c1 * 4) - n0;
       for (int64_t m0 = 0; m0 < M; m0 += kLutQ8MaxP) {
         const int pm = static_cast<int>(std::min<int64_t>(kLutQ8MaxP, M - m0));
-        kern(w.view, c0, c1, xq + m0 * w.Kp, w.Kp, pm, acc, kChunkGroups * 4);
+        kern(w.view, c0, c1, xq + m0 * w.Kp, w.Kp, pm, bcast, acc, kChunkGroups * 4);
         fin(m0, pm, n0, cnt, acc, kChunkGroups * 4);
       }
     }
@@ -189,6 +198,7 @@ struct DenseWs {
   uint8_t* xq;
   float* scale;
   int32_t* zero;
+  uint8_t* xb;  // the broadcast row of run_acc (4 * Kp bytes)
 };
 DenseWs carve(void* ws, int64_t M, int64_t Kp) {
   char* p = static_cast<char*>(ws);
@@ -198,11 +208,13 @@ DenseWs carve(void* ws, int64_t M, int64_t Kp) {
   d.scale = reinterpret_cast<float*>(p);
   p += align64(size_t(M) * 4);
   d.zero = reinterpret_cast<int32_t*>(p);
+  p += align64(size_t(M) * 4);
+  d.xb = reinterpret_cast<uint8_t*>(p);
   return d;
 }
 size_t ws_bytes(int64_t M, int64_t Kp) {
   M = std::max<int64_t>(M, 1);
-  return align64(size_t(M) * Kp + 64) + 2 * align64(size_t(M) * 4) + 64;
+  return align64(size_t(M) * Kp + 64) + 2 * align64(size_t(M) * 4) + align64(size_t(4) * Kp) + 64;
 }
 
 void dense_mat(const Mat& w, int64_t M, const float* x, int64_t ldx, float* y, int64_t ldy, const Epilogue& ep,
@@ -210,7 +222,33 @@ void dense_mat(const Mat& w, int64_t M, const float* x, int64_t ldx, float* y, i
   const DenseWs d = carve(ws, M, w.Kp);
   quantize_rows_u8(M, w.K, x, ldx, d.xq, w.Kp, d.scale, d.zero, w.isa, T);  // as q8_dense_dynamic
   for (int64_t m = 0; m < M; ++m) std::memset(d.xq + m * w.Kp + w.K, 0, w.Kp - w.K);
-  run_acc(w, M, d.xq, T, [&](int64_t m0, int pm, int64_t n0, int64_t cnt, const int32_t* acc, int64_t lda) {
+  // SIMD kernels: the int8 GEMM's AVX-512 epilogue finishes each chunk in registers (zero-point
+  // correction with the row sums, a_scale * row_scale, bias, residual, activation); it has no
+  // second column scale, so ep.scale takes the general loop below.
+  const bool vec_epi = w.isa != Isa::Scalar && !ep.scale;
+  run_acc(w, M, d.xq, d.xb, T, [&](int64_t m0, int pm, int64_t n0, int64_t cnt, const int32_t* acc, int64_t lda) {
+    if (vec_epi) {
+      detail::Q8Tile t;
+      t.acc = acc;
+      t.ldacc = lda;
+      t.rows = pm;
+      t.nv = static_cast<int>(cnt);
+      t.colsum = w.rowsum + n0;
+      t.a_zero = d.zero + m0;
+      t.a_scale = d.scale + m0;
+      t.a_step = 1;
+      t.w_scale = w.row_scale + n0;
+      t.bias = ep.bias ? ep.bias + n0 : nullptr;
+      t.residual = ep.residual ? ep.residual + m0 * ep.ldr + n0 : nullptr;
+      t.ldr = ep.ldr;
+      t.kind = detail::Q8Out::F32;
+      t.out = y + m0 * ldy + n0;
+      t.ldo = ldy;
+      t.act = ep.act;
+      t.alpha = ep.alpha;
+      detail::avx512::q8_epilogue(t);
+      return;
+    }
     alignas(64) float f[kChunkGroups * 4];
     const int32_t* rs = w.rowsum + n0;
     for (int q = 0; q < pm; ++q) {
@@ -344,7 +382,7 @@ void lutq8_gemm_acc(int64_t M, const uint8_t* Aq, int64_t lda, int32_t a_zero, c
     std::memset(d.xq + m * W.Kp + W.K, 0, size_t(W.Kp - W.K));
   }
   const Mat w = mat_of(W, 0, W.N);
-  run_acc(w, M, d.xq, threads_for(M, W, threads),
+  run_acc(w, M, d.xq, d.xb, threads_for(M, W, threads),
           [&](int64_t m0, int pm, int64_t n0, int64_t cnt, const int32_t* a, int64_t lda_) {
             for (int q = 0; q < pm; ++q)
               for (int64_t j = 0; j < cnt; ++j)

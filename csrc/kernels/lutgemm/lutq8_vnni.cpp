@@ -20,4 +20,9 @@ struct DecShuffle {
 }  // namespace
 #include "kernels/lutgemm/lutq8_vnni_impl.h"
 SLIMRT_LUTQ8_ROWS_ENTRY(DecShuffle)
+
+void lutq8_bcast_row(const uint8_t* xq, int64_t Kp, uint8_t* xb) {
+  for (int64_t c = 0; c < Kp; c += 16)
+    _mm512_store_si512(xb + 4 * c, _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xq + c))));
+}
 }  // namespace slimrt::kernels::detail::vnni

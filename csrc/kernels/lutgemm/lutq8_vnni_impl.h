@@ -35,8 +35,10 @@ inline __m512i reduce4(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
   return _mm512_permutexvar_epi32(perm, z);
 }
 
-template <class Dec, int SB, int R, int P>
+// BC (P == 1): xq holds each 16-byte chunk 4 times (lutq8_internal.h), loaded as it is used.
+template <class Dec, int SB, int R, int P, bool BC>
 void rows_kernel(const LutQ8View& w, int64_t g, const uint8_t* xq, int64_t ldx, int32_t* out, int64_t ldo) {
+  static_assert(!BC || P == 1, "the broadcast activation layout serves one row");
   constexpr int S = 8 / SB, KB = 128 / SB;
   const int64_t nb = w.nblocks;
   const __m512i mask = _mm512_set1_epi8(static_cast<char>((1 << SB) - 1));
@@ -57,7 +59,8 @@ void rows_kernel(const LutQ8View& w, int64_t g, const uint8_t* xq, int64_t ldx, 
       __m512i xv[P];
 #pragma GCC unroll 8
       for (int q = 0; q < P; ++q)
-        xv[q] = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + q * ldx + 16 * j)));
+        xv[q] = BC ? _mm512_load_si512(xq + 4 * (b * KB + 16 * j))
+                   : _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xb + q * ldx + 16 * j)));
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         __m512i v = _mm512_loadu_si512(wp[r] + b * 64);
@@ -84,28 +87,29 @@ void rows_kernel(const LutQ8View& w, int64_t g, const uint8_t* xq, int64_t ldx, 
 
 template <int P> constexpr int tile_r() { return P == 1 ? 8 : P == 2 ? 6 : P == 3 ? 5 : 4; }
 
-template <class Dec, int SB, int P>
+template <class Dec, int SB, int P, bool BC = false>
 void rows_p(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int32_t* out,
             int64_t ldo) {
   constexpr int R = tile_r<P>();
   int64_t g = g0;
-  for (; g + R <= g1; g += R) rows_kernel<Dec, SB, R, P>(w, g, xq, ldx, out + 4 * (g - g0), ldo);
+  for (; g + R <= g1; g += R) rows_kernel<Dec, SB, R, P, BC>(w, g, xq, ldx, out + 4 * (g - g0), ldo);
   int32_t* o = out + 4 * (g - g0);
   switch (g1 - g) {  // the last < R row groups in one call
     case 0: break;
-    case 1: rows_kernel<Dec, SB, 1, P>(w, g, xq, ldx, o, ldo); break;
-    case 2: rows_kernel<Dec, SB, 2, P>(w, g, xq, ldx, o, ldo); break;
-    case 3: rows_kernel<Dec, SB, 3, P>(w, g, xq, ldx, o, ldo); break;
-    case 4: rows_kernel<Dec, SB, (R > 4 ? 4 : 1), P>(w, g, xq, ldx, o, ldo); break;
-    case 5: rows_kernel<Dec, SB, (R > 5 ? 5 : 1), P>(w, g, xq, ldx, o, ldo); break;
-    case 6: rows_kernel<Dec, SB, (R > 6 ? 6 : 1), P>(w, g, xq, ldx, o, ldo); break;
-    default: rows_kernel<Dec, SB, (R > 7 ? 7 : 1), P>(w, g, xq, ldx, o, ldo); break;
+    case 1: rows_kernel<Dec, SB, 1, P, BC>(w, g, xq, ldx, o, ldo); break;
+    case 2: rows_kernel<Dec, SB, 2, P, BC>(w, g, xq, ldx, o, ldo); break;
+    case 3: rows_kernel<Dec, SB, 3, P, BC>(w, g, xq, ldx, o, ldo); break;
+    case 4: rows_kernel<Dec, SB, (R > 4 ? 4 : 1), P, BC>(w, g, xq, ldx, o, ldo); break;
+    case 5: rows_kernel<Dec, SB, (R > 5 ? 5 : 1), P, BC>(w, g, xq, ldx, o, ldo); break;
+    case 6: rows_kernel<Dec, SB, (R > 6 ? 6 : 1), P, BC>(w, g, xq, ldx, o, ldo); break;
+    default: rows_kernel<Dec, SB, (R > 7 ? 7 : 1), P, BC>(w, g, xq, ldx, o, ldo); break;
   }
 }
 
 template <class Dec, int SB>
-void rows_sb(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p, int32_t* out,
-             int64_t ldo) {
+void rows_sb(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p, bool bcast,
+             int32_t* out, int64_t ldo) {
+  if (bcast) return rows_p<Dec, SB, 1, true>(w, g0, g1, xq, ldx, out, ldo);
   switch (p) {
     case 1: rows_p<Dec, SB, 1>(w, g0, g1, xq, ldx, out, ldo); break;
     case 2: rows_p<Dec, SB, 2>(w, g0, g1, xq, ldx, out, ldo); break;
@@ -119,10 +123,10 @@ void rows_sb(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int6
 // The exported entry (declared in lutq8_internal.h) of the including file's namespace.
 #define SLIMRT_LUTQ8_ROWS_ENTRY(Dec)                                                                      \
   void lutq8_rows(const LutQ8View& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int p,     \
-                  int32_t* out, int64_t ldo) {                                                          \
+                  bool bcast, int32_t* out, int64_t ldo) {                                              \
     switch (w.sb) {                                                                                     \
-      case 1: rows_sb<Dec, 1>(w, g0, g1, xq, ldx, p, out, ldo); break;                                  \
-      case 2: rows_sb<Dec, 2>(w, g0, g1, xq, ldx, p, out, ldo); break;                                  \
-      default: rows_sb<Dec, 4>(w, g0, g1, xq, ldx, p, out, ldo); break;                                 \
+      case 1: rows_sb<Dec, 1>(w, g0, g1, xq, ldx, p, bcast, out, ldo); break;                           \
+      case 2: rows_sb<Dec, 2>(w, g0, g1, xq, ldx, p, bcast, out, ldo); break;                           \
+      default: rows_sb<Dec, 4>(w, g0, g1, xq, ldx, p, bcast, out, ldo); break;                          \
     }                                                                                                   \
   }
