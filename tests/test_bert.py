@@ -67,7 +67,11 @@ def test_transformer_encoder(masked, norm_first):
     m = slimrt.from_torch(mod, tuple(torch.from_numpy(f) for f in _enc_feeds(rng, 2, 128, masked)))
     assert m.inputs[0].shape == (None, None, 64)
     ops = [n.op for n in m.nodes]
-    assert ops.count("scaled_masked_softmax") == 2 and "softmax" not in ops
+    # torch's packed in-projection + head split / merge fused (fuse_packed_attention): one attention
+    # node per layer, no slices; once optimized, no transposes left (sink_transposes)
+    assert ops.count("attention") == 2 and "softmax" not in ops and "scaled_masked_softmax" not in ops
+    assert "slice" not in ops
+    assert "transpose" not in [n.op for n in m.optimize().nodes]
     for isa in ISAS:
         s = slimrt.Session(m, isa=isa, threads=2)
         for b, seq in ((1, 1), (3, 7), (2, 64), (1, 128), (2, 200)):
@@ -77,6 +81,34 @@ def test_transformer_encoder(masked, norm_first):
             got = s.run({i.name: f for i, f in zip(m.inputs, feeds)})[0]
             assert got.shape == want.shape
             assert _rel(got, want) <= RTOL, (isa, b, seq)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_multihead_attention_fused(batch_first):
+    """nn.MultiheadAttention (packed in-projection): three projections + one attention node, no slices;
+    a sequence-first module keeps only the transposes of its input and output."""
+    torch.manual_seed(5)
+
+    class MHA(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.MultiheadAttention(64, 4, batch_first=batch_first)
+
+        def forward(self, x):
+            return self.a(x, x, x, need_weights=False)[0]
+
+    mod = MHA().eval()
+    shape = (2, 9, 64) if batch_first else (9, 2, 64)
+    m = slimrt.from_torch(mod, torch.randn(*shape)).optimize()
+    ops = [n.op for n in m.nodes]
+    assert ops.count("attention") == 1 and ops.count("dense") == 4 and "slice" not in ops
+    assert ops.count("transpose") == (0 if batch_first else 2)
+    s = slimrt.Session(m, threads=2)
+    for b, seq in ((1, 1), (3, 5), (2, 33)):
+        x = torch.randn(*((b, seq, 64) if batch_first else (seq, b, 64)))
+        with torch.no_grad():
+            want = mod(x).numpy()
+        assert _rel(s.run(x.numpy())[0], want) <= RTOL
 
 
 def test_transformer_encoder_fixed_length_still_available():

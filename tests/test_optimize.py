@@ -107,6 +107,72 @@ def test_transpose_flatten_dense_head(rng):
     same_outputs(m, o, rnd(rng, 2, 3, 4, 5))
 
 
+def _seq_first_block(m, rng, x, e=8):
+    """x [B, S, E] -> T -> add(T(x), T(dense(x))) -> layer_norm -> dense/relu/dense + residual -> T back:
+    the transposes a batch-first torch encoder layer leaves once its attention is fused."""
+    t = m.add_node("transpose", [x], dict(perm=[1, 0, 2]))
+    d = m.add_node("dense", [x, m.add_constant("wa", rnd(rng, e, e))])
+    y = m.add_node("add", [t, m.add_node("transpose", [d], dict(perm=[1, 0, 2]))])
+    y = m.add_node("layer_norm", [y, m.add_constant("g", rnd(rng, e) + 1), m.add_constant("b", rnd(rng, e))])
+    h = m.add_node("dense", [y, m.add_constant("w1", rnd(rng, 2 * e, e))], dict(act="relu"))
+    h = m.add_node("dense", [h, m.add_constant("w2", rnd(rng, e, 2 * e))])
+    y = m.add_node("add", [h, y])
+    y = m.add_node("add", [y, m.add_constant("c", rnd(rng, e))])
+    return m.add_node("transpose", [y], dict(perm=[1, 0, 2]))
+
+
+def test_sink_transposes_through_an_encoder_layer(rng):
+    """Transposes that keep the last axis sink through last-axis ops (dense, layer_norm, activation),
+    through elementwise ops whose operands are both transposed (or a rank-1 constant), around a residual
+    branch, and cancel with the one at the end; the output keeps its name."""
+    m = Model(inputs=[("x", (None, None, 8))])
+    m.outputs = [_seq_first_block(m, rng, "x")]
+    o = optimize(m)
+    assert "transpose" not in ops(o) and o.outputs == m.outputs
+    same_outputs(m, o, rnd(rng, 3, 5, 8))
+    assert "transpose" in ops(optimize(m, disable=["sink_transposes"]))
+
+
+def test_sink_transposes_copies_one_for_a_reader_it_cancels_with(rng):
+    """A transpose read twice: the reader whose last-axis chain ends in the inverse transpose gets its own
+    copy (which cancels); the other reader keeps the original."""
+    m = Model(inputs=[("x", (None, None, 8))])
+    t = m.add_node("transpose", ["x"], dict(perm=[1, 0, 2]))
+    a = m.add_node("layer_norm", [t, m.add_constant("g", rnd(rng, 8) + 1), m.add_constant("b", rnd(rng, 8))])
+    a = m.add_node("transpose", [a], dict(perm=[1, 0, 2]))
+    m.outputs = [a, m.add_node("activation", [t], dict(act="tanh"))]
+    o = optimize(m)
+    assert ops(o).count("transpose") == 1 and o.outputs == m.outputs
+    same_outputs(m, o, rnd(rng, 2, 3, 8))
+
+
+def test_sink_transposes_leaves_last_axis_moves(rng):
+    """A transpose that moves the last axis does not commute with dense / layer_norm: it stays."""
+    m = Model(inputs=[("x", (None, 4, 8))])
+    t = m.add_node("transpose", ["x"], dict(perm=[0, 2, 1]))
+    y = m.add_node("dense", [t, m.add_constant("w", rnd(rng, 4, 4))])
+    m.outputs = [m.add_node("transpose", [y], dict(perm=[0, 2, 1]))]
+    o = optimize(m)
+    assert ops(o) == ["transpose", "dense", "transpose"]
+    same_outputs(m, o, rnd(rng, 2, 4, 8))
+
+
+def test_sink_transposes_keeps_calibrated_activations(rng):
+    """The value an op now produces before the moved transpose gets the calibration of the one it
+    replaced, so a static int8 model keeps its int8 layers."""
+    import json
+
+    m = Model(inputs=[("x", (None, None, 8))])
+    t = m.add_node("transpose", ["x"], dict(perm=[1, 0, 2]))
+    y = m.add_node("dense", [t, m.add_constant("w", rnd(rng, 8, 8))])
+    m.outputs = [m.add_node("transpose", [y], dict(perm=[1, 0, 2]))]
+    m.metadata["act_quant"] = json.dumps({"x": [0.1, 128], t: [0.1, 128], y: [0.2, 100]})
+    o = optimize(m, only=["remove_identities", "sink_transposes", "cancel_transposes"])
+    assert ops(o) == ["dense"]
+    q = json.loads(o.metadata["act_quant"])
+    assert q[o.nodes[0].outputs[0]] == [0.2, 100]
+
+
 def test_disable_and_unknown_pass(rng):
     m = Model(inputs=[("x", (None, 4))])
     y = m.add_node("dense", ["x", m.add_constant("w", rnd(rng, 4, 4))])

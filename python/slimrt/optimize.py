@@ -279,17 +279,18 @@ def fold_pad_into_conv(model: Model) -> bool:
 
 
 def cancel_transposes(model: Model) -> bool:
-    """transpose -> transpose: compose; drop both when they cancel."""
+    """transpose -> transpose: the second reads the first's input with the composed permutation (gone
+    when that is the identity); the first goes when nothing else reads it."""
     uses = _consumers(model)
-    for t1 in list(model.nodes):
-        if t1.op != "transpose":
-            continue
-        t2 = _sole_consumer(model, uses, t1.outputs[0])
-        if t2 is None or t2.op != "transpose":
+    prod = _producer(model)
+    for t2 in list(model.nodes):
+        t1 = prod.get(t2.inputs[0]) if t2.op == "transpose" else None
+        if t1 is None or t1.op != "transpose":
             continue
         p, q = list(t1.attr("perm")), list(t2.attr("perm"))
         comp = [p[i] for i in q]
-        model.nodes.remove(t1)
+        if len(uses.get(t1.outputs[0], [])) == 1 and t1.outputs[0] not in model.outputs:
+            model.nodes.remove(t1)
         if comp == list(range(len(comp))) and t2.outputs[0] not in model.outputs:
             model.nodes.remove(t2)
             _rename_uses(model, t2.outputs[0], t1.inputs[0])
@@ -298,6 +299,143 @@ def cancel_transposes(model: Model) -> bool:
             t2.attrs["perm"] = comp
         return True
     return False
+
+
+_SINK_LAST_AXIS = ("activation", "layer_norm", "dense")
+_SINK_ELTWISE = ("add", "sub", "mul", "div")
+
+
+def sink_transposes(model: Model) -> bool:
+    """A transpose that keeps the last axis, read only by an op that works along the last axis
+    (activation, layer_norm, dense without a fused residual) or by an elementwise op whose other operand
+    is the same transpose of another value (or a constant of rank <= 1): the op reads the untransposed
+    value and the transpose moves after it, towards the next transpose it cancels with
+    (cancel_transposes). PyTorch's batch-first MultiheadAttention leaves such pairs around a whole
+    encoder layer."""
+    uses = _consumers(model)
+    prod = _producer(model)
+    for t in model.nodes:
+        if t.op != "transpose":
+            continue
+        p, v = list(t.attr("perm")), t.outputs[0]
+        if len(p) < 2 or p[-1] != len(p) - 1:
+            continue
+        chain = _residual_branch(model, uses, v)
+        if chain is not None:  # T(x) -> last-axis ops -> e <- T(x): the branch and e read x, T moves after e
+            e = chain[-1]
+            for n in chain[:-1]:
+                n.inputs = [t.inputs[0] if i == v else i for i in n.inputs]
+            e.inputs = [t.inputs[0] if i == v else i for i in e.inputs]
+            pre = model.unique_name(f"{e.name}/pre")
+            out = e.outputs[0]
+            e.outputs = [pre]
+            model.nodes.remove(t)
+            model.nodes.insert(model.nodes.index(e) + 1,
+                               Node("transpose", [pre], [out], {"perm": p}, model.unique_name(f"{e.name}/perm")))
+            _copy_act_quant(model, out, pre)
+            return True
+        c = _sole_consumer(model, uses, v)
+        if c is None and v not in model.outputs:
+            for r in _cancelling_readers(model, uses, v, p):  # a copy of t for each: it cancels further on
+                cp = model.unique_name(f"{t.name}/copy")
+                model.nodes.insert(model.nodes.index(r), Node("transpose", [t.inputs[0]], [cp], {"perm": p}, cp))
+                r.inputs[0] = cp
+                return True
+        if c is None or len(c.outputs) != 1:
+            continue
+        gone = [t]
+        if c.op in _SINK_LAST_AXIS:
+            if c.inputs[0] != v or v in c.inputs[1:] or (c.op == "dense" and c.attr("residual")):
+                continue
+        elif c.op in _SINK_ELTWISE:
+            o = c.inputs[1] if c.inputs[0] == v else c.inputs[0]
+            t2 = prod.get(o)
+            if o == v:
+                pass
+            elif o in model.constants and len(model.constants[o].shape) <= 1:
+                pass
+            elif t2 is not None and t2.op == "transpose" and list(t2.attr("perm")) == p and \
+                    _sole_consumer(model, uses, o) is c:
+                gone.append(t2)
+            else:
+                continue
+        else:
+            continue
+        src = {g.outputs[0]: g.inputs[0] for g in gone}
+        out = c.outputs[0]
+        pre = model.unique_name(f"{c.name}/pre")
+        c.inputs = [src.get(i, i) for i in c.inputs]
+        c.outputs = [pre]
+        for g in gone:
+            model.nodes.remove(g)
+        model.nodes.insert(model.nodes.index(c) + 1,
+                           Node("transpose", [pre], [out], {"perm": p}, model.unique_name(f"{c.name}/perm")))
+        _copy_act_quant(model, out, pre)
+        return True
+    return False
+
+
+def _residual_branch(model, uses, v):
+    """[n1, .., nk, e] when v is read by exactly two nodes: e (add / sub / mul / div of v and nk's
+    output) and n1, the first of a chain of last-axis ops (activation, layer_norm, dense without a fused
+    residual) each read only by the next, whose last result is e's other operand; else None."""
+    us = uses.get(v, [])
+    if len(us) != 2 or v in model.outputs:
+        return None
+    for e, n in ((us[0], us[1]), (us[1], us[0])):
+        if e.op not in _SINK_ELTWISE or n.op not in _SINK_LAST_AXIS:
+            continue
+        chain = []
+        while n.op in _SINK_LAST_AXIS and not (n.op == "dense" and n.attr("residual")) and \
+                n.inputs[0] == (chain[-1].outputs[0] if chain else v) and v not in n.inputs[1:] and len(n.outputs) == 1:
+            chain.append(n)
+            nxt = _sole_consumer(model, uses, n.outputs[0])
+            if nxt is None:
+                break
+            if nxt is e:
+                if sorted(e.inputs) == sorted([v, n.outputs[0]]):
+                    return chain + [e]
+                break
+            n = nxt
+    return None
+
+
+def _cancelling_readers(model, uses, v, p):
+    """Readers of v (a transpose's output, perm p, read by several nodes) that start a chain of
+    last-axis ops, each read only by the next, ending in a transpose that undoes p."""
+    inv = [0] * len(p)
+    for i, a in enumerate(p):
+        inv[a] = i
+    found = []
+    for r in uses.get(v, []):
+        n = r
+        while n.op in _SINK_LAST_AXIS and n.inputs[0] == (v if n is r else prev) and v not in n.inputs[1:] \
+                and not (n.op == "dense" and n.attr("residual")) and len(n.outputs) == 1:
+            prev = n.outputs[0]
+            n = _sole_consumer(model, uses, prev)
+            if n is None:
+                break
+        else:
+            if n is not r and n.op == "transpose" and list(n.attr("perm")) == inv:
+                found.append(r)
+    return found
+
+
+def _copy_act_quant(model, src, dst):
+    """Calibrated activation parameters (metadata["act_quant"]) of value src given to dst too (a value
+    that differs from src only by a permutation of its elements)."""
+    import json
+
+    raw = model.metadata.get("act_quant")
+    if not raw:
+        return
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(d, dict) and src in d:
+        d[dst] = d[src]
+        model.metadata["act_quant"] = json.dumps(d)
 
 
 def remove_identities(model: Model) -> bool:
@@ -310,6 +448,13 @@ def remove_identities(model: Model) -> bool:
             model.nodes.remove(n)
             _rename_uses(model, n.outputs[0], n.inputs[0])
             return True
+        if ident and n.inputs[0] not in model.outputs and len(uses.get(n.inputs[0], [])) == 1:
+            prod = _producer(model).get(n.inputs[0])
+            if prod is not None:  # a graph output: its producer writes it under the output's name
+                prod.outputs = [n.outputs[0] if o == n.inputs[0] else o for o in prod.outputs]
+                _copy_act_quant(model, n.inputs[0], n.outputs[0])
+                model.nodes.remove(n)
+                return True
         if n.op in ("reshape", "flatten"):
             c = _sole_consumer(model, uses, n.outputs[0])
             if c is not None and c.op == "reshape" and 0 not in c.attr("shape"):
@@ -390,6 +535,7 @@ def dead_code(model: Model) -> bool:
 
 PASSES = {
     "remove_identities": remove_identities,
+    "sink_transposes": sink_transposes,
     "cancel_transposes": cancel_transposes,
     "constant_fold": constant_fold,
     "fold_scale_into_weights": fold_scale_into_weights,
@@ -412,6 +558,15 @@ def optimize(model: Model, disable=(), only=None, max_rounds=50) -> Model:
         raise InputError(f"unknown optimizer pass(es) {sorted(unknown)}; known: {list(PASSES)}")
     m = model.copy()
     names = [p for p in (only or PASSES) if p not in set(disable)]
+    # transposes first, to a fixed point: sinking one needs the plain ops (add, dense) the fusions
+    # would otherwise merge before the transpose reached them
+    for _ in range(max_rounds):
+        changed = False
+        for name in [p for p in ("remove_identities", "sink_transposes", "cancel_transposes") if p in names]:
+            while PASSES[name](m):
+                changed = True
+        if not changed:
+            break
     for _ in range(max_rounds):
         changed = False
         for name in names:

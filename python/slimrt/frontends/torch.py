@@ -69,6 +69,9 @@ separate ``mul`` / ``add`` / ``softmax`` nodes; ``fuse_masked_softmax`` (torch_c
 into the same single node after conversion, then ``fuse_attention`` turns the whole block -- head split
 (reshape + transpose of the q/k/v projections), q @ k^T, the fused softmax, @ v, head merge -- into one
 ``attention`` node that reads the heads' columns in place (no transposes; each head's scores stay in cache).
+``nn.MultiheadAttention``'s own traced form (one packed in-projection, sequence-first head split by slices and
+transposes) becomes the same node through ``fuse_packed_attention``, and the optimizer's ``sink_transposes`` moves
+the batch/sequence transposes left around it through the layer until they cancel.
 Both sequence length and batch are dynamic (see above).
 
 A Hugging Face ``transformers.BertModel`` is imported through ``BertForExport`` (applied automatically by

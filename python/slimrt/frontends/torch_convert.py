@@ -378,6 +378,7 @@ class Converter:
         shapes = self._ir_shapes()
         fuse_masked_softmax(self.m, shapes)
         fuse_attention(self.m, shapes)
+        fuse_packed_attention(self.m, shapes)
         self.m.validate()
         return self.m
 
@@ -616,6 +617,213 @@ def fuse_attention(m: Model, shapes) -> int:
         drop.update(id(n) for n in [t, pv, sm, qk] + qs[2] + ks[2] + vs[2])
         fused += 1
     m.nodes = [n for n in m.nodes if id(n) not in drop]
+    return fused
+
+
+_MOVES = ("transpose", "reshape", "reshape_dims", "slice", "flatten")
+
+
+def fuse_packed_attention(m: Model, shapes) -> int:
+    """``torch.nn.MultiheadAttention`` as traced (``nn.TransformerEncoderLayer`` and friends): one packed
+    in-projection X = dense(x, W[3E, E]) moved to sequence-first, split into q / k / v by slices and
+    reshaped / transposed to heads [B, H, S, D]; q @ k^T -> ``scaled_masked_softmax`` -> @ v; the heads
+    merged back by a transpose and reshapes around the out-projection dense. Becomes three denses on x
+    (W's row blocks), one ``attention`` node and the out-projection on batch-first [B, S, E] rows: no
+    slices, no head transposes, the scores kept in cache (a sequence-first result gets one transpose).
+
+    The data movement between X and the heads (and between the heads and the out-projection) is
+    accepted whatever ops spell it, provided it is only moves (transpose / reshape / reshape_dims /
+    slice / flatten, every intermediate read once) and, run by the reference on index-valued probes of
+    two batch and sequence sizes, it is exactly the head split (merge). Returns the number fused."""
+    from ..formats import Dense
+    from ..reference import run_node
+
+    producer = {o: n for n in m.nodes for o in n.outputs}
+    readers = {}
+    for n in m.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    outs = set(m.outputs)
+
+    def private(v):
+        return len(readers.get(v, [])) == 1 and v not in outs and v in producer
+
+    def back(v, stop):
+        """The move nodes from a value computed by `stop` to v, or None."""
+        chain = []
+        while v != stop:
+            n = producer.get(v)
+            if n is None or n.op not in _MOVES or v in outs:
+                return None
+            chain.append(n)
+            v = n.inputs[0]
+        return chain
+
+    def forward(v):
+        """The move nodes that alone carry v on to a dense, and that dense, or None."""
+        chain = []
+        while True:
+            r = readers.get(v, [])
+            if len(r) != 1 or v in outs:
+                return None
+            n = r[0]
+            if n.op == "dense":
+                return chain, n
+            if n.op not in _MOVES or n.inputs[0] != v:
+                return None
+            chain.append(n)
+            v = n.outputs[0]
+
+    def run_chain(nodes, env):
+        env = dict(env)
+        for n in nodes:
+            env[n.outputs[0]] = run_node(n, [env[i] for i in n.inputs])
+        return env
+
+    def dense_ok(d):
+        w = m.constants.get(d.inputs[1])
+        return (isinstance(w, Dense) and w.data.ndim == 2 and d.attr("act") == "none" and not d.attr("residual")
+                and all(len(readers.get(c, [])) == 1 for c in d.inputs[1:]) and all(c in m.constants for c in d.inputs[1:]))
+
+    fused, drop, add = 0, set(), []
+    for sm in list(m.nodes):
+        if sm.op != "scaled_masked_softmax" or id(sm) in drop:
+            continue
+        qk = producer.get(sm.inputs[0])
+        if qk is None or qk.op != "matmul" or not qk.attr("trans_b") or qk.attr("act") != "none" \
+                or not private(sm.inputs[0]) or not private(sm.outputs[0]):
+            continue
+        pv = readers[sm.outputs[0]][0]
+        if pv.op != "matmul" or pv.inputs[0] != sm.outputs[0] or pv.attr("trans_b") or pv.attr("act") != "none":
+            continue
+        # the packed in-projection: where the q chain starts
+        v = qk.inputs[0]
+        while v in producer and producer[v].op in _MOVES:
+            v = producer[v].inputs[0]
+        proj = producer.get(v)
+        if proj is None or proj.op != "dense" or not dense_ok(proj) or v in outs:
+            continue
+        X, x_in = v, proj.inputs[0]
+        chains = [back(h, X) for h in (qk.inputs[0], qk.inputs[1], pv.inputs[1])]
+        if any(c is None for c in chains):
+            continue
+        split = list({id(n): n for c in chains for n in c}.values())  # the moves shared or not
+        split.sort(key=m.nodes.index)
+        inside = {id(n) for n in split} | {id(qk), id(pv)}
+        if any(id(r) not in inside for n in [proj] + split for r in readers.get(n.outputs[0], [])):
+            continue
+        fwd = forward(pv.outputs[0])
+        if fwd is None:
+            continue
+        merge, outp = fwd
+        after = []  # moves after the out-projection, up to the block's result
+        y = outp.outputs[0]
+        while len(readers.get(y, [])) == 1 and y not in outs and readers[y][0].op in ("reshape", "reshape_dims") \
+                and readers[y][0].inputs[0] == y:
+            after.append(readers[y][0])
+            y = after[-1].outputs[0]
+        if not dense_ok(outp):
+            continue
+        w_in, w_out = m.constants[proj.inputs[1]].data, m.constants[outp.inputs[1]].data
+        E = w_in.shape[1]
+        if w_in.shape[0] != 3 * E or w_out.shape != (E, E):
+            continue
+        hs = shapes.get(qk.inputs[0])
+        if hs is None or len(hs) != 4 or not isinstance(hs[1], int) or not isinstance(hs[3], int) \
+                or hs[1] * hs[3] != E:
+            continue
+        H, D = hs[1], hs[3]
+        xs = shapes.get(X)
+        if xs is None or len(xs) != 3 or any(not isinstance(d, (int, str)) for d in xs[:2]) or xs[0] == xs[1]:
+            continue
+        sides = {i for c in (split, merge, after) for n in c for i in n.inputs[1:]}
+
+        def probe(lay_in, B, S):
+            """The output layout ("bf" [B, S, E] or "sf" [S, B, E]) when X laid out as lay_in splits
+            into the heads and the heads merge back exactly, else None. Sizes fixed in the graph are
+            used as they are."""
+            b_ax, s_ax = (xs[0], xs[1]) if lay_in == "bf" else (xs[1], xs[0])
+            B, S = b_ax if isinstance(b_ax, int) else B, s_ax if isinstance(s_ax, int) else S
+            size = {b_ax: B, s_ax: S}
+            env = {}
+            for i in sides:
+                sh = shapes.get(i)
+                if sh is None or any(not isinstance(d, int) and d not in size for d in sh):
+                    return None
+                env[i] = np.zeros([d if isinstance(d, int) else size[d] for d in sh])
+            xb = np.arange(B * S * 3 * E, dtype=np.float64).reshape(B, S, 3 * E)
+            env[X] = xb if lay_in == "bf" else np.ascontiguousarray(xb.transpose(1, 0, 2))
+            got = run_chain(split, env)
+            for j, h in enumerate((qk.inputs[0], qk.inputs[1], pv.inputs[1])):
+                want = xb[:, :, j * E:(j + 1) * E].reshape(B, S, H, D).transpose(0, 2, 1, 3)
+                if got[h].shape != want.shape or not np.array_equal(got[h], want):
+                    return None
+            cv = np.arange(B * H * S * D, dtype=np.float64).reshape(B, H, S, D)
+            env[pv.outputs[0]] = cv
+            env = run_chain(merge, env)
+            env[outp.outputs[0]] = env[outp.inputs[0]]  # the out-projection is row-wise: rows carried as they are
+            y_ = run_chain(after, env)[y]
+            bf = cv.transpose(0, 2, 1, 3).reshape(B, S, E)
+            if y_.shape == bf.shape and np.array_equal(y_, bf):
+                return "bf"
+            if y_.shape == (S, B, E) and np.array_equal(y_, bf.transpose(1, 0, 2)):
+                return "sf"
+            return None
+
+        lay_in = layout = None
+        for cand in ("bf", "sf"):
+            try:
+                got = [probe(cand, B, S) for B, S in ((2, 3), (3, 5))]
+            except (ValueError, IndexError, TypeError):  # the moves do not fit this layout
+                continue
+            if got[0] is not None and got[0] == got[1]:
+                lay_in, layout = cand, got[0]
+                break
+        if lay_in is None:
+            continue
+        b_in = m.constants[proj.inputs[2]].to_dense() if len(proj.inputs) > 2 else None
+        qkv, new = [], []
+        if lay_in == "sf":  # the projections read batch-first rows
+            xt = m.unique_name(f"{proj.name}/bsd")
+            new.append(("transpose", [x_in], {"perm": [1, 0, 2]}, xt))
+            x_in = xt
+        for j, tag in enumerate("qkv"):
+            wn = m.unique_name(f"{proj.name}.{tag}_weight")
+            m.constants[wn] = Dense(np.ascontiguousarray(w_in[j * E:(j + 1) * E]))
+            ins = [x_in, wn]
+            if b_in is not None:
+                bn = m.unique_name(f"{proj.name}.{tag}_bias")
+                m.constants[bn] = Dense(np.ascontiguousarray(b_in[j * E:(j + 1) * E]))
+                ins.append(bn)
+            qkv.append((ins, m.unique_name(f"{proj.name}/{tag}")))
+        att = m.unique_name(f"{sm.name}/attention")
+        o_bf = y if layout == "bf" else m.unique_name(f"{outp.name}/bsd")
+        new += [("dense", ins, {}, name) for ins, name in qkv]
+        new.append(("attention", [name for _, name in qkv] + list(sm.inputs[1:]),
+                    {"heads": H, "scale": float(sm.attr("scale"))}, att))
+        new.append(("dense", [att] + list(outp.inputs[1:]), {}, o_bf))
+        if layout == "sf":
+            new.append(("transpose", [o_bf], {"perm": [1, 0, 2]}, y))
+        block = [proj, qk, sm, pv, outp] + split + merge + after
+        drop.update(id(n) for n in block)
+        add.append((max(m.nodes.index(n) for n in block), new))
+        for n in block:  # no later block may reuse these values
+            for o in n.outputs:
+                readers.pop(o, None)
+        fused += 1
+    if not fused:
+        return 0
+    from ..ir import Node
+    out = []
+    at = {i: new for i, new in add}
+    for i, n in enumerate(m.nodes):
+        if id(n) not in drop:
+            out.append(n)
+        for op, ins, attrs, name in at.get(i, []):
+            out.append(Node(op, list(ins), [name], dict(attrs), name))
+    m.nodes = out
+    for k in [k for k in m.constants if not any(k in n.inputs for n in m.nodes)]:
+        del m.constants[k]
     return fused
 
 
