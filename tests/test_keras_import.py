@@ -364,6 +364,43 @@ def test_custom_class_named_like_a_builtin_is_refused(tmp_path):
         slimrt.from_keras(tmp_path / "evil.keras")
 
 
+def test_multi_head_attention_encoder_block(tmp_path, run_slim):
+    """A Keras transformer block: MultiHeadAttention (self-attention) + residual + LayerNorm + FFN, weights and
+    biases random; one attention node, and the sequence length stays free."""
+    inp = keras.Input((None, 32))
+    y = L.MultiHeadAttention(num_heads=4, key_dim=8, name="mha")(inp, inp)
+    y = L.LayerNormalization()(L.Add()([inp, y]))
+    h = L.Dense(32, name="ffn2")(L.Dense(64, activation="relu", name="ffn1")(y))
+    model = KM.randomize(keras.Model(inp, L.LayerNormalization()(L.Add()([y, h]))), seed=3)
+    rng = np.random.default_rng(4)
+    m = _check_roundtrip(model, rng.standard_normal((3, 7, 32)).astype(np.float32), tmp_path, run_slim)
+    assert [n.op for n in m.nodes].count("attention") == 1
+    x = rng.standard_normal((2, 12, 32)).astype(np.float32)
+    _compare(run_slim(m, x), _predict(model, x))
+
+
+def test_multi_head_attention_cross_key_no_bias(tmp_path, run_slim):
+    """query, value and a separate key from three inputs of different widths and lengths, no biases."""
+    q, v, k = keras.Input((5, 16)), keras.Input((9, 24)), keras.Input((9, 20))
+    y = L.MultiHeadAttention(num_heads=2, key_dim=8, use_bias=False, name="xattn")(q, v, k)
+    model = KM.randomize(keras.Model([q, v, k], y), seed=5)
+    rng = np.random.default_rng(6)
+    x = [rng.standard_normal((3,) + s).astype(np.float32) for s in ((5, 16), (9, 24), (9, 20))]
+    _check_roundtrip(model, x, tmp_path, run_slim)
+
+
+def test_multi_head_attention_refusals(tmp_path):
+    """Causal masking and value_dim != key_dim are refused by name, not run wrong."""
+    inp = keras.Input((6, 16))
+    keras.Model(inp, L.MultiHeadAttention(2, 8, name="causal")(inp, inp, use_causal_mask=True)).save(
+        tmp_path / "c.keras")
+    with pytest.raises(slimrt.UnsupportedError, match="use_causal_mask"):
+        slimrt.from_keras(tmp_path / "c.keras")
+    keras.Model(inp, L.MultiHeadAttention(2, 8, value_dim=4, name="vd")(inp, inp)).save(tmp_path / "v.keras")
+    with pytest.raises(slimrt.UnsupportedError, match="vd.*value_dim"):
+        slimrt.from_keras(tmp_path / "v.keras")
+
+
 @pytest.mark.parametrize("layer, pattern", [
     (lambda: L.Maximum(name="mx"), "mx.*Maximum"),
     (lambda: L.Dense(3, activation="softplus", name="sp"), "softplus"),

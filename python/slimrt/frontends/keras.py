@@ -310,7 +310,7 @@ class _Builder:
         while pending:
             left = []
             for nm, k, nd in pending:
-                refs, kwargs = _parse_node(nd, nm)
+                refs, kwargs = _parse_node(nd, nm, (by_name.get(nm) or {}).get("class_name") in KL.MULTI_ARG_CLASSES)
                 xs = []
                 for rn, ri, rt in refs:
                     key = (rn, ri + self._node_offset(by_name.get(rn), legacy, in_args=True))
@@ -448,16 +448,26 @@ class _Builder:
         return outs
 
     # ---- weights and constants ----
-    def weights(self, L, slots):
-        """{slot: float32 array} for the layer's stored variables, in the order ``slots`` lists them."""
-        if L.uid in self._weights:
-            return self._weights[L.uid]
-        vars_ = L.scope.vars()
+    def weights(self, L, slots, sub=None):
+        """{slot: float32 array} for the layer's stored variables, in the order ``slots`` lists them.
+        sub: names of the sublayer that holds them (MultiHeadAttention's projections: "query_dense" in Keras 3
+        files, "query" in legacy ones), the first one the file has."""
+        key = L.uid if sub is None else (L.uid, sub[0])
+        if key in self._weights:
+            return self._weights[key]
+        scope = L.scope
+        if sub is not None:
+            for name in sub:
+                scope = L.scope.child(name)
+                if scope.vars():
+                    break
+        vars_ = scope.vars()
+        what_of = f"layer '{L.name}' ({L.cls})" + (f" sublayer '{sub[0]}'" if sub else "")
         if len(vars_) != len(slots):
             what = "missing weights" if len(vars_) < len(slots) else "unexpected extra weights"
-            raise FormatError(f"layer '{L.name}' ({L.cls}): the file stores {len(vars_)} variables, the config needs "
+            raise FormatError(f"{what_of}: the file stores {len(vars_)} variables, the config needs "
                               f"{len(slots)} ({', '.join(s for s, _ in slots)}): {what}")
-        stored = L.scope.stored_name()
+        stored = L.scope.stored_name() if sub is None else None
         if stored is not None and stored != L.short:
             raise FormatError(f"layer '{L.name}' ({L.cls}): its weights slot in the file belongs to layer '{stored}' "
                               "(config and weights do not match)")
@@ -465,8 +475,8 @@ class _Builder:
             vars_ = _order_by_name(vars_, [s for s, _ in slots])
         out = {}
         for (slot, shape), v in zip(slots, vars_):
-            out[slot] = v.read(shape, f"layer '{L.name}' ({L.cls}) weight '{slot}'")
-        self._weights[L.uid] = out
+            out[slot] = v.read(shape, f"{what_of} weight '{slot}'")
+        self._weights[key] = out
         return out
 
     def check_plain_weights(self, L):
@@ -586,8 +596,9 @@ def _flatten_refs(v, what):
     return out
 
 
-def _parse_node(nd, layer_name):
-    """One inbound node -> ([(layer, node, tensor)], kwargs) for Keras 3 dicts and tf.keras 2 lists."""
+def _parse_node(nd, layer_name, multi=False):
+    """One inbound node -> ([(layer, node, tensor)], kwargs) for Keras 3 dicts and tf.keras 2 lists.
+    multi: the layer takes several positional tensors (MultiHeadAttention's query, value, key)."""
     if isinstance(nd, list):  # tf.keras 2: [[name, node, tensor, kwargs], ...]
         refs, kwargs = [], {}
         for e in nd:
@@ -596,7 +607,7 @@ def _parse_node(nd, layer_name):
             refs.append((e[0], e[1], e[2]))
             if len(e) == 4 and isinstance(e[3], dict):
                 kwargs.update(e[3])
-        return refs, _check_kwargs(kwargs, layer_name)
+        return refs, _check_kwargs(kwargs, layer_name, multi)
     if not isinstance(nd, dict) or not isinstance(nd.get("args", []), list):
         raise FormatError(f"layer '{layer_name}': malformed inbound node")
     args = nd.get("args", [])
@@ -605,7 +616,7 @@ def _parse_node(nd, layer_name):
         raise FormatError(f"layer '{layer_name}': malformed call kwargs")
     refs = []
     if args:
-        first, rest = args[0], args[1:]
+        first, rest = (args, []) if multi else (args[0], args[1:])
         if any(_has_tensor(r) for r in rest) or any(r is not None for r in rest):
             raise UnsupportedError(f"layer '{layer_name}' is called with extra positional arguments")
         stack = [first]
@@ -627,7 +638,7 @@ def _parse_node(nd, layer_name):
     if any(_has_tensor(v) for v in kwargs.values()):
         raise UnsupportedError(f"layer '{layer_name}' is called with tensors as keyword arguments "
                                f"({sorted(kwargs)})")
-    return refs, _check_kwargs(kwargs, layer_name)
+    return refs, _check_kwargs(kwargs, layer_name, multi)
 
 
 def _has_tensor(o):
@@ -643,11 +654,18 @@ def _has_tensor(o):
     return False
 
 
-def _check_kwargs(kwargs, layer_name):
+# MultiHeadAttention call arguments that are harmless at their defaults
+_MHA_DEFAULT_KWARGS = {"query_mask": None, "value_mask": None, "key_mask": None, "attention_mask": None,
+                       "return_attention_scores": False, "use_causal_mask": False}
+
+
+def _check_kwargs(kwargs, layer_name, multi=False):
     for k, v in kwargs.items():
         if k == "mask" and v is None:
             continue
         if k == "training" and v in (None, False, True):
+            continue
+        if multi and k in _MHA_DEFAULT_KWARGS and v == _MHA_DEFAULT_KWARGS[k]:
             continue
         raise UnsupportedError(f"layer '{layer_name}' is called with keyword argument {k}={v!r}")
     return kwargs

@@ -419,6 +419,10 @@ class V3Scope:
             out.append(Var(None, ds, f"{self.path}/vars/{i}", self._file_size))
         return out
 
+    def child(self, name):
+        """The scope of a sublayer (MultiHeadAttention's projections)."""
+        return V3Scope(self._h5, f"{self.path}/{name}", self._file_size)
+
     def stored_name(self):
         """The layer name Keras >= 3.? writes as an attribute of the vars group (or None)."""
         g = self._group(f"{self.path}/vars")
@@ -492,6 +496,11 @@ class LegacyScope:
         if self._entries is None:
             return []
         return [v for _p, v in self._entries]
+
+    def child(self, name):
+        """The scope of a sublayer: the weights named <name>/... (MultiHeadAttention's 'query/kernel')."""
+        entries = [(p[1:], v) for p, v in (self._entries or []) if len(p) > 1 and p[0] == name]
+        return LegacyScope(entries, f"{self.path}/{name}", self._file_size)
 
     def stored_name(self):
         return None

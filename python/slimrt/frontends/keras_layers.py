@@ -23,6 +23,10 @@ NOOP_CLASSES = (
 )
 
 
+# layer classes called with several positional tensors
+MULTI_ARG_CLASSES = ("MultiHeadAttention",)
+
+
 # ---- small helpers ----
 
 def one_input(L, xs):
@@ -134,6 +138,54 @@ def dense(b, L, xs):
     if use_bias:
         ins.append(b.const(L, "bias", w["bias"]))
     return [b.op_with_act("dense", ins, {}, L, x.shape[:-1] + (units,), L.get("activation", "linear"))]
+
+
+def multi_head_attention(b, L, xs):
+    """MultiHeadAttention(query, value[, key]) over [batch, length, features]: three projections, one
+    ``attention`` node (softmax(q k^T / sqrt(key_dim)) v per head) and the output projection. Masks, causal
+    masking, gates, other attention axes, value_dim != key_dim and output_shape are refused."""
+    if len(xs) not in (2, 3):
+        raise FormatError(f"layer '{L.name}' (MultiHeadAttention) takes query, value[, key]; the config gives "
+                          f"{len(xs)} tensors")
+    q, v = xs[0], xs[1]
+    k = xs[2] if len(xs) == 3 else v
+    for t in (q, k, v):
+        rank_of(L, t, 3)
+    b.check_plain_weights(L)
+    H, dk = L.int("num_heads", minimum=1), L.int("key_dim", minimum=1)
+    dv = L.get("value_dim")
+    dv = dk if dv is None else L.int("value_dim", minimum=1)
+    if dv != dk:
+        raise UnsupportedError(f"layer '{L.name}' (MultiHeadAttention): value_dim {dv} != key_dim {dk}")
+    if L.get("output_shape") is not None:
+        raise UnsupportedError(f"layer '{L.name}' (MultiHeadAttention): output_shape is not supported")
+    if L.get("attention_axes") not in (None, [1], [-2]):
+        raise UnsupportedError(f"layer '{L.name}' (MultiHeadAttention): attention_axes {L.get('attention_axes')}")
+    if L.bool("use_gate", False) or L.get("sliding_window") is not None:
+        raise UnsupportedError(f"layer '{L.name}' (MultiHeadAttention): gated or sliding-window attention")
+    use_bias = L.bool("use_bias", True)
+    eq, ek, ev = (static_dim(L, t, -1, "feature dimension") for t in (q, k, v))
+    if k.shape[1] != v.shape[1] and None not in (k.shape[1], v.shape[1]):
+        raise FormatError(f"layer '{L.name}' (MultiHeadAttention): key and value lengths differ")
+
+    def proj(x, e, sub, tag):
+        w = b.weights(L, [("kernel", (e, H, dk))] + ([("bias", (H, dk))] if use_bias else []), sub=sub)
+        ins = [x.name, b.const(L, f"{tag}/kernel", w["kernel"].reshape(e, H * dk).T)]
+        if use_bias:
+            ins.append(b.const(L, f"{tag}/bias", w["bias"].reshape(H * dk)))
+        return b.node("dense", ins, {}, L, x.shape[:-1] + (H * dk,), tag=tag)
+
+    qn = proj(q, eq, ("query_dense", "query"), "query")
+    kn = proj(k, ek, ("key_dense", "key"), "key")
+    vn = proj(v, ev, ("value_dense", "value"), "value")
+    a = b.node("attention", [qn.name, kn.name, vn.name], {"heads": H, "scale": float(1.0 / np.sqrt(dk))}, L,
+               qn.shape, tag="attention")
+    w = b.weights(L, [("kernel", (H, dv, eq))] + ([("bias", (eq,))] if use_bias else []),
+                  sub=("output_dense", "attention_output"))
+    ins = [a.name, b.const(L, "output/kernel", w["kernel"].reshape(H * dv, eq).T)]
+    if use_bias:
+        ins.append(b.const(L, "output/bias", w["bias"]))
+    return [b.node("dense", ins, {}, L, q.shape, final=True)]
 
 
 def _conv(b, L, xs, rank, kind):
@@ -636,6 +688,7 @@ CONVERTERS = {
     "Concatenate": concatenate,
     "Rescaling": rescaling,
     "Normalization": normalization,
+    "MultiHeadAttention": multi_head_attention,
     **{c: noop for c in NOOP_CLASSES},
 }
 
