@@ -29,6 +29,11 @@ namespace {
 // loads (a vector of b and a broadcast of a per R*C FMAs would be 1 FMA per cycle at R = C = 4), so
 // q k^T takes 4 rows x 4 vectors of keys and P v (only D = 2 vectors wide at head size 32 on
 // AVX-512) 8 rows x 2 vectors.
+#ifndef SLIMRT_ATTN_ROW_BLOCK
+#define SLIMRT_ATTN_ROW_BLOCK 16
+#endif
+constexpr int64_t kAttnRowBlock = SLIMRT_ATTN_ROW_BLOCK;  // query rows per block (a multiple of 8: RP)
+
 template <class V>
 struct F32AttnImpl {
   using T = typename V::T;
@@ -104,9 +109,15 @@ struct F32AttnImpl {
     float* kT = static_cast<float*>(ws);                                  // [D][Sk]
     float* scores = kT + (D * Sk + 15) / 16 * 16;                         // [Sq][Sk]
     kt.transpose2d(h.k, h.ldk, kT, Sk, Sk, D);
-    product<4, (V::W >= 16 ? 4 : 2)>(Sq, h.q, h.ldq, kT, Sk, D, Sk, scores, Sk);
-    kt.softmax(scores, scores, 0, Sq, Sk, h.scale, h.mask);
-    product<RP, 2>(Sq, scores, Sk, h.v, h.ldv, Sk, D, h.y, h.ldy);
+    // query rows in blocks, each block's scores produced, normalised and consumed while they are in L1
+    // (a 128 x 128 head's full scores are 64 KB); every row's sums are the same as in one pass
+    const int64_t RB = kAttnRowBlock;
+    for (int64_t i0 = 0; i0 < Sq; i0 += RB) {
+      const int64_t rb = std::min(RB, Sq - i0);
+      product<4, (V::W >= 16 ? 4 : 2)>(rb, h.q + i0 * h.ldq, h.ldq, kT, Sk, D, Sk, scores + i0 * Sk, Sk);
+      kt.softmax(scores, scores, i0, i0 + rb, Sk, h.scale, h.mask);
+      product<RP, 2>(rb, scores + i0 * Sk, Sk, h.v, h.ldv, Sk, D, h.y + i0 * h.ldy, h.ldy);
+    }
   }
 };
 
