@@ -29,10 +29,7 @@ namespace {
 // loads (a vector of b and a broadcast of a per R*C FMAs would be 1 FMA per cycle at R = C = 4), so
 // q k^T takes 4 rows x 4 vectors of keys and P v (only D = 2 vectors wide at head size 32 on
 // AVX-512) 8 rows x 2 vectors.
-#ifndef SLIMRT_ATTN_ROW_BLOCK
-#define SLIMRT_ATTN_ROW_BLOCK 16
-#endif
-constexpr int64_t kAttnRowBlock = SLIMRT_ATTN_ROW_BLOCK;  // query rows per block (a multiple of 8: RP)
+constexpr int64_t kAttnRowBlock = 16;  // query rows per block of the fp32 head (a multiple of 8: RP)
 
 template <class V>
 struct F32AttnImpl {
