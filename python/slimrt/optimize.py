@@ -322,21 +322,15 @@ def sink_transposes(model: Model) -> bool:
             continue
         chain = _residual_branch(model, uses, v)
         if chain is not None:  # T(x) -> last-axis ops -> e <- T(x): the branch and e read x, T moves after e
-            e = chain[-1]
-            for n in chain[:-1]:
+            for n in (chain[0], chain[-1]):
                 n.inputs = [t.inputs[0] if i == v else i for i in n.inputs]
-            e.inputs = [t.inputs[0] if i == v else i for i in e.inputs]
-            pre = model.unique_name(f"{e.name}/pre")
-            out = e.outputs[0]
-            e.outputs = [pre]
             model.nodes.remove(t)
-            model.nodes.insert(model.nodes.index(e) + 1,
-                               Node("transpose", [pre], [out], {"perm": p}, model.unique_name(f"{e.name}/perm")))
-            _copy_act_quant(model, out, pre)
+            _transpose_after(model, chain[-1], p)
             return True
         c = _sole_consumer(model, uses, v)
         if c is None and v not in model.outputs:
-            for r in _cancelling_readers(model, uses, v, p):  # a copy of t for each: it cancels further on
+            r = _cancelling_reader(model, uses, v, p)
+            if r is not None:  # a copy of t for r alone: it cancels further on
                 cp = model.unique_name(f"{t.name}/copy")
                 model.nodes.insert(model.nodes.index(r), Node("transpose", [t.inputs[0]], [cp], {"perm": p}, cp))
                 r.inputs[0] = cp
@@ -345,7 +339,7 @@ def sink_transposes(model: Model) -> bool:
             continue
         gone = [t]
         if c.op in _SINK_LAST_AXIS:
-            if c.inputs[0] != v or v in c.inputs[1:] or (c.op == "dense" and c.attr("residual")):
+            if not _last_axis_reader(c, v):
                 continue
         elif c.op in _SINK_ELTWISE:
             o = c.inputs[1] if c.inputs[0] == v else c.inputs[0]
@@ -362,63 +356,71 @@ def sink_transposes(model: Model) -> bool:
         else:
             continue
         src = {g.outputs[0]: g.inputs[0] for g in gone}
-        out = c.outputs[0]
-        pre = model.unique_name(f"{c.name}/pre")
         c.inputs = [src.get(i, i) for i in c.inputs]
-        c.outputs = [pre]
         for g in gone:
             model.nodes.remove(g)
-        model.nodes.insert(model.nodes.index(c) + 1,
-                           Node("transpose", [pre], [out], {"perm": p}, model.unique_name(f"{c.name}/perm")))
-        _copy_act_quant(model, out, pre)
+        _transpose_after(model, c, p)
         return True
     return False
 
 
+def _last_axis_reader(n, u):
+    """n works along the last axis of u, its main input (activation, layer_norm, dense without a fused
+    residual; u not also among its other inputs), and has one output."""
+    return (n.op in _SINK_LAST_AXIS and n.inputs[0] == u and u not in n.inputs[1:] and len(n.outputs) == 1
+            and not (n.op == "dense" and n.attr("residual")))
+
+
+def _transpose_after(model, n, p):
+    """n writes a new value and a transpose (perm p) of it writes n's former output in its place."""
+    out = n.outputs[0]
+    pre = model.unique_name(f"{n.name}/pre")
+    n.outputs = [pre]
+    model.nodes.insert(model.nodes.index(n) + 1,
+                       Node("transpose", [pre], [out], {"perm": p}, model.unique_name(f"{n.name}/perm")))
+    _copy_act_quant(model, out, pre)
+
+
+def _last_axis_chain_end(model, uses, n, u):
+    """From n, reading u: the last-axis ops each read only by the next, and the first node after them
+    (or None when a value of the chain is read by several nodes or is a graph output)."""
+    chain = []
+    while _last_axis_reader(n, u):
+        chain.append(n)
+        u = n.outputs[0]
+        n = _sole_consumer(model, uses, u)
+        if n is None:
+            return chain, None
+    return chain, n
+
+
 def _residual_branch(model, uses, v):
     """[n1, .., nk, e] when v is read by exactly two nodes: e (add / sub / mul / div of v and nk's
-    output) and n1, the first of a chain of last-axis ops (activation, layer_norm, dense without a fused
-    residual) each read only by the next, whose last result is e's other operand; else None."""
+    output) and n1, the first of a chain of last-axis ops each read only by the next, whose last result
+    is e's other operand; else None."""
     us = uses.get(v, [])
     if len(us) != 2 or v in model.outputs:
         return None
     for e, n in ((us[0], us[1]), (us[1], us[0])):
-        if e.op not in _SINK_ELTWISE or n.op not in _SINK_LAST_AXIS:
+        if e.op not in _SINK_ELTWISE:
             continue
-        chain = []
-        while n.op in _SINK_LAST_AXIS and not (n.op == "dense" and n.attr("residual")) and \
-                n.inputs[0] == (chain[-1].outputs[0] if chain else v) and v not in n.inputs[1:] and len(n.outputs) == 1:
-            chain.append(n)
-            nxt = _sole_consumer(model, uses, n.outputs[0])
-            if nxt is None:
-                break
-            if nxt is e:
-                if sorted(e.inputs) == sorted([v, n.outputs[0]]):
-                    return chain + [e]
-                break
-            n = nxt
+        chain, after = _last_axis_chain_end(model, uses, n, v)
+        if chain and after is e and sorted(e.inputs) == sorted([v, chain[-1].outputs[0]]):
+            return chain + [e]
     return None
 
 
-def _cancelling_readers(model, uses, v, p):
-    """Readers of v (a transpose's output, perm p, read by several nodes) that start a chain of
-    last-axis ops, each read only by the next, ending in a transpose that undoes p."""
+def _cancelling_reader(model, uses, v, p):
+    """A reader of v (a transpose's output, perm p, read by several nodes) that starts a chain of
+    last-axis ops, each read only by the next, ending in a transpose that undoes p; or None."""
     inv = [0] * len(p)
     for i, a in enumerate(p):
         inv[a] = i
-    found = []
     for r in uses.get(v, []):
-        n = r
-        while n.op in _SINK_LAST_AXIS and n.inputs[0] == (v if n is r else prev) and v not in n.inputs[1:] \
-                and not (n.op == "dense" and n.attr("residual")) and len(n.outputs) == 1:
-            prev = n.outputs[0]
-            n = _sole_consumer(model, uses, prev)
-            if n is None:
-                break
-        else:
-            if n is not r and n.op == "transpose" and list(n.attr("perm")) == inv:
-                found.append(r)
-    return found
+        chain, after = _last_axis_chain_end(model, uses, r, v)
+        if chain and after is not None and after.op == "transpose" and list(after.attr("perm")) == inv:
+            return r
+    return None
 
 
 def _copy_act_quant(model, src, dst):
