@@ -636,13 +636,11 @@ def fuse_packed_attention(m: Model, shapes) -> int:
     slice / flatten, every intermediate read once) and, run by the reference on index-valued probes of
     two batch and sequence sizes, it is exactly the head split (merge). Returns the number fused."""
     from ..formats import Dense
+    from ..ir import Node
+    from ..optimize import _consumers, _producer
     from ..reference import run_node
 
-    producer = {o: n for n in m.nodes for o in n.outputs}
-    readers = {}
-    for n in m.nodes:
-        for i in n.inputs:
-            readers.setdefault(i, []).append(n)
+    producer, readers = _producer(m), _consumers(m)
     outs = set(m.outputs)
 
     def private(v):
@@ -685,7 +683,7 @@ def fuse_packed_attention(m: Model, shapes) -> int:
         return (isinstance(w, Dense) and w.data.ndim == 2 and d.attr("act") == "none" and not d.attr("residual")
                 and all(len(readers.get(c, [])) == 1 for c in d.inputs[1:]) and all(c in m.constants for c in d.inputs[1:]))
 
-    fused, drop, add = 0, set(), []
+    fused, drop, add, spent = 0, set(), [], []
     for sm in list(m.nodes):
         if sm.op != "scaled_masked_softmax" or id(sm) in drop:
             continue
@@ -806,6 +804,7 @@ def fuse_packed_attention(m: Model, shapes) -> int:
             new.append(("transpose", [o_bf], {"perm": [1, 0, 2]}, y))
         block = [proj, qk, sm, pv, outp] + split + merge + after
         drop.update(id(n) for n in block)
+        spent += proj.inputs[1:]  # the packed weights (read by proj alone: dense_ok), now split
         add.append((max(m.nodes.index(n) for n in block), new))
         for n in block:  # no later block may reuse these values
             for o in n.outputs:
@@ -813,7 +812,6 @@ def fuse_packed_attention(m: Model, shapes) -> int:
         fused += 1
     if not fused:
         return 0
-    from ..ir import Node
     out = []
     at = {i: new for i, new in add}
     for i, n in enumerate(m.nodes):
@@ -822,7 +820,7 @@ def fuse_packed_attention(m: Model, shapes) -> int:
         for op, ins, attrs, name in at.get(i, []):
             out.append(Node(op, list(ins), [name], dict(attrs), name))
     m.nodes = out
-    for k in [k for k in m.constants if not any(k in n.inputs for n in m.nodes)]:
+    for k in spent:
         del m.constants[k]
     return fused
 
