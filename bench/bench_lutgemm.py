@@ -69,6 +69,13 @@ def lut_matrix(t, kn, engine):
     return K.Log2Matrix(t.packed, t.scale, 4, kn, kn)
 
 
+def int8_peer(wd):
+    """The int8 engine's packed weights and per-row scales for the decoded matrix wd (symmetric, per row)."""
+    amax = np.abs(wd).max(1)
+    s = np.where(amax > 0, amax / 127, 1).astype(np.float32)
+    return K.q8_pack(np.clip(np.round(wd / s[:, None]), -127, 127).astype(np.int8)), s
+
+
 CASES = [(f, kn, m, e) for f in ("codebook4_i8", "codebook4_i8_rows", "log2_4") for kn in KNS for m in MS
          for e in ENGINES]
 
@@ -89,10 +96,7 @@ def test_lutgemm(benchmark, case):
         p = K.PackedSgemm(wd)
         y = benchmark(p.run, x, threads=THREADS, out=out)
     else:
-        amax = np.abs(wd).max(1)
-        s = np.where(amax > 0, amax / 127, 1).astype(np.float32)
-        q = np.clip(np.round(wd / s[:, None]), -127, 127).astype(np.int8)
-        p = K.q8_pack(q)
+        p, s = int8_peer(wd)
         y = benchmark(p.run_dynamic, x, s, threads=THREADS, out=out)
     ref = x[:1].astype(np.float64) @ wd.T.astype(np.float64)
     assert np.allclose(y[:1], ref, rtol=2e-2, atol=2e-2 * np.sqrt(kn) * np.abs(wd).max())
@@ -110,9 +114,7 @@ def interleaved(kns, ms, threads_list, blocks, block_ms):
                 out = np.empty((m, kn), np.float32)
                 for fmt, t in (("codebook4_i8", cb), ("codebook4_i8_rows", cbr), ("log2_4", lg)):
                     wd = t.to_dense()
-                    amax = np.abs(wd).max(1)
-                    s = np.where(amax > 0, amax / 127, 1).astype(np.float32)
-                    q = K.q8_pack(np.clip(np.round(wd / s[:, None]), -127, 127).astype(np.int8))
+                    q, s = int8_peer(wd)
                     a, f, d = lut_matrix(t, kn, "slimrt"), lut_matrix(t, kn, "lut_f32"), K.PackedSgemm(wd)
                     times = interleave({
                         "slimrt": lambda r: a.run(x, threads=threads, out=out, repeat=r),

@@ -169,7 +169,7 @@ Mat mat_of(const PackedLutQ8& W, int64_t g0, int64_t rows) {
 template <typename Fin>
 void run_acc(const Mat& w, int64_t M, const uint8_t* xq, uint8_t* xb, int T, const Fin& fin) {
   const detail::LutQ8RowsFn kern = kernel_for(w.isa, w.vbmi);
-  const bool bcast = M == 1 && w.isa != Isa::Scalar;
+  const bool one_row = M == 1, bcast = one_row && w.isa != Isa::Scalar;
   if (bcast) {
     detail::vnni::lutq8_bcast_row(xq, w.Kp, xb);
     xq = xb;
@@ -184,7 +184,7 @@ void run_acc(const Mat& w, int64_t M, const uint8_t* xq, uint8_t* xb, int T, con
     alignas(64) int32_t acc[kLutQ8MaxP * kChunkGroups * 4];
     // one activation row: the buffer holds kLutQ8MaxP times the row groups, so a quarter of the calls
     // (1024 x 1024 batch 1: ~2% of the call)
-    const int64_t cg = M == 1 ? kChunkGroups * kLutQ8MaxP : kChunkGroups;
+    const int64_t cg = one_row ? kChunkGroups * kLutQ8MaxP : kChunkGroups;
     for (int64_t c0 = ga; c0 < gb; c0 += cg) {
       const int64_t c1 = std::min(gb, c0 + cg);
       const int64_t n0 = c0 * 4, cnt = std::min(w.N, c1 * 4) - n0;
