@@ -568,6 +568,39 @@ def test_weights_of_the_wrong_shape(small_files, tmp_path):
         slimrt.from_keras(tmp_path / "w.keras")
 
 
+def test_damaged_multi_head_attention_weights(tmp_path):
+    """MultiHeadAttention's sublayer weights: a missing projection, a wrong shape, a forged num_heads and a
+    legacy file without its query weights each raise a FormatError naming the layer."""
+    inp = keras.Input((6, 16))
+    model = keras.Model(inp, L.MultiHeadAttention(num_heads=2, key_dim=8, name="mha")(inp, inp))
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    grp = "layers/multi_head_attention"
+    _rewrite_zip(tmp_path / "m.keras", tmp_path / "a.keras", weights=lambda h: h.__delitem__(f"{grp}/key_dense"))
+    with pytest.raises(slimrt.FormatError, match="mha.*key_dense.*missing"):
+        slimrt.from_keras(tmp_path / "a.keras")
+
+    def reshape(h):
+        del h[f"{grp}/value_dense/vars/0"]
+        h[f"{grp}/value_dense/vars/0"] = np.zeros((16, 2, 4), np.float32)
+    _rewrite_zip(tmp_path / "m.keras", tmp_path / "b.keras", weights=reshape)
+    with pytest.raises(slimrt.FormatError, match=r"mha.*value_dense.*stored shape \(16, 2, 4\)"):
+        slimrt.from_keras(tmp_path / "b.keras")
+
+    def heads(cfg):
+        cfg["config"]["layers"][1]["config"]["num_heads"] = 100000
+    _rewrite_zip(tmp_path / "m.keras", tmp_path / "c.keras", config=heads)
+    with pytest.raises(slimrt.FormatError, match="mha.*stored shape"):
+        slimrt.from_keras(tmp_path / "c.keras")
+
+    shutil.copy(tmp_path / "m.h5", tmp_path / "d.h5")
+    with h5py.File(tmp_path / "d.h5", "r+") as h:
+        g = h["model_weights/mha"]
+        g.attrs["weight_names"] = [n for n in g.attrs["weight_names"] if "query" not in str(n)]
+    with pytest.raises(slimrt.FormatError, match="mha.*query_dense.*missing"):
+        slimrt.from_keras(tmp_path / "d.h5")
+
+
 def test_forged_huge_shapes_are_not_allocated(small_files, tmp_path):
     d, _ = small_files
     n = 200_000
